@@ -1,0 +1,96 @@
+"""Profiles, device choice, seeding and paths shared by every chapter.
+
+Environment variables (all optional):
+
+``ADVLAB_PROFILE``  ``smoke`` (seconds to a minute on a laptop CPU; what CI runs) or ``full``
+                    (the source study's protocol at full size).  Default: ``smoke``.
+``ADVLAB_DEVICE``   ``cpu``, ``cuda``, ``cuda:1`` ...  Default: CUDA when available.
+``ADVLAB_DATA``     folder holding offline mirrors (``MNIST/raw``, ``imagenet-samples`` ...).
+``ADVLAB_MODELS``   folder holding offline model weights.
+``ADVLAB_CACHE``    where downloads and cached results go.  Default: ``~/.cache/advlab``.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+PROFILES = ("smoke", "full")
+
+
+def resolve_profile(profile: str | None = None) -> str:
+    """Return the profile name: the argument, else ``$ADVLAB_PROFILE``, else ``smoke``."""
+    name = profile or os.environ.get("ADVLAB_PROFILE") or "smoke"
+    if name not in PROFILES:
+        raise ValueError(f"unknown profile {name!r}; choose one of {PROFILES}")
+    return name
+
+
+def get_device(device: str | torch.device | None = None) -> torch.device:
+    """The argument, else ``$ADVLAB_DEVICE``, else CUDA when available, else the CPU."""
+    choice = device or os.environ.get("ADVLAB_DEVICE")
+    if choice is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(choice)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {choice!r} requested but CUDA is not available on this machine")
+    return dev
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch (all devices); return a CPU generator seeded the same way."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def _env_path(var: str) -> Path | None:
+    value = os.environ.get(var)
+    return Path(value).expanduser() if value else None
+
+
+def data_root() -> Path | None:
+    """Folder of offline data mirrors (``$ADVLAB_DATA``), or ``None`` when unset."""
+    return _env_path("ADVLAB_DATA")
+
+
+def models_root() -> Path | None:
+    """Folder of offline model weights (``$ADVLAB_MODELS``), or ``None`` when unset."""
+    return _env_path("ADVLAB_MODELS")
+
+
+def cache_root() -> Path:
+    """Writable folder for downloads and cached results (``$ADVLAB_CACHE`` or ``~/.cache/advlab``)."""
+    root = _env_path("ADVLAB_CACHE") or Path.home() / ".cache" / "advlab"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What every result records about how it was produced."""
+
+    chapter: str
+    profile: str
+    device: str
+    model: str
+    wall_time_s: float
+    torch: str = torch.__version__
+    host: str = platform.machine()
+
+    def line(self) -> str:
+        return (f"run-info: chapter={self.chapter} profile={self.profile} device={self.device} "
+                f"model={self.model} wall={self.wall_time_s:.1f}s torch={self.torch}")
+
+
+def device_name(device: torch.device) -> str:
+    """Human-readable device name (GPU model or CPU with its thread count)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"

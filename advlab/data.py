@@ -1,0 +1,262 @@
+"""Data sets used by the book: the ImageNet sample images, MNIST and CIFAR-10.
+
+Every loader looks first in the offline mirror named by ``$ADVLAB_DATA``, then in the download
+cache (``$ADVLAB_CACHE``), and only then downloads the official files.  Files are verified by
+checksum wherever they come from; when nothing can be found or fetched the error says which
+variable to set and what to download.  Images come back as float tensors in [0, 1], NCHW.
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision.transforms import functional as TF
+from tqdm.auto import tqdm
+
+from .config import cache_root, data_root
+
+IMAGENET_SAMPLES_REPO = "https://github.com/EliSchwartz/imagenet-sample-images"
+IMAGENET_SAMPLES_COMMIT = "bc69043"
+IMAGENET_SAMPLES_URL = f"{IMAGENET_SAMPLES_REPO}/archive/{IMAGENET_SAMPLES_COMMIT}.zip"
+
+# Official MNIST md5 sums (the ones torchvision checks).
+MNIST_MD5 = {
+    "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+    "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+    "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+    "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+}
+
+# sha256 of the offline CIFAR-10 mirror files (see the mirror's PROVENANCE.md).
+CIFAR10_MIRROR_SHA256 = {
+    "cifar10_test.npz": "5d61ae8309107c7539a2421f5f72063c38b8b755e2088e6e97e2e4ebd3dca97b",
+    "cifar10_train_part0.npz": "3f50a2f1f9f075a7601369ec165641dc456c6ab8e2aa229fa84f8d329422f093",
+    "cifar10_train_part1.npz": "c0420bd1091285222c5d9b00fc6079dd20421fe29879d131ecd8a1fac5658d9a",
+}
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck")
+
+# An RGB file whose channels never differ by more than this (out of 255) is greyscale content.
+GREY_TOLERANCE = 8
+
+
+class DataUnavailableError(FileNotFoundError):
+    """No verified copy of a data set could be found or downloaded."""
+
+
+class ChecksumError(ValueError):
+    """A data file does not match its published checksum."""
+
+
+@dataclass
+class ImageSet:
+    """Images in [0, 1] (N, C, H, W) with integer labels and per-image metadata."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    classes: tuple[str, ...]
+    source: str
+    names: list[str] = field(default_factory=list)
+    grey: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, index) -> "ImageSet":
+        index = torch.as_tensor(index)
+        pick = index.tolist() if index.dtype != torch.bool else index.nonzero().flatten().tolist()
+        return ImageSet(self.x[index], self.y[index], self.classes, self.source,
+                        [self.names[i] for i in pick] if self.names else [],
+                        None if self.grey is None else self.grey[index])
+
+
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify(path: Path, expected: str, algorithm: str = "sha256") -> None:
+    actual = file_digest(path, algorithm)
+    if actual != expected:
+        raise ChecksumError(f"{path}: {algorithm} {actual} does not match the published {expected}; "
+                            "the file is corrupt or not the official one (delete it to re-download)")
+
+
+def _missing(what: str, mirror_sub: str, tried: list[str], download_hint: str) -> DataUnavailableError:
+    lines = [f"{what} not found. Looked in:"] + [f"  - {t}" for t in tried]
+    lines.append(f"Set ADVLAB_DATA to a folder that holds '{mirror_sub}', or allow the download "
+                 f"({download_hint}).")
+    return DataUnavailableError("\n".join(lines))
+
+
+# --------------------------------------------------------------------------- ImageNet samples
+def imagenet_manifest() -> list[dict]:
+    """The 1,000 sample files with their wnid and sha256, sorted by wnid."""
+    text = resources.files("advlab.resources").joinpath("imagenet_samples.csv").read_text()
+    return list(csv.DictReader(text.splitlines()))
+
+
+def imagenet_classes() -> tuple[str, ...]:
+    """Human-readable names of the 1,000 ImageNet classes, in torchvision's (sorted-wnid) order."""
+    from torchvision.models import ResNet50_Weights
+    return tuple(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
+
+
+def _find_imagenet_samples(download: bool) -> Path:
+    manifest = imagenet_manifest()
+    tried, candidates = [], []
+    if data_root() is not None:
+        candidates.append(data_root() / "imagenet-samples")
+    candidates.append(cache_root() / "imagenet-samples")
+    for folder in candidates:
+        tried.append(str(folder))
+        if all((folder / row["file"]).exists() for row in manifest):
+            return folder
+    if download:
+        from torchvision.datasets.utils import download_and_extract_archive
+        target = cache_root() / "imagenet-samples"
+        tried.append(IMAGENET_SAMPLES_URL)
+        try:
+            download_and_extract_archive(IMAGENET_SAMPLES_URL, str(cache_root()),
+                                         extract_root=str(cache_root() / "imagenet-samples-src"))
+        except Exception as err:  # network errors come in many types
+            raise _missing("ImageNet sample images", "imagenet-samples", tried,
+                           f"download failed: {err}") from err
+        src = next((cache_root() / "imagenet-samples-src").glob("*"))
+        target.mkdir(exist_ok=True)
+        for row in manifest:
+            (src / row["file"]).replace(target / row["file"])
+        return target
+    raise _missing("ImageNet sample images", "imagenet-samples", tried,
+                   f"download=True fetches {IMAGENET_SAMPLES_URL}")
+
+
+def is_greyscale(img: Image.Image, tolerance: int = GREY_TOLERANCE) -> bool:
+    """True for single-channel files and for RGB files whose channels (nearly) coincide."""
+    if img.mode not in ("RGB", "RGBA"):
+        return True
+    a = np.asarray(img.convert("RGB"), dtype=np.int16)
+    return int(max(np.abs(a[..., 0] - a[..., 1]).max(), np.abs(a[..., 1] - a[..., 2]).max())) <= tolerance
+
+
+def load_imagenet_samples(colour_only: bool = True, limit: int | None = None, resize: int = 256,
+                          crop: int = 224, download: bool = True, progress: bool = True) -> ImageSet:
+    """The 1,000 one-per-class ImageNet sample images (seed 000's test set).
+
+    Each image is resized (shorter side ``resize``) and centre-cropped to ``crop`` x ``crop``.
+    Labels are the positions of the wnids in the sorted list of all 1,000 wnids.  25 images are
+    greyscale (23 single-channel files, 2 RGB files with equal channels); ``colour_only`` drops
+    them, leaving the seed's 975.  ``limit`` keeps the first ``limit`` images after filtering.
+    """
+    folder = _find_imagenet_samples(download)
+    manifest = imagenet_manifest()
+    wnids = sorted(row["wnid"] for row in manifest)
+    index = {w: i for i, w in enumerate(wnids)}
+    xs, ys, names, greys = [], [], [], []
+    for row in tqdm(manifest, desc="ImageNet samples", disable=not progress, leave=False):
+        path = folder / row["file"]
+        verify(path, row["sha256"])
+        with Image.open(path) as img:
+            grey = is_greyscale(img)
+            if colour_only and grey:
+                continue
+            img = TF.center_crop(TF.resize(img.convert("RGB"), resize), crop)
+            xs.append(TF.pil_to_tensor(img))
+        ys.append(index[row["wnid"]])
+        names.append(row["file"])
+        greys.append(grey)
+        if limit is not None and len(ys) >= limit:
+            break
+    x = torch.stack(xs).float().div_(255)
+    return ImageSet(x, torch.tensor(ys), imagenet_classes(), str(folder), names, torch.tensor(greys))
+
+
+# --------------------------------------------------------------------------- MNIST
+def _read_idx(path: Path) -> np.ndarray:
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    ndim = data[3]
+    shape = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
+
+
+def _find_mnist(download: bool) -> Path:
+    tried, candidates = [], []
+    if data_root() is not None:
+        candidates.append(data_root() / "MNIST" / "raw")
+    candidates.append(cache_root() / "MNIST" / "raw")
+    for folder in candidates:
+        tried.append(str(folder))
+        if all((folder / name).exists() for name in MNIST_MD5):
+            return folder
+    if download:
+        from torchvision.datasets import MNIST
+        tried.append("torchvision.datasets.MNIST(download=True)")
+        try:
+            MNIST(str(cache_root()), download=True)
+        except Exception as err:
+            raise _missing("MNIST", "MNIST/raw", tried, f"download failed: {err}") from err
+        return cache_root() / "MNIST" / "raw"
+    raise _missing("MNIST", "MNIST/raw", tried, "download=True uses torchvision.datasets.MNIST")
+
+
+def load_mnist(split: str = "train", download: bool = True) -> ImageSet:
+    """MNIST ``train`` (60,000) or ``test`` (10,000) as (N, 1, 28, 28) floats in [0, 1]."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    folder = _find_mnist(download)
+    prefix = "train" if split == "train" else "t10k"
+    files = {kind: folder / f"{prefix}-{kind}-idx{3 if kind == 'images' else 1}-ubyte.gz"
+             for kind in ("images", "labels")}
+    for path in files.values():
+        verify(path, MNIST_MD5[path.name], "md5")
+    x = torch.from_numpy(_read_idx(files["images"]).copy()).unsqueeze(1).float().div_(255)
+    y = torch.from_numpy(_read_idx(files["labels"]).astype(np.int64))
+    return ImageSet(x, y, tuple(str(d) for d in range(10)), str(folder))
+
+
+# --------------------------------------------------------------------------- CIFAR-10
+def load_cifar10(split: str = "test", download: bool = True) -> ImageSet:
+    """CIFAR-10 ``train`` or ``test`` as (N, 3, 32, 32) floats in [0, 1].
+
+    The offline mirror holds the full test set (grouped by class, official order within each
+    class) and 20,000 of the 50,000 training images; with internet the official files are used.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+    tried = []
+    if data_root() is not None:
+        names = ["cifar10_test.npz"] if split == "test" else ["cifar10_train_part0.npz",
+                                                               "cifar10_train_part1.npz"]
+        paths = [data_root() / n for n in names]
+        tried += [str(p) for p in paths]
+        if all(p.exists() for p in paths):
+            xs, ys = [], []
+            for p in paths:
+                verify(p, CIFAR10_MIRROR_SHA256[p.name])
+                with np.load(p) as z:
+                    xs.append(z["x"])
+                    ys.append(z["y"])
+            x = torch.from_numpy(np.concatenate(xs)).permute(0, 3, 1, 2).float().div_(255)
+            y = torch.from_numpy(np.concatenate(ys).astype(np.int64))
+            return ImageSet(x.contiguous(), y, CIFAR10_CLASSES, str(data_root()))
+    from torchvision.datasets import CIFAR10
+    root = cache_root()
+    tried.append(f"{root}/cifar-10-batches-py")
+    try:  # torchvision verifies the archive's md5 itself
+        ds = CIFAR10(str(root), train=(split == "train"), download=download)
+    except Exception as err:
+        raise _missing("CIFAR-10", "cifar10_test.npz", tried,
+                       f"download={download}: {err}") from err
+    x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).float().div_(255)
+    return ImageSet(x.contiguous(), torch.tensor(ds.targets), CIFAR10_CLASSES, str(root))
