@@ -1,0 +1,6 @@
+"""Models of the book. Every model takes [0, 1] inputs; normalisation lives inside the wrapper."""
+from .imagenet import SPECS as IMAGENET_SPECS, WeightsUnavailableError, load_imagenet_model
+from .wrappers import Normalized, predict, prepare_for_inference
+
+__all__ = ["IMAGENET_SPECS", "Normalized", "WeightsUnavailableError", "load_imagenet_model",
+           "predict", "prepare_for_inference"]
