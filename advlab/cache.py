@@ -48,6 +48,7 @@ class ResultCache:
     def __init__(self, namespace: str, root: Path | None = None, enabled: bool = True):
         self.dir = Path(root or cache_root() / "results") / namespace
         self.enabled = enabled
+        self.hits = self.misses = 0
 
     def path(self, name: str, config: dict) -> Path:
         return self.dir / f"{name}-{config_hash(config)}.pt"
@@ -56,7 +57,9 @@ class ResultCache:
         """Return the stored entry for ``(name, config)``; compute and store it if absent."""
         path = self.path(name, config)
         if self.enabled and path.exists():
+            self.hits += 1
             return torch.load(path, weights_only=True)
+        self.misses += 1
         value = compute()
         if self.enabled:
             atomic_save(value, path)

@@ -81,12 +81,14 @@ class RunInfo:
     device: str
     model: str
     wall_time_s: float
+    note: str = ""
     torch: str = torch.__version__
     host: str = platform.machine()
 
     def line(self) -> str:
         return (f"run-info: chapter={self.chapter} profile={self.profile} device={self.device} "
-                f"model={self.model} wall={self.wall_time_s:.1f}s torch={self.torch}")
+                f"model={self.model} wall={self.wall_time_s:.1f}s torch={self.torch}"
+                + (f" ({self.note})" if self.note else ""))
 
 
 def device_name(device: torch.device) -> str:

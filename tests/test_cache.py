@@ -48,3 +48,10 @@ def test_disabled_cache_writes_nothing(tmp_path):
     cache = ResultCache("t", root=tmp_path, enabled=False)
     cache.get_or_compute("x", {}, lambda: {"v": torch.ones(1)})
     assert not (tmp_path / "t").exists()
+
+
+def test_hit_and_miss_counts(tmp_path):
+    cache = ResultCache("t", root=tmp_path)
+    for _ in range(3):
+        cache.get_or_compute("x", {}, lambda: {"v": torch.ones(1)})
+    assert (cache.hits, cache.misses) == (2, 1)
