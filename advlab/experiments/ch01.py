@@ -1,0 +1,258 @@
+"""Chapter 1: Gaussian noise, Gaussian smoothing and the 2-of-3 vote (seed 000).
+
+Reproduces the seed's table (Acc_NS, Acc_SS, Acc_DS, Acc_Maj, reject rate for noise
+sigma in {0, 0.125, 0.25, 0.375}, 5x5 and 7x7 kernels with blur sigma 1) on the colour ImageNet
+sample images, over several noise draws, then attacks the vote with FGSM and PGD, both
+ignoring the defence and through it.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .. import attacks as atk
+from ..cache import ResultCache
+from ..config import RunInfo, device_name, get_device, resolve_profile, seed_everything
+from ..data import ImageSet, load_imagenet_samples
+from ..defenses.smoothing import BLUR_SIGMA_DEFAULT as BLUR_SIGMA
+from ..defenses.smoothing import (REJECT, SmoothingVote, VoteSurrogate, add_noise, compose_kernels,
+                                  equivalent_gaussian, gaussian_blur, gaussian_kernel,
+                                  kernel_distance, majority_vote, three_views)
+from ..metrics import summarise_draws
+from ..models import IMAGENET_SPECS, load_imagenet_model, predict, prepare_for_inference
+
+CHAPTER = "ch01"
+NOISE_SIGMAS = (0.0, 0.125, 0.25, 0.375)
+METRICS = ["acc_ns", "acc_ss", "acc_ds", "acc_maj", "reject"]
+
+# The seed's table (ResNet-50, 975 colour sample images, one noise draw, 5x5 kernel).
+SEED_TABLE = pd.DataFrame({
+    "sigma": NOISE_SIGMAS,
+    "acc_ns": [0.8820, 0.6523, 0.3425, 0.0902],
+    "acc_ss": [0.8605, 0.7148, 0.5005, 0.3097],
+    "acc_ds": [0.8153, 0.6912, 0.4923, 0.3220],
+    "acc_maj": [0.8697, 0.7541, 0.5682, 0.4118],
+    "reject": [0.0153, 0.0656, 0.1589, 0.3076],
+})
+
+PROFILES = {
+    "smoke": dict(n_images=10, draws=2, kernels=(5, 7), batch_size=16, attack_images=6,
+                  epsilons=(2 / 255, 8 / 255), pgd_steps=3, seed=0),
+    "full": dict(n_images=None, draws=3, kernels=(5, 7), batch_size=64, attack_images=48,
+                 epsilons=(1 / 255, 2 / 255, 4 / 255, 8 / 255), pgd_steps=7, seed=0),
+}
+
+
+def settings(profile: str | None = None, **overrides) -> dict:
+    """The profile's settings, with keyword overrides (unknown keys are an error)."""
+    cfg = dict(PROFILES[resolve_profile(profile)])
+    unknown = set(overrides) - set(cfg)
+    if unknown:
+        raise ValueError(f"unknown ch01 settings {sorted(unknown)}; known: {sorted(cfg)}")
+    cfg.update(overrides)
+    return cfg
+
+
+def load_images(model_name: str, n_images: int | None = None, progress: bool = True) -> ImageSet:
+    """The colour sample images, preprocessed for ``model_name`` (Resize 256, CenterCrop 224)."""
+    spec = IMAGENET_SPECS[model_name]
+    return load_imagenet_samples(colour_only=True, limit=n_images, resize=spec.resize,
+                                 crop=spec.crop, progress=progress)
+
+
+def noise_seeds(images: ImageSet, draw: int, seed: int) -> torch.Tensor:
+    """One noise seed per image: fixed by (seed, draw, class index), independent of subsets."""
+    return seed * 1_000_000 + draw * 1_000 + images.y
+
+
+def noise_predictions(model, images: ImageSet, sigma: float, draw: int, kernels=(5, 7),
+                      seed: int = 0, batch_size: int = 64, progress: bool = True) -> dict:
+    """Labels for the noisy input and its single and double blur for each kernel size.
+
+    Returns ``{"ns": (N,), "ss5": (N,), "ds5": (N,), "ss7": ...}`` as CPU long tensors.
+    """
+    blurs = {k: gaussian_blur(k, BLUR_SIGMA) for k in kernels}
+    seeds = noise_seeds(images, draw, seed)
+    out = {"ns": []} | {f"{v}{k}": [] for k in kernels for v in ("ss", "ds")}
+    for i in tqdm(range(0, len(images), batch_size), desc=f"sigma={sigma} draw={draw}",
+                  disable=not progress, leave=False):
+        x = add_noise(images.x[i:i + batch_size], sigma, seeds[i:i + batch_size])
+        out["ns"].append(predict(model, x, batch_size))
+        for k, blur in blurs.items():
+            _, single, double = three_views(x, blur)
+            out[f"ss{k}"].append(predict(model, single, batch_size))
+            out[f"ds{k}"].append(predict(model, double, batch_size))
+    return {k: torch.cat(v) for k, v in out.items()}
+
+
+def score(y: torch.Tensor, ns: torch.Tensor, ss: torch.Tensor, ds: torch.Tensor) -> dict:
+    """The seed's five numbers for one set of three predictions."""
+    vote = majority_vote(ns, ss, ds)
+    acc = lambda p: float((p == y).float().mean())  # noqa: E731
+    return {"acc_ns": acc(ns), "acc_ss": acc(ss), "acc_ds": acc(ds), "acc_maj": acc(vote),
+            "reject": float((vote == REJECT).float().mean())}
+
+
+def run_noise(model, images: ImageSet, cfg: dict, cache: ResultCache, model_name: str,
+              progress: bool = True) -> pd.DataFrame:
+    """Every (sigma, draw) pass, cached one at a time; a row per kernel, sigma and draw."""
+    rows = []
+    jobs = [(s, d) for s in NOISE_SIGMAS for d in range(cfg["draws"] if s > 0 else 1)]
+    for sigma, draw in tqdm(jobs, desc="noise x smoothing", disable=not progress):
+        key = dict(model=model_name, sigma=sigma, draw=draw, seed=cfg["seed"], n=len(images),
+                   kernels=list(cfg["kernels"]), blur_sigma=BLUR_SIGMA, images=images.names[-1])
+        preds = cache.get_or_compute(
+            "noise", key, lambda: noise_predictions(model, images, sigma, draw, cfg["kernels"],
+                                                    cfg["seed"], cfg["batch_size"], progress))
+        for k in cfg["kernels"]:
+            rows.append({"kernel": f"{k}x{k}", "sigma": sigma, "draw": draw,
+                         **score(images.y, preds["ns"], preds[f"ss{k}"], preds[f"ds{k}"])})
+    return pd.DataFrame(rows)
+
+
+def seed_comparison(table: pd.DataFrame, kernel: str = "5x5") -> pd.DataFrame:
+    """This run's means beside the seed's numbers (the seed reported the 5x5 kernel)."""
+    ours = table[table.kernel == kernel].set_index("sigma")[METRICS]
+    seed = SEED_TABLE.set_index("sigma")[METRICS]
+    both = pd.concat({"advlab": ours, "seed (ResNet-50)": seed}, axis=1).swaplevel(axis=1)
+    return both[[(m, w) for m in METRICS for w in ("advlab", "seed (ResNet-50)")]]
+
+
+def example_views(model, images: ImageSet, index, sigmas=NOISE_SIGMAS, kernel: int = 5,
+                  draw: int = 0, seed: int = 0) -> dict:
+    """Noisy inputs and their four labels (NS, SS, DS, vote) for a few images and every sigma."""
+    sub = images.subset(index)
+    vote = SmoothingVote(model, kernel, BLUR_SIGMA)
+    xs, preds = [], []
+    for sigma in sigmas:
+        x = add_noise(sub.x, sigma, noise_seeds(sub, draw, seed))
+        p = vote.predict(x)
+        xs.append(x)
+        preds.append(torch.stack([p["ns"], p["ss"], p["ds"], p["vote"]], 1))
+    return {"x": torch.stack(xs, 1), "preds": torch.stack(preds, 1), "sigmas": list(sigmas),
+            "y": sub.y, "names": sub.names}
+
+
+# --------------------------------------------------------------------------- attacks
+def attack_subset(images: ImageSet, n: int, seed: int) -> ImageSet:
+    """A fixed random subset of ``n`` images for the (expensive) attack experiments."""
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(len(images), generator=g)[:n].sort().values
+    return images.subset(idx)
+
+
+def run_attacks(model, images: ImageSet, cfg: dict, cache: ResultCache, model_name: str,
+                kernel: int = 5, progress: bool = True) -> pd.DataFrame:
+    """FGSM and PGD against the bare model (the attacker ignores the defence) and against the
+    differentiable surrogate of the blur-and-vote pipeline (the attacker knows it)."""
+    sub = attack_subset(images, cfg["attack_images"], cfg["seed"])
+    vote = SmoothingVote(model, kernel, BLUR_SIGMA)
+    targets = {"ignores defence": model, "adaptive (through blur+vote)": VoteSurrogate(model, kernel, BLUR_SIGMA)}
+    rows = []
+    clean = vote.predict(sub.x)
+    rows.append({"attack": "none", "attacker": "-", "eps_255": 0.0,
+                 **score(sub.y, clean["ns"], clean["ss"], clean["ds"])})
+    jobs = [(a, t) for a in ("fgsm", "pgd") for t in targets]
+    for name, who in tqdm(jobs, desc="attacks", disable=not progress):
+        key = dict(model=model_name, attack=name, attacker=who, eps=list(cfg["epsilons"]),
+                   steps=cfg["pgd_steps"], n=len(sub), seed=cfg["seed"], kernel=kernel)
+
+        def compute():
+            advs = atk.attack(targets[who], sub.x, sub.y, name, list(cfg["epsilons"]),
+                              steps=cfg["pgd_steps"], batch_size=cfg["batch_size"] // 2,
+                              seed=cfg["seed"], progress=progress)
+            preds = {}
+            for i, e in enumerate(advs):
+                p = vote.predict(advs[e])
+                preds.update({f"{v}_{i}": p[v] for v in ("ns", "ss", "ds")})
+            return preds
+
+        preds = cache.get_or_compute("attack", key, compute)
+        for i, e in enumerate(cfg["epsilons"]):
+            rows.append({"attack": name.upper(), "attacker": who, "eps_255": round(e * 255, 3),
+                         **score(sub.y, preds[f"ns_{i}"], preds[f"ss_{i}"], preds[f"ds_{i}"])})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- blur composition
+def kernel_check(kernel_size: int = 5, sigma: float = BLUR_SIGMA) -> pd.DataFrame:
+    """How far two k x k blurs are from the seed's 7x7 claim and from the correct equivalent."""
+    k = gaussian_kernel(kernel_size, sigma)
+    twice = compose_kernels(k, k)
+    size, s2 = equivalent_gaussian(kernel_size, sigma)
+    rows = []
+    for label, ks, s in [("seed: one 7x7, sigma=1", 7, sigma),
+                         (f"one {size}x{size}, sigma=sqrt(2)={s2:.4f}", size, s2)]:
+        cand = gaussian_kernel(ks, s)
+        rows.append({"candidate": label, "max_abs_kernel_error": kernel_distance(twice, cand),
+                     "relative_error": kernel_distance(twice, cand) / float(twice.max())})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- everything
+@dataclass
+class Ch01Results:
+    per_draw: pd.DataFrame
+    table: pd.DataFrame
+    seed_comparison: pd.DataFrame
+    attacks: pd.DataFrame
+    kernels: pd.DataFrame
+    info: RunInfo
+    settings: dict = field(default_factory=dict)
+
+    def save(self, out: Path) -> list[Path]:
+        """Write every table as CSV and the run's settings and run-info as JSON."""
+        import json
+        from dataclasses import asdict
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name in ("per_draw", "table", "seed_comparison", "attacks", "kernels"):
+            path = out / f"{CHAPTER}_{name}.csv"
+            getattr(self, name).to_csv(path, index=name == "seed_comparison")
+            written.append(path)
+        path = out / f"{CHAPTER}_run.json"
+        path.write_text(json.dumps({"info": asdict(self.info), "settings": self.settings},
+                                   indent=2, default=str))
+        return written + [path]
+
+
+def make_figures(results: "Ch01Results") -> dict:
+    """The chapter's summary figures, by file stem."""
+    from .. import plots
+    return {"ch01_noise_curves": plots.plot_noise_curves(results.table, SEED_TABLE),
+            "ch01_attack_curves": plots.plot_attack_curves(results.attacks)}
+
+
+def setup(profile: str | None = None, model_name: str = "efficientnet_lite0", device=None,
+          progress: bool = True, **overrides):
+    """Settings, device, model (eval, channels_last) and the colour images for a run."""
+    cfg = settings(profile, **overrides)
+    dev = get_device(device)
+    seed_everything(cfg["seed"])
+    model = prepare_for_inference(load_imagenet_model(model_name), dev)
+    return cfg, dev, model, load_images(model_name, cfg["n_images"], progress)
+
+
+def run(profile: str | None = None, model_name: str = "efficientnet_lite0", device=None,
+        use_cache: bool = True, progress: bool = True, prepared=None, **overrides) -> Ch01Results:
+    """The whole chapter: noise table over draws, seed comparison, attacks, kernel check.
+
+    ``prepared`` takes the tuple ``setup`` returned (so a notebook loads the model once).
+    """
+    t0 = time.time()
+    profile = resolve_profile(profile)
+    cfg, dev, model, images = prepared or setup(profile, model_name, device, progress, **overrides)
+    cache = ResultCache(CHAPTER, enabled=use_cache)
+    per_draw = run_noise(model, images, cfg, cache, model_name, progress)
+    table = summarise_draws(per_draw, ["kernel", "sigma"], METRICS, len(images))
+    attacks = run_attacks(model, images, cfg, cache, model_name, progress=progress)
+    note = f"{cache.hits} of {cache.hits + cache.misses} pieces read from the cache" if cache.hits else ""
+    info = RunInfo(CHAPTER, profile, device_name(dev), model_name, time.time() - t0, note)
+    return Ch01Results(per_draw, table, seed_comparison(table), attacks, kernel_check(), info,
+                       {**cfg, "n_images": len(images)})

@@ -1,0 +1,106 @@
+"""Figures shared by the notebooks and the CLI (each returns a matplotlib Figure)."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+import torch
+
+LABELS = {"acc_ns": "no smoothing", "acc_ss": "single blur", "acc_ds": "double blur",
+          "acc_maj": "2-of-3 vote", "reject": "reject rate"}
+
+
+def plot_noise_curves(table: pd.DataFrame, seed: pd.DataFrame | None = None) -> plt.Figure:
+    """Accuracy and reject rate against noise sigma, one column per kernel, with 95% intervals.
+
+    Solid lines: this run (mean over draws, Wilson interval as a band); crosses: the seed.
+    """
+    kernels = list(dict.fromkeys(table.kernel))
+    fig, axes = plt.subplots(2, len(kernels), figsize=(5.2 * len(kernels), 6.5), squeeze=False,
+                             sharex=True, gridspec_kw={"height_ratios": [2.2, 1]})
+    colours = dict(zip(LABELS, sns.color_palette("colorblind", len(LABELS))))
+    for j, k in enumerate(kernels):
+        t = table[table.kernel == k]
+        for row, metrics in ((0, ["acc_ns", "acc_ss", "acc_ds", "acc_maj"]), (1, ["reject"])):
+            ax = axes[row, j]
+            for m in metrics:
+                ax.plot(t.sigma, t[m], "-o", color=colours[m], label=LABELS[m], ms=4)
+                ax.fill_between(t.sigma, t[f"{m}_lo"], t[f"{m}_hi"], color=colours[m], alpha=0.2)
+                if seed is not None and k == "5x5":
+                    ax.plot(seed.sigma, seed[m], "x", color=colours[m], ms=8, mew=2)
+            ax.set_ylim(0, 1 if row == 0 else max(0.05, float(t["reject_hi"].max()) * 1.15))
+            ax.grid(alpha=0.3)
+        axes[0, j].set_title(f"Gaussian blur {k}, blur sigma 1")
+        axes[0, j].set_ylabel("top-1 accuracy")
+        axes[1, j].set_ylabel("reject rate")
+        axes[1, j].set_xlabel("noise sigma")
+    axes[0, 0].legend(loc="lower left", fontsize=8,
+                      title="lines: this run; x: seed (5x5)" if seed is not None else None,
+                      title_fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_attack_curves(attacks: pd.DataFrame) -> plt.Figure:
+    """Accuracy of the bare model and of the vote, and the reject rate, against epsilon."""
+    clean = attacks[attacks.attack == "none"].iloc[0]
+    atk = attacks[attacks.attack != "none"]
+    names = list(dict.fromkeys(atk.attack))
+    fig, axes = plt.subplots(1, len(names) + 1, figsize=(4.6 * (len(names) + 1), 3.8), squeeze=False)
+    styles = {a: s for a, s in zip(dict.fromkeys(atk.attacker), ["-", "--", ":"])}
+    for j, name in enumerate(names):
+        ax = axes[0, j]
+        for who, t in atk[atk.attack == name].groupby("attacker", sort=False):
+            for m, c in (("acc_ns", "C0"), ("acc_maj", "C3")):
+                ax.plot([0, *t.eps_255], [clean[m], *t[m]], styles[who], color=c, marker="o", ms=4,
+                        label=f"{LABELS[m]}, attacker {who}")
+            axes[0, -1].plot([0, *t.eps_255], [clean.reject, *t.reject], styles[who], marker="o",
+                             ms=4, label=f"{name}, {who}")
+        ax.set(title=f"{name} (L-inf)", xlabel="epsilon (x/255)", ylabel="top-1 accuracy", ylim=(0, 1))
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7)
+    axes[0, -1].set(title="reject rate of the vote", xlabel="epsilon (x/255)", ylim=(0, 1))
+    axes[0, -1].legend(fontsize=7)
+    axes[0, -1].grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_examples(views: dict, classes, max_chars: int = 18) -> plt.Figure:
+    """Grid of noisy inputs (rows: images, columns: noise sigma) titled with the three labels.
+
+    ``views`` comes from ``advlab.experiments.ch01.example_views``.
+    """
+    x, preds, sigmas, y = views["x"], views["preds"], views["sigmas"], views["y"]
+    n, s = x.shape[0], x.shape[1]
+    fig, axes = plt.subplots(n, s, figsize=(2.6 * s, 2.9 * n), squeeze=False)
+    short = lambda i: "REJECT" if i < 0 else classes[i][:max_chars]  # noqa: E731
+    for i in range(n):
+        for j in range(s):
+            ax = axes[i, j]
+            ax.imshow(x[i, j].permute(1, 2, 0).clamp(0, 1).numpy())
+            ax.set_xticks([]), ax.set_yticks([])
+            p = preds[i, j].tolist()
+            ok = lambda v: "✓" if v == int(y[i]) else "✗"  # noqa: E731
+            ax.set_title(f"NS {short(p[0])} {ok(p[0])}\nSS {short(p[1])} {ok(p[1])}\n"
+                         f"DS {short(p[2])} {ok(p[2])}\nvote {short(p[3])} {ok(p[3])}", fontsize=7,
+                         loc="left")
+            if i == 0:
+                ax.set_xlabel(f"sigma = {sigmas[j]}")
+                ax.xaxis.set_label_position("top")
+            if j == 0:
+                ax.set_ylabel(classes[int(y[i])][:max_chars], fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def show_kernels(kernels: dict[str, torch.Tensor]) -> plt.Figure:
+    """Heat maps of named 2-D kernels on one colour scale."""
+    fig, axes = plt.subplots(1, len(kernels), figsize=(3.2 * len(kernels), 3.2), squeeze=False)
+    vmax = max(float(k.max()) for k in kernels.values())
+    for ax, (name, k) in zip(axes[0], kernels.items()):
+        ax.imshow(k.numpy(), cmap="viridis", vmin=0, vmax=vmax)
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([]), ax.set_yticks([])
+    fig.tight_layout()
+    return fig

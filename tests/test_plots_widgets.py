@@ -1,0 +1,69 @@
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from advlab import plots  # noqa: E402
+from advlab.cli import build_parser  # noqa: E402
+from advlab.data import ImageSet  # noqa: E402
+from advlab.experiments import ch01  # noqa: E402
+from advlab.metrics import summarise_draws  # noqa: E402
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x):
+        return self.conv(x).mean((2, 3))
+
+
+@pytest.fixture
+def tiny_set():
+    g = torch.Generator().manual_seed(0)
+    return ImageSet(torch.rand(3, 3, 16, 16, generator=g), torch.tensor([0, 1, 2]),
+                    ("zero", "one", "two", "three"), "made", ["n0_zero.JPEG", "n1_one.JPEG", "n2_two.JPEG"])
+
+
+def test_example_views_shapes_and_vote(tiny_set):
+    v = ch01.example_views(Tiny().eval(), tiny_set, [0, 2], sigmas=(0.0, 0.25))
+    assert v["x"].shape == (2, 2, 3, 16, 16) and v["preds"].shape == (2, 2, 4)
+    assert torch.equal(v["x"][:, 0], tiny_set.x[[0, 2]])          # sigma 0 leaves the input alone
+    fig = plots.plot_examples(v, tiny_set.classes)
+    assert len(fig.axes) == 4
+
+
+def test_summary_figures_from_tables():
+    per_draw = ch01.SEED_TABLE.assign(kernel="5x5", draw=0)
+    table = summarise_draws(per_draw, ["kernel", "sigma"], ch01.METRICS, 975)
+    assert len(plots.plot_noise_curves(table, ch01.SEED_TABLE).axes) == 2
+    import pandas as pd
+    attacks = pd.DataFrame([
+        {"attack": "none", "attacker": "-", "eps_255": 0.0, "acc_ns": .9, "acc_maj": .9, "reject": 0.0},
+        {"attack": "PGD", "attacker": "a", "eps_255": 2.0, "acc_ns": .1, "acc_maj": .3, "reject": .2},
+        {"attack": "PGD", "attacker": "b", "eps_255": 2.0, "acc_ns": .2, "acc_maj": .0, "reject": .1}])
+    assert len(plots.plot_attack_curves(attacks).axes) == 2
+
+
+def test_explorer_builds_and_redraws(tiny_set):
+    from advlab.widgets import smoothing_explorer
+    box = smoothing_explorer(Tiny().eval(), tiny_set)
+    choose, sigma = box.children[0].children
+    assert choose.options == (("zero", 0), ("one", 1), ("two", 2))
+    sigma.value = 0.1          # each change redraws; an error in redraw would raise here
+    choose.value = 2
+    assert sigma.max == 0.5 and choose.value == 2
+
+
+def test_cli_rejects_unknown_chapter_and_profile():
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "ch09"])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "ch01", "--profile", "medium"])
+    args = build_parser().parse_args(["run", "ch01", "--profile", "full"])
+    assert args.profile == "full" and args.model == "efficientnet_lite0"
