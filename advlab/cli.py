@@ -1,0 +1,52 @@
+"""Command line: ``advlab run <chapter> --profile smoke|full`` runs a chapter headless.
+
+It calls the same experiment functions as the chapter's notebook and writes the tables (CSV),
+the settings and run-info (JSON) and the figures (PNG) to ``--out``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+CHAPTERS = {"ch01": "advlab.experiments.ch01"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="advlab", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run one chapter's experiment")
+    run.add_argument("chapter", choices=sorted(CHAPTERS))
+    run.add_argument("--profile", choices=("smoke", "full"), default=None,
+                     help="default: $ADVLAB_PROFILE, else smoke")
+    run.add_argument("--model", default="efficientnet_lite0",
+                     help="ImageNet chapters: efficientnet_lite0 (offline), resnet50, inception_v3")
+    run.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if present)")
+    run.add_argument("--out", type=Path, default=Path("results"), help="output folder")
+    run.add_argument("--no-cache", action="store_true", help="recompute everything")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    module = importlib.import_module(CHAPTERS[args.chapter])
+    results = module.run(profile=args.profile, model_name=args.model, device=args.device,
+                         use_cache=not args.no_cache, progress=not args.quiet)
+    out = args.out / args.chapter
+    written = results.save(out)
+    import matplotlib
+    matplotlib.use("Agg")
+    for stem, fig in module.make_figures(results).items():
+        path = out / f"{stem}.png"
+        fig.savefig(path, dpi=120)
+        written.append(path)
+    print(results.info.line())
+    for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
