@@ -73,7 +73,7 @@ def plot_examples(views: dict, classes, max_chars: int = 18) -> plt.Figure:
     """
     x, preds, sigmas, y = views["x"], views["preds"], views["sigmas"], views["y"]
     n, s = x.shape[0], x.shape[1]
-    fig, axes = plt.subplots(n, s, figsize=(2.6 * s, 2.9 * n), squeeze=False)
+    fig, axes = plt.subplots(n, s, figsize=(2.6 * s, 3.3 * n + 0.3), squeeze=False)
     short = lambda i: "REJECT" if i < 0 else classes[i][:max_chars]  # noqa: E731
     for i in range(n):
         for j in range(s):
@@ -82,12 +82,10 @@ def plot_examples(views: dict, classes, max_chars: int = 18) -> plt.Figure:
             ax.set_xticks([]), ax.set_yticks([])
             p = preds[i, j].tolist()
             ok = lambda v: "✓" if v == int(y[i]) else "✗"  # noqa: E731
-            ax.set_title(f"NS {short(p[0])} {ok(p[0])}\nSS {short(p[1])} {ok(p[1])}\n"
+            head = f"noise sigma = {sigmas[j]}\n" if i == 0 else ""
+            ax.set_title(f"{head}NS {short(p[0])} {ok(p[0])}\nSS {short(p[1])} {ok(p[1])}\n"
                          f"DS {short(p[2])} {ok(p[2])}\nvote {short(p[3])} {ok(p[3])}", fontsize=7,
                          loc="left")
-            if i == 0:
-                ax.set_xlabel(f"sigma = {sigmas[j]}")
-                ax.xaxis.set_label_position("top")
             if j == 0:
                 ax.set_ylabel(classes[int(y[i])][:max_chars], fontsize=9)
     fig.tight_layout()
@@ -104,3 +102,14 @@ def show_kernels(kernels: dict[str, torch.Tensor]) -> plt.Figure:
         ax.set_xticks([]), ax.set_yticks([])
     fig.tight_layout()
     return fig
+
+
+def as_jpeg(fig: plt.Figure, quality: int = 85, dpi: int = 100):
+    """The figure as an inline JPEG (closed afterwards): noisy images compress badly as PNG."""
+    import io
+
+    from IPython.display import Image
+    buf = io.BytesIO()
+    fig.savefig(buf, format="jpeg", dpi=dpi, pil_kwargs={"quality": quality})
+    plt.close(fig)
+    return Image(data=buf.getvalue(), format="jpeg")

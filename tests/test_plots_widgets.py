@@ -67,3 +67,10 @@ def test_cli_rejects_unknown_chapter_and_profile():
         build_parser().parse_args(["run", "ch01", "--profile", "medium"])
     args = build_parser().parse_args(["run", "ch01", "--profile", "full"])
     assert args.profile == "full" and args.model == "efficientnet_lite0"
+
+
+def test_as_jpeg_is_small_and_valid(tiny_set):
+    fig = plots.plot_examples(ch01.example_views(Tiny().eval(), tiny_set, [0], sigmas=(0.25,)),
+                              tiny_set.classes)
+    img = plots.as_jpeg(fig)
+    assert img.data[:2] == b"\xff\xd8" and len(img.data) < 200_000

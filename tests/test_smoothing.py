@@ -133,3 +133,11 @@ def test_vote_surrogate_is_mean_log_softmax_and_differentiable():
     assert torch.allclose(out, ref, atol=1e-6)
     out[:, 0].sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("size,variance", [(5, 0.9243), (7, 0.9959)])
+def test_truncated_window_variance(size, variance):
+    """A sigma=1 Gaussian cut to a 5x5 window has variance 0.924 px^2; a 7x7 window, 0.996."""
+    k = gaussian_kernel(size, 1.0).sum(0)
+    r = torch.arange(size, dtype=torch.float64) - size // 2
+    assert float((k * r ** 2).sum()) == pytest.approx(variance, abs=1e-3)
