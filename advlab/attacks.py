@@ -9,7 +9,7 @@ from __future__ import annotations
 import foolbox as fb
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 ATTACKS = ("fgsm", "bim", "pgd")
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torchvision.transforms import functional as TF
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .config import cache_root, data_root
 

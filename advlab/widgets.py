@@ -6,6 +6,8 @@ import matplotlib.pyplot as plt
 
 from .data import ImageSet
 from .defenses.smoothing import BLUR_SIGMA_DEFAULT, SmoothingVote, add_noise, three_views
+from .experiments.ch01 import noise_seeds
+from .plots import as_jpeg
 
 
 def smoothing_explorer(model, images: ImageSet, kernel: int = 5, seed: int = 0) -> W.VBox:
@@ -22,21 +24,22 @@ def smoothing_explorer(model, images: ImageSet, kernel: int = 5, seed: int = 0) 
 
     def redraw(*_):
         i = choose.value
-        x = add_noise(images.x[i:i + 1], sigma.value, [seed * 1_000_000 + int(images.y[i])])
+        x = add_noise(images.x[i:i + 1], sigma.value, noise_seeds(images.subset([i]), 0, seed))
         p = vote.predict(x)
         views = three_views(x, vote.blur)
-        with out:
-            out.clear_output(wait=True)
-            fig, axes = plt.subplots(1, 3, figsize=(10, 3.8))
-            for ax, v, key, title in zip(axes, views, ("ns", "ss", "ds"),
-                                         ("noisy input", "single blur", "double blur")):
-                ax.imshow(v[0].permute(1, 2, 0).clamp(0, 1).numpy())
-                ax.set_title(f"{title}\n{name(int(p[key][0]))}", fontsize=9)
-                ax.axis("off")
-            verdict = "correct" if int(p["vote"][0]) == int(images.y[i]) else "wrong"
-            fig.suptitle(f"true: {images.classes[int(images.y[i])]}  |  vote: "
-                         f"{name(int(p['vote'][0]))} ({verdict})", fontsize=10)
-            plt.show()
+        fig, axes = plt.subplots(1, 3, figsize=(10, 3.8))
+        for ax, v, key, title in zip(axes, views, ("ns", "ss", "ds"),
+                                     ("noisy input", "single blur", "double blur")):
+            ax.imshow(v[0].permute(1, 2, 0).clamp(0, 1).numpy())
+            ax.set_title(f"{title}\n{name(int(p[key][0]))}", fontsize=9)
+            ax.axis("off")
+        verdict = "correct" if int(p["vote"][0]) == int(images.y[i]) else "wrong"
+        fig.suptitle(f"true: {images.classes[int(images.y[i])]}  |  vote: "
+                     f"{name(int(p['vote'][0]))} ({verdict})", fontsize=10)
+        # Set the Output's content directly instead of capturing with `with out:`, which can
+        # stall headless runners (nbclient) waiting on the capture's messages.
+        out.outputs = ()
+        out.append_display_data(as_jpeg(fig))
 
     choose.observe(redraw, "value")
     sigma.observe(redraw, "value")

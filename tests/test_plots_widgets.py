@@ -58,6 +58,8 @@ def test_explorer_builds_and_redraws(tiny_set):
     sigma.value = 0.1          # each change redraws; an error in redraw would raise here
     choose.value = 2
     assert sigma.max == 0.5 and choose.value == 2
+    shown = box.children[1].outputs
+    assert len(shown) == 1 and "image/jpeg" in shown[0]["data"]
 
 
 def test_cli_rejects_unknown_chapter_and_profile():

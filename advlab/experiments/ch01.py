@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .. import attacks as atk
 from ..cache import ResultCache
