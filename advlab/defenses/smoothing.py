@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models.wrappers import predict
+
 REJECT = -1
 BLUR_SIGMA_DEFAULT = 1.0
 
@@ -69,13 +71,11 @@ class SmoothingVote(nn.Module):
         self.blur = gaussian_blur(kernel_size, sigma)
 
     @torch.inference_mode()
-    def predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def predict(self, x: torch.Tensor, batch_size: int = 128) -> dict[str, torch.Tensor]:
+        """Labels of the input, its single and double blur, and the vote (CPU tensors)."""
         device = next(self.model.parameters()).device
-        x = x.to(device)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
-            views = three_views(x, self.blur)
-            labels = [self.model(v.contiguous(memory_format=torch.channels_last)).argmax(1).cpu()
-                      for v in views]
+        views = three_views(x.to(device), self.blur)
+        labels = [predict(self.model, v, batch_size, device) for v in views]
         return {"ns": labels[0], "ss": labels[1], "ds": labels[2], "vote": majority_vote(*labels)}
 
 
