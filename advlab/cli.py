@@ -10,7 +10,7 @@ import importlib
 import sys
 from pathlib import Path
 
-CHAPTERS = {"ch01": "advlab.experiments.ch01"}
+CHAPTERS = {"ch01": "advlab.experiments.ch01", "ch02": "advlab.experiments.ch02"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,8 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("chapter", choices=sorted(CHAPTERS))
     run.add_argument("--profile", choices=("smoke", "full"), default=None,
                      help="default: $ADVLAB_PROFILE, else smoke")
-    run.add_argument("--model", default="efficientnet_lite0",
-                     help="ImageNet chapters: efficientnet_lite0 (offline), resnet50, inception_v3")
+    run.add_argument("--model", default=None,
+                     help="the chapter's model (default: its own); ImageNet chapters: "
+                          "efficientnet_lite0 (offline), resnet50, inception_v3")
     run.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if present)")
     run.add_argument("--out", type=Path, default=Path("results"), help="output folder")
     run.add_argument("--no-cache", action="store_true", help="recompute everything")
@@ -32,8 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     module = importlib.import_module(CHAPTERS[args.chapter])
-    results = module.run(profile=args.profile, model_name=args.model, device=args.device,
-                         use_cache=not args.no_cache, progress=not args.quiet)
+    model = {} if args.model is None else {"model_name": args.model}
+    results = module.run(profile=args.profile, device=args.device, use_cache=not args.no_cache,
+                         progress=not args.quiet, **model)
     out = args.out / args.chapter
     written = results.save(out)
     import matplotlib

@@ -1,0 +1,128 @@
+"""The MNIST classifier of Chapter 2: a LeNet-style CNN with dropout (LeCun et al. 1998;
+dropout of Srivastava et al. 2014), trained once on the 60,000 training digits and cached.
+
+Dropout sits only in the fully connected head, so Monte-Carlo dropout (Gal & Ghahramani 2016)
+runs the convolutional features once and the head ``n`` times on a repeated batch: one batched
+forward instead of ``n``, exact because the features are deterministic.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from ..cache import atomic_save, config_hash
+from ..config import cache_root, get_device
+
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+
+# Training recipe of the book's model (Adam, no augmentation).  Changing it retrains.
+RECIPE = dict(arch="lenet-20-50-500", p=0.5, epochs=6, batch_size=128, lr=1e-3,
+              lr_decay=0.5, seed=0)
+
+
+class LeNet(nn.Module):
+    """conv5x5(20) - pool - conv5x5(50) - pool - dropout - fc500 - dropout - fc10.
+
+    Takes (B, 1, 28, 28) images in [0, 1] (normalisation inside) and returns logits.
+    Dropout is active in ``train()`` mode only; :meth:`mc_logits` samples it explicitly.
+    """
+
+    def __init__(self, p: float = 0.5):
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = p
+        self.conv1 = nn.Conv2d(1, 20, 5)
+        self.conv2 = nn.Conv2d(20, 50, 5)
+        self.fc1 = nn.Linear(800, 500)
+        self.fc2 = nn.Linear(500, 10)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1:] != (1, 28, 28):
+            raise ValueError(f"expected a batch (B, 1, 28, 28), got {tuple(x.shape)}")
+        x = (x - MNIST_MEAN) / MNIST_STD
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return x.flatten(1)
+
+    def head(self, f: torch.Tensor, stochastic: bool | None = None) -> torch.Tensor:
+        active = self.training if stochastic is None else stochastic
+        f = F.dropout(f, self.p, training=active)
+        f = F.dropout(F.relu(self.fc1(f)), self.p, training=active)
+        return self.fc2(f)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+    def mc_logits(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        """Logits of ``n`` dropout samples, shape (n, B, 10), from one batched head pass."""
+        if n < 1:
+            raise ValueError("n must be >= 1")
+        f = self.features(x)
+        return self.head(f.repeat(n, 1), stochastic=True).view(n, len(x), -1)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
+    """Deterministic (dropout off) top-1 accuracy of ``model`` on CPU tensors ``x, y``."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    correct = sum(int((model(x[i:i + batch_size].to(device)).argmax(1).cpu() == y[i:i + batch_size]).sum())
+                  for i in range(0, len(x), batch_size))
+    model.train(was_training)
+    return correct / len(x)
+
+
+def train_lenet(x: torch.Tensor, y: torch.Tensor, device=None, progress: bool = True,
+                **recipe) -> LeNet:
+    """Train a :class:`LeNet` on ``x, y`` with Adam (recipe keys as in :data:`RECIPE`)."""
+    cfg = {**RECIPE, **recipe}
+    device = get_device(device)
+    gen = torch.Generator().manual_seed(cfg["seed"])
+    torch.manual_seed(cfg["seed"])  # weight init and dropout masks
+    model = LeNet(cfg["p"]).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=cfg["lr_decay"])
+    bs = cfg["batch_size"]
+    for epoch in range(cfg["epochs"]):
+        model.train()
+        order = torch.randperm(len(x), generator=gen)
+        bar = tqdm(range(0, len(x), bs), desc=f"LeNet epoch {epoch + 1}/{cfg['epochs']}",
+                   disable=not progress, leave=False)
+        for i in bar:
+            idx = order[i:i + bs]
+            loss = F.cross_entropy(model(x[idx].to(device)), y[idx].to(device))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sched.step()
+    return model.eval()
+
+
+def trained_lenet(device=None, progress: bool = True, retrain: bool = False, **recipe) -> LeNet:
+    """The book's LeNet, trained on the 60,000 MNIST training digits the first time and then
+    read from ``$ADVLAB_CACHE/models`` (loaded with ``weights_only=True``).
+
+    Returned in eval mode on ``device`` with gradients enabled (attacks need them).
+    """
+    from ..data import load_mnist
+
+    cfg = {**RECIPE, **recipe}
+    device = get_device(device)
+    path = cache_root() / "models" / f"lenet-{config_hash(cfg)}.pt"
+    model = LeNet(cfg["p"])
+    if path.exists() and not retrain:
+        model.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
+        return model.to(device).eval()
+    train = load_mnist("train")
+    start = time.perf_counter()
+    model = train_lenet(train.x, train.y, device=device, progress=progress, **cfg)
+    if progress:
+        print(f"trained LeNet in {time.perf_counter() - start:.0f} s; cached at {path}")
+    atomic_save({k: v.cpu() for k, v in model.state_dict().items()}, path)
+    return model.eval()
