@@ -113,3 +113,92 @@ def as_jpeg(fig: plt.Figure, quality: int = 85, dpi: int = 100):
     fig.savefig(buf, format="jpeg", dpi=dpi, pil_kwargs={"quality": quality})
     plt.close(fig)
     return Image(data=buf.getvalue(), format="jpeg")
+
+
+# --------------------------------------------------------------------------- chapter 2
+ATTACK_NAMES = {"fgsm": "FGSM", "bim": "BIM", "jsma": "JSMA"}
+
+
+def plot_uncertainty_histograms(uncertainty: dict, thresholds: dict | None = None,
+                                bins: int = 100) -> plt.Figure:
+    """The seed's Figure 1: MC-dropout uncertainty of clean and attacked digits, one panel per
+    attack (100 bins, log counts), with the fitted L and H as dashed lines."""
+    fig, axes = plt.subplots(1, len(uncertainty), figsize=(4.6 * len(uncertainty), 3.4),
+                             squeeze=False, sharey=True)
+    clean_c, adv_c = sns.color_palette("colorblind", 2)
+    for ax, (name, (clean, adv)) in zip(axes[0], uncertainty.items()):
+        top = float(max(clean.max(), adv.max()))
+        edges = torch.linspace(0, top * 1.001, bins + 1).numpy()
+        ax.hist(clean, edges, color=clean_c, alpha=0.6, label=f"clean ({len(clean)})")
+        ax.hist(adv, edges, color=adv_c, alpha=0.6, label=f"attacked ({len(adv)})")
+        if thresholds and name in thresholds:
+            for value, tag in zip(thresholds[name], ("L", "H")):
+                if 0 <= value <= top:
+                    ax.axvline(value, color="k", ls="--", lw=1)
+                    ax.text(value, 1.02, tag, transform=ax.get_xaxis_transform(), ha="center")
+        ax.set_yscale("log")
+        ax.set_title(ATTACK_NAMES.get(name, name), pad=14)
+        ax.set_xlabel("uncertainty (mean std of softmax)")
+        ax.legend(fontsize=8)
+    axes[0, 0].set_ylabel("images")
+    fig.tight_layout()
+    return fig
+
+
+def plot_roc(curves: dict, auroc: pd.DataFrame | None = None) -> plt.Figure:
+    """ROC curves (adversarial = positive) of each detector, one panel per attack; the
+    hybrid's is the convex hull of its (L, H, C) operating points (dashed)."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.9), squeeze=False)
+    colours = dict(zip(("uncertainty", "crops", "hybrid"), sns.color_palette("colorblind", 3)))
+    for ax, (name, by_detector) in zip(axes[0], curves.items()):
+        row = auroc[auroc.attack == name].iloc[0] if auroc is not None else None
+        for det, (fpr, tpr) in by_detector.items():
+            label = det if row is None else f"{det} (AUROC {row[det]:.3f})"
+            ax.plot(fpr, tpr, color=colours.get(det), label=label, ls="--" if det == "hybrid" else "-")
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+        ax.set_title(ATTACK_NAMES.get(name, name))
+        ax.set_xlabel("false positive rate (clean flagged)")
+        ax.set_ylabel("true positive rate (attacks flagged)")
+        ax.legend(fontsize=8, loc="lower right")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_calibration(calibration: pd.DataFrame, chosen: dict) -> plt.Figure:
+    """Undefended accuracy on the 50/50 mixed set against attack strength, with the paper's
+    Table 1 value as a dashed line and the chosen strength circled."""
+    attacks = list(dict.fromkeys(calibration.attack))
+    fig, axes = plt.subplots(1, len(attacks), figsize=(4.2 * len(attacks), 3.2), squeeze=False,
+                             sharey=True)
+    for ax, name in zip(axes[0], attacks):
+        t = calibration[calibration.attack == name]
+        ax.plot(t.strength, t.mixed_acc, "-o", ms=4)
+        ax.axhline(float(t.target.iloc[0]), color="k", ls="--", lw=1, label="paper's Table 1")
+        pick = t[t.strength == chosen[name]]
+        ax.plot(pick.strength, pick.mixed_acc, "o", ms=12, mfc="none", mec="C3", mew=2,
+                label=f"chosen: {chosen[name]:g}")
+        ax.set_xlabel("gamma (max. share of pixels)" if name == "jsma" else "epsilon (L-inf)")
+        ax.set_title(ATTACK_NAMES.get(name, name))
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("undefended accuracy, mixed set")
+    fig.tight_layout()
+    return fig
+
+
+def plot_digits(rows: dict, labels=None, max_cols: int = 8) -> plt.Figure:
+    """A grid of greyscale digits: one row per entry of ``rows`` (name -> (B, 1, H, W))."""
+    names = list(rows)
+    cols = min(max_cols, min(len(v) for v in rows.values()))
+    fig, axes = plt.subplots(len(names), cols, figsize=(1.15 * cols, 1.25 * len(names)), squeeze=False)
+    for i, name in enumerate(names):
+        for j in range(cols):
+            ax = axes[i, j]
+            ax.imshow(rows[name][j, 0].cpu(), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([]), ax.set_yticks([])
+            if labels is not None and name in labels:
+                ax.set_title(str(labels[name][j]), fontsize=8, pad=2)
+        axes[i, 0].set_ylabel(name, fontsize=9)
+    fig.tight_layout()
+    return fig

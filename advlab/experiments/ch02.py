@@ -1,0 +1,380 @@
+"""Chapter 2: detecting adversarial MNIST digits with MC-dropout uncertainty and five-crop
+agreement (seed 001, a reproduction of Alshemali et al. 2019).
+
+Protocol.  The 10,000 MNIST test digits are split in two halves: images 0-4999 are the
+validation half (strength calibration and threshold fitting), images 5000-9999 the test half.
+In each half the digits the undefended LeNet misclassifies are dropped; every remaining digit
+enters the mixed set once clean and once attacked (FGSM, BIM, JSMA), about 4,960 + 4,960
+images, the size of the seed's Table 2.  The detector's L, H and C are fitted on the
+validation half and applied to the test half; fitting them on the test half itself (what the
+seed did) is reported beside.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.metrics import auc, roc_auc_score, roc_curve
+
+from .. import attacks as atk
+from ..cache import ResultCache, config_hash
+from ..config import RunInfo, device_name, get_device, resolve_profile, seed_everything
+from ..data import ImageSet, load_mnist
+from ..defenses import mc_dropout as md
+from ..jsma import jsma, random_targets
+from ..models.mnist import RECIPE, trained_lenet
+
+CHAPTER = "ch02"
+ATTACKS = ("fgsm", "bim", "jsma")
+HALF = 5000  # the test set is split into two halves of this size
+
+# The seed's tables: its reproduction ("seed") and the original paper ("paper").
+SEED_TABLE1 = pd.DataFrame({"attack": ATTACKS, "seed": [0.585, 0.496, 0.511],
+                            "paper": [0.590, 0.500, 0.520]})
+SEED_TABLE2 = pd.DataFrame([
+    ("fgsm", "seed", 515, 194, 4766, 4445, 0.929), ("fgsm", "paper", 252, 134, 4796, 4725, 0.961),
+    ("bim", "seed", 323, 28, 4928, 4633, 0.965), ("bim", "paper", 249, 104, 4826, 4728, 0.964),
+    ("jsma", "seed", 116, 66, 4893, 4843, 0.982), ("jsma", "paper", 85, 74, 4856, 4892, 0.983),
+], columns=["attack", "source", "FN", "FP", "TN", "TP", "detection_acc"])
+SEED_TABLE3 = pd.DataFrame([
+    ("fgsm", "seed", 0.958, 0.0, 0.002, 0.039, 0.961), ("fgsm", "paper", 0.973, 0.0, 0.017, 0.010, 0.990),
+    ("bim", "seed", 0.993, 0.0, 0.000, 0.006, 0.994), ("bim", "paper", 0.978, 0.0, 0.012, 0.001, 0.990),
+    ("jsma", "seed", 0.986, 0.0, 0.011, 0.002, 0.998), ("jsma", "paper", 0.985, 0.0, 0.014, 0.001, 0.999),
+], columns=["attack", "source", "clean_correct", "clean_incorrect", "adv_correct",
+            "adv_incorrect", "classification_acc"])
+
+PROFILES = {
+    "smoke": dict(epochs=1, n_half=150, calib_images=60, mc_passes=20, crop_size=24,
+                  fgsm_eps=(0.1, 0.2, 0.3), bim_eps=(0.1, 0.2), bim_steps=10,
+                  jsma_gamma=(0.1, 0.2), grid=24, adaptive_images=40, adaptive_steps=10,
+                  n_eot=8, unc_weight=10.0, batch_size=500, seed=0),
+    "full": dict(epochs=RECIPE["epochs"], n_half=HALF, calib_images=500, mc_passes=50,
+                 crop_size=24, fgsm_eps=(0.1, 0.125, 0.15, 0.175, 0.2, 0.225, 0.25, 0.3),
+                 bim_eps=(0.1, 0.15, 0.2, 0.225, 0.25, 0.275, 0.3), bim_steps=10,
+                 jsma_gamma=(0.1, 0.15, 0.2, 0.25, 0.3), grid=64, adaptive_images=1000,
+                 adaptive_steps=40, n_eot=16, unc_weight=10.0, batch_size=1000, seed=0),
+}
+
+
+def settings(profile: str | None = None, **overrides) -> dict:
+    """The profile's settings, with keyword overrides (unknown keys are an error)."""
+    cfg = dict(PROFILES[resolve_profile(profile)])
+    unknown = set(overrides) - set(cfg)
+    if unknown:
+        raise ValueError(f"unknown ch02 settings {sorted(unknown)}; known: {sorted(cfg)}")
+    cfg.update(overrides)
+    return cfg
+
+
+# --------------------------------------------------------------------------- data
+@dataclass
+class Halves:
+    """Correctly classified test digits of the validation and the test half."""
+
+    val: ImageSet
+    test: ImageSet
+    clean_acc: float          # deterministic accuracy on the whole test set (both halves)
+    val_index: torch.Tensor   # positions in the MNIST test set
+    test_index: torch.Tensor
+
+
+def split_halves(model, n_half: int, batch_size: int = 1000) -> Halves:
+    """Images ``[0, n_half)`` and ``[5000, 5000 + n_half)`` of the MNIST test set, keeping
+    the ones the model (dropout off) classifies correctly."""
+    if not 0 < n_half <= HALF:
+        raise ValueError(f"n_half must be in 1..{HALF}")
+    test = load_mnist("test")
+    pred = _predict(model, test.x, batch_size)
+    right = pred == test.y
+    idx = torch.arange(len(test))
+    val = idx[(idx < n_half) & right]
+    tst = idx[(idx >= HALF) & (idx < HALF + n_half) & right]
+    return Halves(test.subset(val), test.subset(tst), float(right.float().mean()), val, tst)
+
+
+@torch.no_grad()
+def _predict(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    device = next(model.parameters()).device
+    model.eval()
+    return torch.cat([model(x[i:i + batch_size].to(device)).argmax(1).cpu()
+                      for i in range(0, len(x), batch_size)])
+
+
+# --------------------------------------------------------------------------- attacks
+def run_attack(model, images: ImageSet, name: str, strength: float, cfg: dict,
+               progress: bool = True) -> torch.Tensor:
+    """Adversarial versions of ``images`` under one attack at one strength (CPU tensor).
+
+    FGSM and BIM (foolbox): ``strength`` is the L-inf epsilon.  JSMA (advlab.jsma, targets
+    drawn uniformly among the wrong classes): ``strength`` is gamma, the largest fraction of
+    pixels it may change.
+    """
+    if name == "jsma":
+        targets = random_targets(images.y, 10, seed=cfg["seed"])
+        return jsma(model, images.x, targets, theta=1.0, gamma=strength,
+                    batch_size=min(cfg["batch_size"], 256), progress=progress)
+    return atk.attack(model, images.x, images.y, name, [strength], steps=cfg["bim_steps"],
+                      batch_size=cfg["batch_size"], seed=cfg["seed"], progress=progress)[float(strength)]
+
+
+def strengths(cfg: dict, name: str) -> tuple[float, ...]:
+    return tuple(cfg["jsma_gamma"] if name == "jsma" else cfg[f"{name}_eps"])
+
+
+def calibrate(model, images: ImageSet, cfg: dict, cache: ResultCache, key: dict,
+              progress: bool = True) -> pd.DataFrame:
+    """Undefended accuracy on the 50/50 mixed set for every candidate strength.
+
+    Run on the first ``calib_images`` validation digits.  All of them are classified
+    correctly, so mixed accuracy = (1 + accuracy on the attacked copies) / 2.
+    """
+    sub = images.subset(torch.arange(min(cfg["calib_images"], len(images))))
+    rows = []
+    for name in ATTACKS:
+        for s in strengths(cfg, name):
+            def compute(name=name, s=s):
+                adv = run_attack(model, sub, name, s, cfg, progress)
+                return {"pred": _predict(model, adv)}
+            pred = cache.get_or_compute(f"calib-{name}-{s}", {**key, "n": len(sub)}, compute)["pred"]
+            adv_acc = float((pred == sub.y).float().mean())
+            rows.append(dict(attack=name, strength=s, adv_acc=adv_acc, mixed_acc=(1 + adv_acc) / 2))
+    table = pd.DataFrame(rows)
+    table["target"] = table.attack.map(dict(zip(SEED_TABLE1.attack, SEED_TABLE1.paper)))
+    return table
+
+
+def choose_strengths(calibration: pd.DataFrame) -> dict[str, float]:
+    """Per attack, the strength whose mixed accuracy is closest to the paper's Table 1
+    (ties: the weaker attack)."""
+    out = {}
+    for name, t in calibration.groupby("attack", sort=False):
+        gap = (t.mixed_acc - t.target).abs().round(6)
+        out[name] = float(t.loc[gap[gap == gap.min()].index, "strength"].min())
+    return out
+
+
+# --------------------------------------------------------------------------- the detector
+@dataclass
+class Scored:
+    """Everything the detector needs for one mixed set (clean then attacked), CPU tensors."""
+
+    y: torch.Tensor            # true labels
+    is_adv: torch.Tensor       # bool
+    pred_plain: torch.Tensor   # undefended prediction (dropout off)
+    pred: torch.Tensor         # MC-dropout provisional class
+    uncertainty: torch.Tensor
+    agreement: torch.Tensor    # crops agreeing with ``pred``
+
+    def subset(self, mask: torch.Tensor) -> "Scored":
+        return Scored(*(getattr(self, f)[mask] for f in self.__dataclass_fields__))
+
+
+def score_images(model, x: torch.Tensor, cfg: dict) -> dict:
+    """Plain prediction, MC-dropout statistics and crop agreement for a batch of images."""
+    mc = md.mc_dropout(model, x, n=cfg["mc_passes"], batch_size=cfg["batch_size"], seed=cfg["seed"])
+    return {"pred_plain": _predict(model, x, cfg["batch_size"]), "pred": mc.pred,
+            "uncertainty": mc.uncertainty,
+            "agreement": md.crop_agreement(model, x, mc.pred, cfg["crop_size"], cfg["batch_size"])}
+
+
+def mixed(clean: dict, adv: dict, y: torch.Tensor) -> Scored:
+    cat = lambda k: torch.cat([clean[k], adv[k]])  # noqa: E731
+    return Scored(torch.cat([y, y]), torch.cat([torch.zeros(len(y), dtype=torch.bool),
+                                                torch.ones(len(y), dtype=torch.bool)]),
+                  cat("pred_plain"), cat("pred"), cat("uncertainty"), cat("agreement"))
+
+
+def evaluate(s: Scored, th: md.Thresholds) -> dict:
+    """Table 2 counts and Table 3 shares of one mixed set under thresholds ``th``."""
+    flagged = md.flag_adversarial(s.uncertainty, s.agreement, th)
+    middle = (s.uncertainty >= th.low) & (s.uncertainty <= th.high)
+    return {**md.detection_counts(flagged, s.is_adv),
+            **md.labelled_clean_breakdown(flagged, s.is_adv, s.pred, s.y),
+            "crops_used": float(middle.float().mean())}
+
+
+def roc_table(s: Scored, grid: int) -> tuple[pd.DataFrame, dict]:
+    """AUROC of uncertainty alone, crops alone (5 - agreement) and the hybrid (ROC convex hull of its (L, H, C) grid)."""
+    adv = s.is_adv.numpy()
+    curves = {"uncertainty": roc_curve(adv, s.uncertainty.numpy())[:2],
+              "crops": roc_curve(adv, (md.N_CROPS - s.agreement).numpy())[:2]}
+    env = md.roc_hull(md.operating_points(s.uncertainty, s.agreement, s.is_adv, grid))
+    curves["hybrid"] = (env[:, 0], env[:, 1])
+    aurocs = {"uncertainty": roc_auc_score(adv, s.uncertainty.numpy()),
+              "crops": roc_auc_score(adv, (md.N_CROPS - s.agreement).numpy()),
+              "hybrid": auc(env[:, 0], env[:, 1])}
+    return pd.DataFrame([aurocs]), curves
+
+
+# --------------------------------------------------------------------------- adaptive attack
+def run_adaptive(model, images: ImageSet, th: md.Thresholds, eps: float, cfg: dict,
+                 clean: dict, plain_adv: dict, cache: ResultCache, key: dict,
+                 progress: bool = True) -> pd.DataFrame:
+    """The detector against BIM (which ignores it) and against adaptive PGD with and without
+    the uncertainty penalty, on the first ``adaptive_images`` test digits, thresholds fixed."""
+    n = min(cfg["adaptive_images"], len(images))
+    sub = images.subset(torch.arange(n))
+    take = lambda d: {k: v[:n] for k, v in d.items()}  # noqa: E731
+    rows = []
+    variants = [("BIM, ignores the detector", None),
+                ("PGD + EOT over masks and crops", 0.0),
+                ("PGD + EOT + uncertainty penalty", cfg["unc_weight"])]
+    for label, weight in variants:
+        if weight is None:
+            scored = take(plain_adv)
+        else:
+            def compute(weight=weight):
+                adv = md.adaptive_pgd(model, sub.x, sub.y, eps, steps=cfg["adaptive_steps"],
+                                      n_eot=cfg["n_eot"], crop_size=cfg["crop_size"],
+                                      unc_weight=weight, batch_size=cfg["batch_size"],
+                                      seed=cfg["seed"], progress=progress)
+                return {"adv": adv, **score_images(model, adv, cfg)}
+            scored = cache.get_or_compute(f"adaptive-{weight}", {**key, "eps": eps, "n": n}, compute)
+        s = mixed(take(clean), scored, sub.y)
+        adv_only = s.subset(s.is_adv)
+        flagged = md.flag_adversarial(adv_only.uncertainty, adv_only.agreement, th)
+        ev = evaluate(s, th)
+        rows.append(dict(attack=label, eps=eps, n=n,
+                         undefended_acc=float((adv_only.pred_plain == adv_only.y).float().mean()),
+                         detected=float(flagged.float().mean()),
+                         evaded_and_wrong=float((~flagged & (adv_only.pred != adv_only.y)).float().mean()),
+                         mixed_detection_acc=ev["detection_acc"],
+                         classification_acc=ev["classification_acc"]))
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- everything
+@dataclass
+class Ch02Results:
+    clean_acc: float
+    calibration: pd.DataFrame
+    chosen: dict
+    table1: pd.DataFrame
+    thresholds: pd.DataFrame
+    table2: pd.DataFrame
+    table3: pd.DataFrame
+    auroc: pd.DataFrame
+    adaptive: pd.DataFrame
+    info: RunInfo
+    curves: dict = field(default_factory=dict)        # attack -> {detector: (fpr, tpr)}
+    uncertainty: dict = field(default_factory=dict)   # attack -> (clean u, adv u) on the test half
+    examples: dict = field(default_factory=dict)      # clean and attacked test digits
+    settings: dict = field(default_factory=dict)
+
+    TABLES = ("calibration", "table1", "thresholds", "table2", "table3", "auroc", "adaptive")
+
+    def save(self, out: Path) -> list[Path]:
+        """Write every table as CSV and the settings, choices and run-info as JSON."""
+        import json
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name in self.TABLES:
+            path = out / f"{CHAPTER}_{name}.csv"
+            getattr(self, name).to_csv(path, index=False)
+            written.append(path)
+        path = out / f"{CHAPTER}_run.json"
+        path.write_text(json.dumps({"info": asdict(self.info), "settings": self.settings,
+                                    "strengths": self.chosen, "clean_acc": self.clean_acc},
+                                   indent=2, default=str))
+        return written + [path]
+
+
+def make_figures(results: Ch02Results) -> dict:
+    """The chapter's summary figures, by file stem."""
+    from .. import plots
+    th = {r.attack: (r.low, r.high) for r in results.thresholds.itertuples() if r.fit_on == "validation"}
+    return {"ch02_uncertainty": plots.plot_uncertainty_histograms(results.uncertainty, th),
+            "ch02_roc": plots.plot_roc(results.curves, results.auroc),
+            "ch02_calibration": plots.plot_calibration(results.calibration, results.chosen)}
+
+
+def setup(profile: str | None = None, device=None, progress: bool = True, **overrides):
+    """Settings, device, the trained LeNet and the two halves of the test set."""
+    cfg = settings(profile, **overrides)
+    dev = get_device(device)
+    seed_everything(cfg["seed"])
+    model = trained_lenet(dev, progress=progress, epochs=cfg["epochs"])
+    return cfg, dev, model, split_halves(model, cfg["n_half"], cfg["batch_size"])
+
+
+def run(profile: str | None = None, model_name: str = "lenet", device=None, use_cache: bool = True,
+        progress: bool = True, prepared=None, **overrides) -> Ch02Results:
+    """The whole chapter: calibration, attacks, detector on both halves, ROC, adaptive attack.
+
+    ``model_name`` is accepted for the CLI's sake; this chapter has one model, the LeNet.
+    """
+    if model_name != "lenet":
+        raise ValueError(f"chapter 2 has one model, 'lenet' (got {model_name!r})")
+    t0 = time.time()
+    profile = resolve_profile(profile)
+    cfg, dev, model, halves = prepared or setup(profile, device, progress, **overrides)
+    cache = ResultCache(CHAPTER, enabled=use_cache)
+    recipe = {**RECIPE, "epochs": cfg["epochs"]}
+    key = {"model": config_hash(recipe), "seed": cfg["seed"], "bim_steps": cfg["bim_steps"]}
+    calibration = calibrate(model, halves.val, cfg, cache, key, progress)
+    chosen = choose_strengths(calibration)
+
+    score_key = {**key, "mc": cfg["mc_passes"], "crop": cfg["crop_size"]}
+    scored, advs = {}, {}
+    for half in ("val", "test"):
+        images = getattr(halves, half)
+        hkey = {**score_key, "half": half, "n": len(images)}
+        scored[half, "clean"] = cache.get_or_compute(
+            f"{half}-clean", hkey, lambda: score_images(model, images.x, cfg))
+        for name in ATTACKS:
+            def compute(name=name):
+                adv = run_attack(model, images, name, chosen[name], cfg, progress)
+                return {"adv": adv, **score_images(model, adv, cfg)}
+            entry = cache.get_or_compute(f"{half}-{name}-{chosen[name]}", hkey, compute)
+            advs[half, name] = entry.pop("adv")
+            scored[half, name] = entry
+
+    t1, th_rows, t2, t3, aurocs, curves, unc = [], [], [], [], [], {}, {}
+    for name in ATTACKS:
+        val = mixed(scored["val", "clean"], scored["val", name], halves.val.y)
+        test = mixed(scored["test", "clean"], scored["test", name], halves.test.y)
+        adv_acc = float((scored["test", name]["pred_plain"] == halves.test.y).float().mean())
+        t1.append(dict(attack=name, strength=chosen[name], n_mixed=len(test.y),
+                       mixed_acc=float((test.pred_plain == test.y).float().mean()),
+                       adv_acc=adv_acc, attack_success=1 - adv_acc))
+        for fit_on, fit_set in (("validation", val), ("test (as the seed)", test)):
+            th, fit_acc = md.fit_thresholds(fit_set.uncertainty, fit_set.agreement, fit_set.is_adv,
+                                            cfg["grid"])
+            th_rows.append(dict(attack=name, fit_on=fit_on, low=th.low, high=th.high,
+                                count=th.count, fit_detection_acc=fit_acc))
+            ev = evaluate(test, th)
+            t2.append(dict(attack=name, source=f"advlab, fit on {fit_on}",
+                           **{k: ev[k] for k in ("FN", "FP", "TN", "TP", "detection_acc")}))
+            t3.append(dict(attack=name, source=f"advlab, fit on {fit_on}",
+                           **{k: ev[k] for k in ("clean_correct", "clean_incorrect", "adv_correct",
+                                                 "adv_incorrect", "classification_acc", "kept",
+                                                 "crops_used")}))
+        table, curves[name] = roc_table(test, cfg["grid"])
+        aurocs.append(table.assign(attack=name))
+        clean_u = scored["test", "clean"]["uncertainty"]
+        unc[name] = (clean_u.numpy(), scored["test", name]["uncertainty"].numpy())
+
+    thresholds = pd.DataFrame(th_rows)
+    bim_th = thresholds[(thresholds.attack == "bim") & (thresholds.fit_on == "validation")].iloc[0]
+    adaptive = run_adaptive(model, halves.test, md.Thresholds(bim_th.low, bim_th.high, int(bim_th["count"])),
+                            chosen["bim"], cfg, scored["test", "clean"], scored["test", "bim"],
+                            cache, score_key, progress)
+
+    table1 = pd.DataFrame(t1).merge(SEED_TABLE1, on="attack")
+    table2 = pd.concat([pd.DataFrame(t2), SEED_TABLE2]).sort_values(["attack"], kind="stable")
+    table3 = pd.concat([pd.DataFrame(t3), SEED_TABLE3]).sort_values(["attack"], kind="stable")
+    auroc = pd.concat(aurocs)[["attack", "uncertainty", "crops", "hybrid"]]
+    examples = {"clean": halves.test.x[:8], "y": halves.test.y[:8],
+                **{name: advs["test", name][:8] for name in ATTACKS}}
+    note = f"{cache.hits} of {cache.hits + cache.misses} pieces read from the cache" if cache.hits else ""
+    info = RunInfo(CHAPTER, profile, device_name(dev), f"LeNet ({cfg['epochs']} epochs)",
+                   time.time() - t0, note)
+    return Ch02Results(halves.clean_acc, calibration, chosen, table1, thresholds,
+                       table2.reset_index(drop=True), table3.reset_index(drop=True),
+                       auroc.reset_index(drop=True), adaptive, info, curves, unc, examples,
+                       {**cfg, "n_val": len(halves.val), "n_test": len(halves.test)})
