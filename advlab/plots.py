@@ -116,7 +116,7 @@ def as_jpeg(fig: plt.Figure, quality: int = 85, dpi: int = 100):
 
 
 # --------------------------------------------------------------------------- chapter 2
-ATTACK_NAMES = {"fgsm": "FGSM", "bim": "BIM", "jsma": "JSMA"}
+ATTACK_NAMES = {"fgsm": "FGSM", "bim": "BIM", "bim_a": "BIM-A", "jsma": "JSMA"}
 
 
 def plot_uncertainty_histograms(uncertainty: dict, thresholds: dict | None = None,
@@ -179,6 +179,7 @@ def plot_calibration(calibration: pd.DataFrame, chosen: dict) -> plt.Figure:
         ax.plot(pick.strength, pick.mixed_acc, "o", ms=12, mfc="none", mec="C3", mew=2,
                 label=f"chosen: {chosen[name]:g}")
         ax.set_xlabel("gamma (max. share of pixels)" if name == "jsma" else "epsilon (L-inf)")
+        ax.set_xlim(min(t.strength) * 0.9, max(t.strength) * 1.05)
         ax.set_title(ATTACK_NAMES.get(name, name))
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)

@@ -50,3 +50,24 @@ def test_bad_arguments():
         attacks.make_attack("pgd", steps=0)
     with pytest.raises(ValueError):
         attacks.attack(tiny_model(), torch.rand(2, 3, 4, 4), torch.zeros(3, dtype=torch.long), "fgsm", [0.1])
+
+
+def test_bim_early_stop_follows_bim_until_each_image_flips():
+    model = tiny_model()
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(40, 3, 4, 4, generator=g)
+    with torch.no_grad():
+        y = model(x).argmax(1)  # all correct at the start
+    eps = 0.06
+    a = attacks.bim_early_stop(model, x, y, eps, steps=10, batch_size=16, progress=False)
+    b = attacks.attack(model, x, y, "bim", [eps], steps=10, batch_size=16, progress=False)[eps]
+    assert (a - x).abs().max() <= eps + 1e-6 and a.min() >= 0 and a.max() <= 1
+    with torch.no_grad():
+        flipped = model(a).argmax(1) != y
+    assert 0 < int(flipped.sum()) < len(x)  # the test covers both cases
+    # never flipped: every step was taken, exactly as foolbox's BIM
+    assert torch.allclose(a[~flipped], b[~flipped], atol=1e-6)
+    # flipped: it stopped early, so it moved no further than the full BIM
+    assert ((a - x).abs().sum((1, 2, 3)) <= (b - x).abs().sum((1, 2, 3)) + 1e-5)[flipped].all()
+    with pytest.raises(ValueError):
+        attacks.bim_early_stop(model, x, y, 0.0)

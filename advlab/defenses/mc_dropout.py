@@ -284,8 +284,9 @@ def adaptive_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
     out = []
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)
-        for i in tqdm(range(0, len(x), batch_size), desc="adaptive PGD", disable=not progress,
-                      leave=False):
+        bar = tqdm(total=len(range(0, len(x), batch_size)) * steps, desc="adaptive PGD steps",
+                   disable=not progress, leave=False)
+        for i in range(0, len(x), batch_size):
             xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
             with torch.no_grad():
                 logits = model(xb)
@@ -299,6 +300,8 @@ def adaptive_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
                 with torch.no_grad():
                     adv = adv - step * grad.sign()
                     adv = (xb + (adv - xb).clamp(-eps, eps)).clamp(0, 1)
+                bar.update()
             out.append(adv.detach().cpu())
+        bar.close()
     model.train(was_training)
     return torch.cat(out)

@@ -29,11 +29,13 @@ from ..jsma import jsma, random_targets
 from ..models.mnist import RECIPE, trained_lenet
 
 CHAPTER = "ch02"
-ATTACKS = ("fgsm", "bim", "jsma")
+ATTACKS = ("fgsm", "bim", "bim_a", "jsma")
 HALF = 5000  # the test set is split into two halves of this size
+ATTACK_LABELS = {"fgsm": "FGSM", "bim": "BIM (all 10 steps)", "bim_a": "BIM-A (stops when misclassified)",
+                 "jsma": "JSMA"}
 
 # The seed's tables: its reproduction ("seed") and the original paper ("paper").
-SEED_TABLE1 = pd.DataFrame({"attack": ATTACKS, "seed": [0.585, 0.496, 0.511],
+SEED_TABLE1 = pd.DataFrame({"attack": ["fgsm", "bim", "jsma"], "seed": [0.585, 0.496, 0.511],
                             "paper": [0.590, 0.500, 0.520]})
 SEED_TABLE2 = pd.DataFrame([
     ("fgsm", "seed", 515, 194, 4766, 4445, 0.929), ("fgsm", "paper", 252, 134, 4796, 4725, 0.961),
@@ -109,20 +111,29 @@ def run_attack(model, images: ImageSet, name: str, strength: float, cfg: dict,
                progress: bool = True) -> torch.Tensor:
     """Adversarial versions of ``images`` under one attack at one strength (CPU tensor).
 
-    FGSM and BIM (foolbox): ``strength`` is the L-inf epsilon.  JSMA (advlab.jsma, targets
-    drawn uniformly among the wrong classes): ``strength`` is gamma, the largest fraction of
-    pixels it may change.
+    FGSM and BIM (foolbox, ``bim_steps`` steps of eps/4) and BIM-A (the same BIM, stopping
+    each image once it is misclassified): ``strength`` is the L-inf epsilon.  JSMA
+    (advlab.jsma, targets drawn uniformly among the wrong classes): ``strength`` is gamma, the
+    largest fraction of pixels it may change.
     """
     if name == "jsma":
         targets = random_targets(images.y, 10, seed=cfg["seed"])
         return jsma(model, images.x, targets, theta=1.0, gamma=strength,
                     batch_size=min(cfg["batch_size"], 256), progress=progress)
+    if name == "bim_a":
+        return atk.bim_early_stop(model, images.x, images.y, strength, steps=cfg["bim_steps"],
+                                  batch_size=cfg["batch_size"], progress=progress)
     return atk.attack(model, images.x, images.y, name, [strength], steps=cfg["bim_steps"],
                       batch_size=cfg["batch_size"], seed=cfg["seed"], progress=progress)[float(strength)]
 
 
 def strengths(cfg: dict, name: str) -> tuple[float, ...]:
-    return tuple(cfg["jsma_gamma"] if name == "jsma" else cfg[f"{name}_eps"])
+    return tuple(cfg["jsma_gamma"] if name == "jsma" else cfg["bim_eps" if name == "bim_a" else f"{name}_eps"])
+
+
+def seed_name(name: str) -> str:
+    """The seed's attack a row is compared with: it does not say which BIM it ran."""
+    return "bim" if name == "bim_a" else name
 
 
 def calibrate(model, images: ImageSet, cfg: dict, cache: ResultCache, key: dict,
@@ -143,7 +154,7 @@ def calibrate(model, images: ImageSet, cfg: dict, cache: ResultCache, key: dict,
             adv_acc = float((pred == sub.y).float().mean())
             rows.append(dict(attack=name, strength=s, adv_acc=adv_acc, mixed_acc=(1 + adv_acc) / 2))
     table = pd.DataFrame(rows)
-    table["target"] = table.attack.map(dict(zip(SEED_TABLE1.attack, SEED_TABLE1.paper)))
+    table["target"] = table.attack.map(seed_name).map(dict(zip(SEED_TABLE1.attack, SEED_TABLE1.paper)))
     return table
 
 
@@ -212,34 +223,37 @@ def roc_table(s: Scored, grid: int) -> tuple[pd.DataFrame, dict]:
 
 # --------------------------------------------------------------------------- adaptive attack
 def run_adaptive(model, images: ImageSet, th: md.Thresholds, eps: float, cfg: dict,
-                 clean: dict, plain_adv: dict, cache: ResultCache, key: dict,
+                 clean: dict, plain: dict[str, dict], cache: ResultCache, key: dict,
                  progress: bool = True) -> pd.DataFrame:
-    """The detector against BIM (which ignores it) and against adaptive PGD with and without
-    the uncertainty penalty, on the first ``adaptive_images`` test digits, thresholds fixed."""
+    """The detector, thresholds fixed, against attacks that ignore it (``plain``: attack name
+    -> scores) and against adaptive PGD with and without the uncertainty penalty, on the first
+    ``adaptive_images`` test digits."""
     n = min(cfg["adaptive_images"], len(images))
     sub = images.subset(torch.arange(n))
     take = lambda d: {k: v[:n] for k, v in d.items()}  # noqa: E731
+    variants = [(f"{ATTACK_LABELS[name]}, ignores the detector", name) for name in plain]
+    variants += [("PGD + EOT over masks and crops", 0.0),
+                 ("PGD + EOT + uncertainty penalty", cfg["unc_weight"])]
     rows = []
-    variants = [("BIM, ignores the detector", None),
-                ("PGD + EOT over masks and crops", 0.0),
-                ("PGD + EOT + uncertainty penalty", cfg["unc_weight"])]
-    for label, weight in variants:
-        if weight is None:
-            scored = take(plain_adv)
+    for label, which in variants:
+        if isinstance(which, str):
+            scored = take(plain[which])
         else:
-            def compute(weight=weight):
+            def compute(weight=which):
                 adv = md.adaptive_pgd(model, sub.x, sub.y, eps, steps=cfg["adaptive_steps"],
                                       n_eot=cfg["n_eot"], crop_size=cfg["crop_size"],
                                       unc_weight=weight, batch_size=cfg["batch_size"],
                                       seed=cfg["seed"], progress=progress)
                 return {"adv": adv, **score_images(model, adv, cfg)}
-            scored = cache.get_or_compute(f"adaptive-{weight}", {**key, "eps": eps, "n": n}, compute)
+            scored = cache.get_or_compute(f"adaptive-{which}", {**key, "eps": eps, "n": n}, compute)
+            scored = {k: v for k, v in scored.items() if k != "adv"}
         s = mixed(take(clean), scored, sub.y)
         adv_only = s.subset(s.is_adv)
         flagged = md.flag_adversarial(adv_only.uncertainty, adv_only.agreement, th)
         ev = evaluate(s, th)
         rows.append(dict(attack=label, eps=eps, n=n,
                          undefended_acc=float((adv_only.pred_plain == adv_only.y).float().mean()),
+                         median_uncertainty=float(adv_only.uncertainty.median()),
                          detected=float(flagged.float().mean()),
                          evaded_and_wrong=float((~flagged & (adv_only.pred != adv_only.y)).float().mean()),
                          mixed_detection_acc=ev["detection_acc"],
@@ -282,6 +296,15 @@ class Ch02Results:
                                     "strengths": self.chosen, "clean_acc": self.clean_acc},
                                    indent=2, default=str))
         return written + [path]
+
+
+def _beside_seed(ours: pd.DataFrame, seed: pd.DataFrame) -> pd.DataFrame:
+    """Our rows of each attack followed by the seed's rows for the attack it compares with."""
+    parts = []
+    for name in ATTACKS:
+        parts += [ours[ours.attack == name],
+                  seed[seed.attack == seed_name(name)].assign(attack=name)]
+    return pd.concat(parts)
 
 
 def make_figures(results: Ch02Results) -> dict:
@@ -360,14 +383,19 @@ def run(profile: str | None = None, model_name: str = "lenet", device=None, use_
         unc[name] = (clean_u.numpy(), scored["test", name]["uncertainty"].numpy())
 
     thresholds = pd.DataFrame(th_rows)
-    bim_th = thresholds[(thresholds.attack == "bim") & (thresholds.fit_on == "validation")].iloc[0]
-    adaptive = run_adaptive(model, halves.test, md.Thresholds(bim_th.low, bim_th.high, int(bim_th["count"])),
-                            chosen["bim"], cfg, scored["test", "clean"], scored["test", "bim"],
+    # The adaptive attacker faces the detector at its best against an L-inf attack of the
+    # same budget: the thresholds fitted on validation against BIM-A.
+    ref = thresholds[(thresholds.attack == "bim_a") & (thresholds.fit_on == "validation")].iloc[0]
+    adaptive = run_adaptive(model, halves.test, md.Thresholds(ref.low, ref.high, int(ref["count"])),
+                            chosen["bim_a"], cfg, scored["test", "clean"],
+                            {a: scored["test", a] for a in ("bim_a", "bim") if chosen[a] == chosen["bim_a"]},
                             cache, score_key, progress)
 
-    table1 = pd.DataFrame(t1).merge(SEED_TABLE1, on="attack")
-    table2 = pd.concat([pd.DataFrame(t2), SEED_TABLE2]).sort_values(["attack"], kind="stable")
-    table3 = pd.concat([pd.DataFrame(t3), SEED_TABLE3]).sort_values(["attack"], kind="stable")
+    table1 = pd.DataFrame(t1)
+    for col in ("seed", "paper"):
+        table1[col] = table1.attack.map(seed_name).map(dict(zip(SEED_TABLE1.attack, SEED_TABLE1[col])))
+    table2 = _beside_seed(pd.DataFrame(t2), SEED_TABLE2)
+    table3 = _beside_seed(pd.DataFrame(t3), SEED_TABLE3)
     auroc = pd.concat(aurocs)[["attack", "uncertainty", "crops", "hybrid"]]
     examples = {"clean": halves.test.x[:8], "y": halves.test.y[:8],
                 **{name: advs["test", name][:8] for name in ATTACKS}}
