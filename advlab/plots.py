@@ -123,10 +123,11 @@ def plot_uncertainty_histograms(uncertainty: dict, thresholds: dict | None = Non
                                 bins: int = 100) -> plt.Figure:
     """The seed's Figure 1: MC-dropout uncertainty of clean and attacked digits, one panel per
     attack (100 bins, log counts), with the fitted L and H as dashed lines."""
-    fig, axes = plt.subplots(1, len(uncertainty), figsize=(4.6 * len(uncertainty), 3.4),
-                             squeeze=False, sharey=True)
+    cols = len(uncertainty) if len(uncertainty) <= 3 else 2
+    rows = -(-len(uncertainty) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.5 * rows), squeeze=False, sharey=True)
     clean_c, adv_c = sns.color_palette("colorblind", 2)
-    for ax, (name, (clean, adv)) in zip(axes[0], uncertainty.items()):
+    for ax, (name, (clean, adv)) in zip(axes.flat, uncertainty.items()):
         top = float(max(clean.max(), adv.max()))
         edges = torch.linspace(0, top * 1.001, bins + 1).numpy()
         ax.hist(clean, edges, color=clean_c, alpha=0.6, label=f"clean ({len(clean)})")
@@ -140,7 +141,10 @@ def plot_uncertainty_histograms(uncertainty: dict, thresholds: dict | None = Non
         ax.set_title(ATTACK_NAMES.get(name, name), pad=14)
         ax.set_xlabel("uncertainty (mean std of softmax)")
         ax.legend(fontsize=8)
-    axes[0, 0].set_ylabel("images")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("images")
+    for ax in list(axes.flat)[len(uncertainty):]:
+        ax.set_visible(False)
     fig.tight_layout()
     return fig
 
@@ -148,9 +152,13 @@ def plot_uncertainty_histograms(uncertainty: dict, thresholds: dict | None = Non
 def plot_roc(curves: dict, auroc: pd.DataFrame | None = None) -> plt.Figure:
     """ROC curves (adversarial = positive) of each detector, one panel per attack; the
     hybrid's is the convex hull of its (L, H, C) operating points (dashed)."""
-    fig, axes = plt.subplots(1, len(curves), figsize=(4.2 * len(curves), 3.9), squeeze=False)
+    cols = len(curves) if len(curves) <= 3 else 2
+    rows = -(-len(curves) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 4.0 * rows), squeeze=False)
     colours = dict(zip(("uncertainty", "crops", "hybrid"), sns.color_palette("colorblind", 3)))
-    for ax, (name, by_detector) in zip(axes[0], curves.items()):
+    for ax in list(axes.flat)[len(curves):]:
+        ax.set_visible(False)
+    for ax, (name, by_detector) in zip(axes.flat, curves.items()):
         row = auroc[auroc.attack == name].iloc[0] if auroc is not None else None
         for det, (fpr, tpr) in by_detector.items():
             label = det if row is None else f"{det} (AUROC {row[det]:.3f})"
@@ -188,11 +196,11 @@ def plot_calibration(calibration: pd.DataFrame, chosen: dict) -> plt.Figure:
     return fig
 
 
-def plot_digits(rows: dict, labels=None, max_cols: int = 8) -> plt.Figure:
+def plot_digits(rows: dict, labels=None, max_cols: int = 8, size: float = 1.15) -> plt.Figure:
     """A grid of greyscale digits: one row per entry of ``rows`` (name -> (B, 1, H, W))."""
     names = list(rows)
     cols = min(max_cols, min(len(v) for v in rows.values()))
-    fig, axes = plt.subplots(len(names), cols, figsize=(1.15 * cols, 1.25 * len(names)), squeeze=False)
+    fig, axes = plt.subplots(len(names), cols, figsize=(size * cols, (size + 0.1) * len(names)), squeeze=False)
     for i, name in enumerate(names):
         for j in range(cols):
             ax = axes[i, j]

@@ -68,7 +68,8 @@ def test_cli_rejects_unknown_chapter_and_profile():
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", "ch01", "--profile", "medium"])
     args = build_parser().parse_args(["run", "ch01", "--profile", "full"])
-    assert args.profile == "full" and args.model == "efficientnet_lite0"
+    assert args.profile == "full" and args.model is None  # each chapter's own default model
+    assert build_parser().parse_args(["run", "ch02", "--model", "lenet"]).model == "lenet"
 
 
 def test_as_jpeg_is_small_and_valid(tiny_set):
