@@ -7,13 +7,13 @@ from advlab.experiments import ch02
 
 def test_seed_tables_are_transcribed_consistently():
     t2 = ch02.SEED_TABLE2
-    total = t2[["FN", "FP", "TN", "TP"]].sum(1)
+    total = t2[["FN", "FP", "TN", "TP"]].sum(axis=1)
     # printed to three decimals; the paper truncates 0.98395 (JSMA) to 0.983
     assert ((t2.TN + t2.TP) / total - t2.detection_acc).abs().max() < 0.001
     t3 = ch02.SEED_TABLE3
     # Table 3's accuracy is the share of correctly classified images among those kept
     assert ((t3.clean_correct + t3.adv_correct) - t3.classification_acc).abs().max() < 0.0011
-    assert set(ch02.SEED_TABLE1.attack) == set(ch02.ATTACKS)
+    assert set(ch02.SEED_TABLE1.attack) == {ch02.seed_name(a) for a in ch02.ATTACKS}
 
 
 def test_choose_strengths_picks_the_closest_and_then_the_weakest():
@@ -65,15 +65,16 @@ def test_cli_smoke_run_writes_tables_and_figures(mirror, tmp_path, monkeypatch):
     out = tmp_path / "ch02"
     t1 = pd.read_csv(out / "ch02_table1.csv")
     assert list(t1.attack) == list(ch02.ATTACKS)
-    assert ((1 + t1.adv_acc) / 2 - t1.mixed_acc).abs().max() < 1e-9  # clean half all correct
+    assert ((1 + t1.adv_acc) / 2 - t1.mixed_acc).abs().max() < 1e-6  # clean half all correct
     t2 = pd.read_csv(out / "ch02_table2.csv")
     ours = t2[t2.source.str.startswith("advlab")]
-    assert len(ours) == 6 and (ours[["FN", "FP", "TN", "TP"]].sum(1) == t1.n_mixed.iloc[0]).all()
+    assert len(ours) == 2 * len(ch02.ATTACKS) and (ours[["FN", "FP", "TN", "TP"]].sum(axis=1) == t1.n_mixed.iloc[0]).all()
     th = pd.read_csv(out / "ch02_thresholds.csv")
     assert (th.low <= th.high).all() and th["count"].between(1, 5).all()
     auroc = pd.read_csv(out / "ch02_auroc.csv")
     assert auroc[["uncertainty", "crops", "hybrid"]].stack().between(0, 1).all()
-    assert len(pd.read_csv(out / "ch02_adaptive.csv")) == 3
+    adaptive = pd.read_csv(out / "ch02_adaptive.csv")
+    assert adaptive.attack.str.startswith("PGD").sum() == 2 and adaptive.detected.between(0, 1).all()
     for stem in ("ch02_uncertainty", "ch02_roc", "ch02_calibration"):
         assert (out / f"{stem}.png").stat().st_size > 10_000
     assert '"profile": "smoke"' in (out / "ch02_run.json").read_text()

@@ -245,7 +245,9 @@ def run_adaptive(model, images: ImageSet, th: md.Thresholds, eps: float, cfg: di
                                       unc_weight=weight, batch_size=cfg["batch_size"],
                                       seed=cfg["seed"], progress=progress)
                 return {"adv": adv, **score_images(model, adv, cfg)}
-            scored = cache.get_or_compute(f"adaptive-{which}", {**key, "eps": eps, "n": n}, compute)
+            scored = cache.get_or_compute(f"adaptive-{which}", {**key, "eps": eps, "n": n,
+                                          "steps": cfg["adaptive_steps"], "n_eot": cfg["n_eot"]},
+                                          compute)
             scored = {k: v for k, v in scored.items() if k != "adv"}
         s = mixed(take(clean), scored, sub.y)
         adv_only = s.subset(s.is_adv)
@@ -338,7 +340,9 @@ def run(profile: str | None = None, model_name: str = "lenet", device=None, use_
     cfg, dev, model, halves = prepared or setup(profile, device, progress, **overrides)
     cache = ResultCache(CHAPTER, enabled=use_cache)
     recipe = {**RECIPE, "epochs": cfg["epochs"]}
-    key = {"model": config_hash(recipe), "seed": cfg["seed"], "bim_steps": cfg["bim_steps"]}
+    # Everything a cached piece depends on (the dropout masks depend on the batch size too).
+    key = {"model": config_hash(recipe), "seed": cfg["seed"], "bim_steps": cfg["bim_steps"],
+           "batch": cfg["batch_size"]}
     calibration = calibrate(model, halves.val, cfg, cache, key, progress)
     chosen = choose_strengths(calibration)
 
