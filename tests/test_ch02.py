@@ -68,7 +68,8 @@ def test_cli_smoke_run_writes_tables_and_figures(mirror, tmp_path, monkeypatch):
     assert ((1 + t1.adv_acc) / 2 - t1.mixed_acc).abs().max() < 1e-6  # clean half all correct
     t2 = pd.read_csv(out / "ch02_table2.csv")
     ours = t2[t2.source.str.startswith("advlab")]
-    assert len(ours) == 2 * len(ch02.ATTACKS) and (ours[["FN", "FP", "TN", "TP"]].sum(axis=1) == t1.n_mixed.iloc[0]).all()
+    assert len(ours) == 2 * len(ch02.ATTACKS)
+    assert (ours[["FN", "FP", "TN", "TP"]].sum(axis=1) == t1.n_mixed.iloc[0]).all()
     th = pd.read_csv(out / "ch02_thresholds.csv")
     assert (th.low <= th.high).all() and th["count"].between(1, 5).all()
     auroc = pd.read_csv(out / "ch02_auroc.csv")
