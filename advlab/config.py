@@ -31,6 +31,17 @@ def resolve_profile(profile: str | None = None) -> str:
     return name
 
 
+def profile_settings(profiles: dict[str, dict], chapter: str, profile: str | None = None,
+                     **overrides) -> dict:
+    """A chapter's settings for ``profile`` with keyword overrides (unknown keys are an error)."""
+    cfg = dict(profiles[resolve_profile(profile)])
+    unknown = set(overrides) - set(cfg)
+    if unknown:
+        raise ValueError(f"unknown {chapter} settings {sorted(unknown)}; known: {sorted(cfg)}")
+    cfg.update(overrides)
+    return cfg
+
+
 def get_device(device: str | torch.device | None = None) -> torch.device:
     """The argument, else ``$ADVLAB_DEVICE``, else CUDA when available, else the CPU."""
     choice = device or os.environ.get("ADVLAB_DEVICE")

@@ -17,7 +17,8 @@ from tqdm import tqdm
 
 from .. import attacks as atk
 from ..cache import ResultCache
-from ..config import RunInfo, device_name, get_device, resolve_profile, seed_everything
+from ..config import (RunInfo, device_name, get_device, profile_settings, resolve_profile,
+                      seed_everything)
 from ..data import ImageSet, load_imagenet_samples
 from ..defenses.smoothing import BLUR_SIGMA_DEFAULT as BLUR_SIGMA
 from ..defenses.smoothing import (REJECT, SmoothingVote, VoteSurrogate, add_noise, compose_kernels,
@@ -50,12 +51,7 @@ PROFILES = {
 
 def settings(profile: str | None = None, **overrides) -> dict:
     """The profile's settings, with keyword overrides (unknown keys are an error)."""
-    cfg = dict(PROFILES[resolve_profile(profile)])
-    unknown = set(overrides) - set(cfg)
-    if unknown:
-        raise ValueError(f"unknown ch01 settings {sorted(unknown)}; known: {sorted(cfg)}")
-    cfg.update(overrides)
-    return cfg
+    return profile_settings(PROFILES, "ch01", profile, **overrides)
 
 
 def load_images(model_name: str, n_images: int | None = None, progress: bool = True) -> ImageSet:

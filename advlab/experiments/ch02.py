@@ -22,7 +22,8 @@ from sklearn.metrics import auc, roc_auc_score, roc_curve
 
 from .. import attacks as atk
 from ..cache import ResultCache, config_hash
-from ..config import RunInfo, device_name, get_device, resolve_profile, seed_everything
+from ..config import (RunInfo, device_name, get_device, profile_settings, resolve_profile,
+                      seed_everything)
 from ..data import ImageSet, load_mnist
 from ..defenses import mc_dropout as md
 from ..jsma import jsma, random_targets
@@ -64,12 +65,7 @@ PROFILES = {
 
 def settings(profile: str | None = None, **overrides) -> dict:
     """The profile's settings, with keyword overrides (unknown keys are an error)."""
-    cfg = dict(PROFILES[resolve_profile(profile)])
-    unknown = set(overrides) - set(cfg)
-    if unknown:
-        raise ValueError(f"unknown ch02 settings {sorted(unknown)}; known: {sorted(cfg)}")
-    cfg.update(overrides)
-    return cfg
+    return profile_settings(PROFILES, "ch02", profile, **overrides)
 
 
 # --------------------------------------------------------------------------- data
