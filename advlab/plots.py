@@ -119,13 +119,21 @@ def as_jpeg(fig: plt.Figure, quality: int = 85, dpi: int = 100):
 ATTACK_NAMES = {"fgsm": "FGSM", "bim": "BIM", "bim_a": "BIM-A", "jsma": "JSMA"}
 
 
+def _panels(n: int, width: float, height: float, **kwargs):
+    """A figure with ``n`` panels, in one row up to 3 and two columns beyond; unused ones hidden."""
+    cols = n if n <= 3 else 2
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, **kwargs)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
 def plot_uncertainty_histograms(uncertainty: dict, thresholds: dict | None = None,
                                 bins: int = 100) -> plt.Figure:
     """The seed's Figure 1: MC-dropout uncertainty of clean and attacked digits, one panel per
     attack (100 bins, log counts), with the fitted L and H as dashed lines."""
-    cols = len(uncertainty) if len(uncertainty) <= 3 else 2
-    rows = -(-len(uncertainty) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.5 * rows), squeeze=False, sharey=True)
+    fig, axes = _panels(len(uncertainty), 5.2, 3.5, sharey=True)
     clean_c, adv_c = sns.color_palette("colorblind", 2)
     for ax, (name, (clean, adv)) in zip(axes.flat, uncertainty.items()):
         top = float(max(clean.max(), adv.max()))
@@ -143,8 +151,6 @@ def plot_uncertainty_histograms(uncertainty: dict, thresholds: dict | None = Non
         ax.legend(fontsize=8)
     for ax in axes[:, 0]:
         ax.set_ylabel("images")
-    for ax in list(axes.flat)[len(uncertainty):]:
-        ax.set_visible(False)
     fig.tight_layout()
     return fig
 
@@ -152,12 +158,8 @@ def plot_uncertainty_histograms(uncertainty: dict, thresholds: dict | None = Non
 def plot_roc(curves: dict, auroc: pd.DataFrame | None = None) -> plt.Figure:
     """ROC curves (adversarial = positive) of each detector, one panel per attack; the
     hybrid's is the convex hull of its (L, H, C) operating points (dashed)."""
-    cols = len(curves) if len(curves) <= 3 else 2
-    rows = -(-len(curves) // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 4.0 * rows), squeeze=False)
+    fig, axes = _panels(len(curves), 4.6, 4.0)
     colours = dict(zip(("uncertainty", "crops", "hybrid"), sns.color_palette("colorblind", 3)))
-    for ax in list(axes.flat)[len(curves):]:
-        ax.set_visible(False)
     for ax, (name, by_detector) in zip(axes.flat, curves.items()):
         row = auroc[auroc.attack == name].iloc[0] if auroc is not None else None
         for det, (fpr, tpr) in by_detector.items():

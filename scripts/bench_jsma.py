@@ -34,6 +34,7 @@ except ImportError:
 from advlab.config import get_device
 from advlab.data import load_mnist
 from advlab.jsma import jsma_with_stats, max_iterations, random_targets
+from advlab.models import predict
 from advlab.models.mnist import trained_lenet
 
 TORCHATTACKS_NOTES = [
@@ -53,14 +54,8 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-@torch.no_grad()
-def predict(model, x, device, batch_size=1000) -> torch.Tensor:
-    return torch.cat([model(x[i:i + batch_size].to(device)).argmax(1).cpu()
-                      for i in range(0, len(x), batch_size)])
-
-
 def summarise(model, x, adv, target, seconds, device) -> dict:
-    pred = predict(model, adv, device)
+    pred = predict(model, adv, 1000, device, amp=False)
     success = pred == target
     changed = (adv != x).flatten(1).sum(1).float()
     return {
@@ -113,7 +108,7 @@ def main(argv=None) -> dict:
     model.eval()
     test = load_mnist("test")
     # first n correctly classified test digits
-    correct = (predict(model, test.x, device) == test.y).nonzero().squeeze(1)[:args.n]
+    correct = (predict(model, test.x, 1000, device, amp=False) == test.y).nonzero().squeeze(1)[:args.n]
     x, y = test.x[correct].contiguous(), test.y[correct]
     target = random_targets(y, 10, seed=args.seed)
     print(f"{len(x)} correctly classified MNIST test images, theta={args.theta}, "

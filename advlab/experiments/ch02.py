@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.metrics import auc, roc_auc_score, roc_curve
+from sklearn.metrics import auc, roc_curve
 
 from .. import attacks as atk
 from ..cache import ResultCache, config_hash
@@ -27,6 +27,7 @@ from ..config import (RunInfo, device_name, get_device, profile_settings, resolv
 from ..data import ImageSet, load_mnist
 from ..defenses import mc_dropout as md
 from ..jsma import jsma, random_targets
+from ..models import predict
 from ..models.mnist import RECIPE, trained_lenet
 
 CHAPTER = "ch02"
@@ -94,12 +95,9 @@ def split_halves(model, n_half: int, batch_size: int = 1000) -> Halves:
     return Halves(test.subset(val), test.subset(tst), float(right.float().mean()), val, tst)
 
 
-@torch.no_grad()
 def _predict(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    device = next(model.parameters()).device
-    model.eval()
-    return torch.cat([model(x[i:i + batch_size].to(device)).argmax(1).cpu()
-                      for i in range(0, len(x), batch_size)])
+    """Labels with dropout off, in float32: BIM-A and JSMA stop right at the boundary."""
+    return predict(model.eval(), x, batch_size, amp=False)
 
 
 # --------------------------------------------------------------------------- attacks
@@ -211,10 +209,7 @@ def roc_table(s: Scored, grid: int) -> tuple[pd.DataFrame, dict]:
               "crops": roc_curve(adv, (md.N_CROPS - s.agreement).numpy())[:2]}
     env = md.roc_hull(md.operating_points(s.uncertainty, s.agreement, s.is_adv, grid))
     curves["hybrid"] = (env[:, 0], env[:, 1])
-    aurocs = {"uncertainty": roc_auc_score(adv, s.uncertainty.numpy()),
-              "crops": roc_auc_score(adv, (md.N_CROPS - s.agreement).numpy()),
-              "hybrid": auc(env[:, 0], env[:, 1])}
-    return pd.DataFrame([aurocs]), curves
+    return pd.DataFrame([{name: auc(fpr, tpr) for name, (fpr, tpr) in curves.items()}]), curves
 
 
 # --------------------------------------------------------------------------- adaptive attack

@@ -66,18 +66,6 @@ class LeNet(nn.Module):
         return self.head(f.repeat(n, 1), stochastic=True).view(n, len(x), -1)
 
 
-@torch.no_grad()
-def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
-    """Deterministic (dropout off) top-1 accuracy of ``model`` on CPU tensors ``x, y``."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    correct = sum(int((model(x[i:i + batch_size].to(device)).argmax(1).cpu() == y[i:i + batch_size]).sum())
-                  for i in range(0, len(x), batch_size))
-    model.train(was_training)
-    return correct / len(x)
-
-
 def train_lenet(x: torch.Tensor, y: torch.Tensor, device=None, progress: bool = True,
                 **recipe) -> LeNet:
     """Train a :class:`LeNet` on ``x, y`` with Adam (recipe keys as in :data:`RECIPE`)."""

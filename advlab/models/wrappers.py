@@ -40,12 +40,16 @@ def prepare_for_inference(model: nn.Module, device: torch.device) -> nn.Module:
 
 @torch.inference_mode()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 128,
-            device: torch.device | None = None) -> torch.Tensor:
-    """Arg-max labels of ``model`` on ``x`` in batches (AMP on CUDA); returns a CPU long tensor."""
+            device: torch.device | None = None, amp: bool = True) -> torch.Tensor:
+    """Arg-max labels of ``model`` on ``x`` in batches; returns a CPU long tensor.
+
+    ``amp``: float16 autocast on CUDA.  Turn it off for images that sit on a decision
+    boundary (attacks that stop as soon as the label flips), where float16 may flip it back.
+    """
     device = device or next(model.parameters()).device
     out = []
     for i in range(0, len(x), batch_size):
         xb = x[i:i + batch_size].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
             out.append(model(xb).argmax(1).cpu())
     return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
