@@ -10,7 +10,10 @@ import importlib
 import sys
 from pathlib import Path
 
-CHAPTERS = {"ch01": "advlab.experiments.ch01", "ch02": "advlab.experiments.ch02"}
+from .config import PROFILES
+
+CHAPTERS = {"ch01": "advlab.experiments.ch01", "ch02": "advlab.experiments.ch02",
+            "ch03": "advlab.experiments.ch03"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,8 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run one chapter's experiment")
     run.add_argument("chapter", choices=sorted(CHAPTERS))
-    run.add_argument("--profile", choices=("smoke", "full"), default=None,
-                     help="default: $ADVLAB_PROFILE, else smoke")
+    run.add_argument("--profile", choices=PROFILES, default=None,
+                     help="default: $ADVLAB_PROFILE, else smoke (paper: the source study's "
+                          "protocol for a GPU, where a chapter has it)")
     run.add_argument("--model", default=None,
                      help="the chapter's model (default: its own); ImageNet chapters: "
                           "efficientnet_lite0 (offline), resnet50, inception_v3")

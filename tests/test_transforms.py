@@ -300,3 +300,12 @@ def test_normalized_l2():
         normalized_l2(x, adv[:1])
     with pytest.raises(ValueError, match="norm 0"):
         normalized_l2(torch.zeros(1, 3, 2, 2), torch.ones(1, 3, 2, 2))
+
+
+def test_kmeans_fitted_on_a_pixel_sample_is_nearly_as_good():
+    x = smooth_images(n=2, h=96, w=96).float()
+    points = x.flatten(2).transpose(1, 2)
+    inertia = lambda q: (points - q.flatten(2).transpose(1, 2)).pow(2).sum((1, 2))  # noqa: E731
+    sampled = inertia(T.kmeans_quantize(x, 8, fit_pixels=2048))
+    full = inertia(T.kmeans_quantize(x, 8, fit_pixels=None))
+    assert bool((sampled <= 1.05 * full).all())

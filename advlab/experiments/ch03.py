@@ -1,0 +1,610 @@
+"""Chapter 3: input transformations against FGSM, I-FGSM and DeepFool, then BPDA and EOT.
+
+The source study (Liu & Cai, after Xu et al. 2018's feature squeezing and Guo et al. 2018):
+ImageNet images the classifier gets right are attacked by FGSM, I-FGSM and DeepFool with the
+classifier alone in view (the attacker ignores the defence); each transform (colour-depth
+reduction removing 2, 4 or 6 bits; median windows 1x3, 3x1, 3x3, 5x5; TV minimisation on
+10%, 25% or 100% of the pixels; K-means colour quantisation; and Guo et al.'s JPEG) is then
+put in front of the classifier, and its *defence success rate* is plotted against the
+attack's normalised L2 size.
+
+Definitions used throughout:
+
+* normalised L2 (Guo et al.): ``||x_adv - x||_2 / ||x||_2`` on the [0, 1] pixels, averaged
+  over the attacked images (:func:`advlab.metrics.normalized_l2`); the value on the
+  classifier's normalised input, as Guo et al.'s code measured it, is kept beside it.
+* defence success rate: of the adversarial images that fool the undefended classifier, the
+  fraction the defended classifier labels correctly (:func:`defence_success`), with a 95%
+  Wilson interval over those images.
+* "10%, 25%, 100% of the pixels" for TV minimisation: the fraction of pixels *kept* in the
+  data term (ART's ``TotalVarMin`` convention; 100% is plain TV denoising).  Read as pixels
+  dropped, 100% would leave no data term and a constant image.
+
+Then the attack the source study left out: L2 PGD through each defence (BPDA with the
+identity's gradient, and EOT over TV minimisation's random pixel mask), beside the same PGD
+against the bare classifier, at the same L2 budgets (Athalye et al. 2018).
+"""
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .. import attacks as atk
+from ..cache import ResultCache
+from ..config import (RunInfo, device_name, get_device, profile_settings, resolve_profile,
+                      seed_everything)
+from ..data import ImageSet, load_imagenet_for
+from ..defenses import transforms as T
+from ..defenses.base import Preprocessed
+from ..metrics import normalized_l2, wilson_ci
+from ..models import load_imagenet_model, predict, prepare_for_inference
+from .common import ChapterResults, cache_note
+
+CHAPTER = "ch03"
+ATTACKS = ("FGSM", "I-FGSM", "DeepFool")
+FAMILIES = ("bit depth", "median", "TVM", "K-means", "JPEG")
+MEDIAN_WINDOWS = ((1, 3), (3, 1), (3, 3), (5, 5))
+
+_COMMON = dict(bits_removed=(2, 4, 6), median_windows=MEDIAN_WINDOWS, tv_weight=T.TV_WEIGHT,
+               seed=0)
+PROFILES = {
+    # the notebook under nbmake: minutes matter more than numbers
+    "smoke": dict(_COMMON, n_images=4, pool=12, fgsm_eps=(8,), ifgsm_eps=(8,), ifgsm_steps=3,
+                  deepfool_l2=(0.05,), deepfool_steps=10, deepfool_candidates=3,
+                  tvm_keep=(0.1, 0.25, 1.0), tvm_steps=20, kmeans_k=(8,), jpeg_quality=(75,),
+                  adaptive_images=2, adaptive_l2=(0.05,), adaptive_steps=2, eot_draws=2,
+                  batch_size=8, throughput_images=4, tv_check_images=1),
+    # the stored outputs: 45 minutes on 2 CPU cores (see the chapter's README entry)
+    "full": dict(_COMMON, n_images=100, pool=None, fgsm_eps=(1, 2, 3, 5, 8, 12),
+                 ifgsm_eps=(1, 2, 3, 5, 8, 12), ifgsm_steps=10,
+                 deepfool_l2=(0.01, 0.02, 0.04, 0.06, 0.1), deepfool_steps=50,
+                 deepfool_candidates=10, tvm_keep=(0.1, 0.25, 1.0), tvm_steps=T.TV_STEPS,
+                 kmeans_k=(8,), jpeg_quality=(75,), adaptive_images=24,
+                 adaptive_l2=(0.02, 0.05), adaptive_steps=10, eot_draws=4, batch_size=24,
+                 throughput_images=16, tv_check_images=2),
+    # the source study's protocol at its size, for a GPU (with --model inception_v3)
+    "paper": dict(_COMMON, n_images=None, pool=None,
+                  fgsm_eps=(0.5, 1, 2, 3, 4, 5, 6, 8, 10, 12, 14),
+                  ifgsm_eps=(0.5, 1, 2, 3, 4, 5, 6, 8, 10, 12, 14), ifgsm_steps=10,
+                  deepfool_l2=(0.005, 0.01, 0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.1),
+                  deepfool_steps=50, deepfool_candidates=10, tvm_keep=(0.1, 0.25, 0.5, 1.0),
+                  tvm_steps=T.TV_STEPS, kmeans_k=(4, 8, 16), jpeg_quality=(75,),
+                  adaptive_images=500, adaptive_l2=(0.01, 0.02, 0.03, 0.05, 0.08),
+                  adaptive_steps=40, eot_draws=16, batch_size=64, throughput_images=64,
+                  tv_check_images=8),
+}
+
+
+def settings(profile: str | None = None, **overrides) -> dict:
+    """The profile's settings, with keyword overrides (unknown keys are an error).
+
+    Strengths: ``fgsm_eps`` and ``ifgsm_eps`` are L-inf budgets in grey levels (x/255);
+    ``deepfool_l2`` and ``adaptive_l2`` are normalised L2 budgets.
+    """
+    cfg = profile_settings(PROFILES, CHAPTER, profile, **overrides)
+    for key in ("n_images", "pool"):
+        if cfg[key] is not None and cfg[key] < 1:
+            raise ValueError(f"{key} must be None (all) or >= 1, got {cfg[key]}")
+    if cfg["pool"] is not None and cfg["n_images"] is not None and cfg["pool"] < cfg["n_images"]:
+        raise ValueError(f"pool ({cfg['pool']}) must hold at least n_images ({cfg['n_images']})")
+    for key in ("fgsm_eps", "ifgsm_eps", "deepfool_l2", "adaptive_l2"):
+        if not cfg[key] or min(cfg[key]) <= 0:
+            raise ValueError(f"{key} must be a non-empty list of positive strengths, got {cfg[key]}")
+    for key in ("ifgsm_steps", "deepfool_steps", "tvm_steps", "adaptive_steps", "eot_draws",
+                "batch_size", "adaptive_images", "throughput_images"):
+        if cfg[key] < 1:
+            raise ValueError(f"{key} must be >= 1, got {cfg[key]}")
+    if any(not 0 < k <= 1 for k in cfg["tvm_keep"]):
+        raise ValueError(f"tvm_keep fractions must be in (0, 1], got {cfg['tvm_keep']}")
+    return cfg
+
+
+# --------------------------------------------------------------------------- the defences
+@dataclass(frozen=True)
+class Setting:
+    """One transform with its setting: the family it belongs to and the module."""
+
+    family: str
+    name: str
+    transform: nn.Module
+
+    @property
+    def randomized(self) -> bool:
+        return bool(getattr(self.transform, "randomized", False))
+
+    def key(self) -> str:
+        """What identifies its results in the cache: the module with all its parameters."""
+        return repr(self.transform)
+
+
+def defence_settings(cfg: dict) -> dict[str, Setting]:
+    """Every transform the chapter evaluates, by name, in the order of the source study."""
+    out = [Setting("bit depth", f"remove {k} bits", T.BitDepth(8 - k, "truncate"))
+           for k in cfg["bits_removed"]]
+    out += [Setting("median", f"{h}x{w}", T.MedianFilter((h, w))) for h, w in cfg["median_windows"]]
+    out += [Setting("TVM", f"TVM {round(100 * k)}%", T.TVM(k, cfg["tv_weight"], cfg["tvm_steps"]))
+            for k in cfg["tvm_keep"]]
+    out += [Setting("K-means", f"K-means k={k}", T.KMeansQuantize(k, seed=cfg["seed"]))
+            for k in cfg["kmeans_k"]]
+    out += [Setting("JPEG", f"JPEG {q}", T.JPEG(q)) for q in cfg["jpeg_quality"]]
+    return {s.name: s for s in out}
+
+
+def defended(model: nn.Module, setting: Setting) -> Preprocessed:
+    """The setting's transform in front of ``model``; attackers go through it with BPDA
+    (the identity's gradient)."""
+    return Preprocessed(model, setting.transform, randomized=setting.randomized, name=setting.name)
+
+
+# --------------------------------------------------------------------------- measures
+def defence_success(y: torch.Tensor, undefended: torch.Tensor, defended_pred: torch.Tensor) -> tuple[int, int]:
+    """The defence success rate's numerator and denominator: how many of the adversarial
+    images that fool the undefended classifier (``undefended != y``) the defended classifier
+    labels correctly, and how many fool it."""
+    if not (y.shape == undefended.shape == defended_pred.shape):
+        raise ValueError("y and both predictions must have the same shape")
+    fooled = undefended != y
+    return int((fooled & (defended_pred == y)).sum()), int(fooled.sum())
+
+
+def rate_row(successes: int, n: int, prefix: str) -> dict:
+    """``{prefix: k/n, prefix_lo, prefix_hi}`` with a 95% Wilson interval (NaN when n = 0)."""
+    if n == 0:
+        return {prefix: np.nan, f"{prefix}_lo": np.nan, f"{prefix}_hi": np.nan}
+    lo, hi = wilson_ci(successes, n)
+    return {prefix: successes / n, f"{prefix}_lo": float(lo), f"{prefix}_hi": float(hi)}
+
+
+def model_normalisation(model: nn.Module) -> tuple:
+    """The classifier's input mean and std (the :class:`~advlab.models.Normalized` wrapper's)."""
+    mean, std = getattr(model, "mean", None), getattr(model, "std", None)
+    if mean is None or std is None:
+        return None, None
+    return mean.flatten().tolist(), std.flatten().tolist()
+
+
+def images_id(images: ImageSet) -> str:
+    """Identity of an image set for cache keys: its size and a hash of its file names."""
+    return f"{len(images)}:{hashlib.sha256(chr(10).join(images.names).encode()).hexdigest()[:12]}"
+
+
+# --------------------------------------------------------------------------- images
+def select_images(model, images: ImageSet, cfg: dict, cache: ResultCache, model_name: str,
+                  device: torch.device) -> ImageSet:
+    """``n_images`` images, drawn at random (seeded) among those of a random ``pool`` that
+    the undefended classifier labels correctly."""
+    pool = images if cfg["pool"] is None else images.sample(cfg["pool"], cfg["seed"])
+    key = dict(model=model_name, images=images_id(pool), batch=cfg["batch_size"])
+    preds = cache.get_or_compute("pool", key, lambda: {
+        "pred": predict(model, pool.x, cfg["batch_size"], device)})["pred"]
+    correct = pool.subset(preds == pool.y)
+    n = len(correct) if cfg["n_images"] is None else cfg["n_images"]
+    if len(correct) < n:
+        raise ValueError(f"only {len(correct)} of the {len(pool)} pool images are classified "
+                         f"correctly, fewer than n_images={n}; raise pool")
+    return correct.sample(n, cfg["seed"])
+
+
+# --------------------------------------------------------------------------- evaluation
+def evaluate(model, settings_: dict[str, Setting], x: torch.Tensor, cfg: dict,
+             device: torch.device) -> dict[str, torch.Tensor]:
+    """Labels of the undefended classifier and of every defence on ``x`` (CPU tensors); the
+    randomised transforms are seeded, so the labels repeat."""
+    out = {"undefended": predict(model, x, cfg["batch_size"], device)}
+    for name, s in settings_.items():
+        out[name] = defended(model, s).predict(x, cfg["batch_size"], seed=cfg["seed"])
+    return out
+
+
+def _key(base: dict, settings_: dict[str, Setting], **more) -> dict:
+    return {**base, "defences": [s.key() for s in settings_.values()], **more}
+
+
+def run_clean(model, images: ImageSet, settings_, cfg, cache, base, device) -> pd.DataFrame:
+    """Clean accuracy of each defence on the chosen images (all of which the undefended
+    classifier gets right): what each transform costs before any attack."""
+    preds = cache.get_or_compute("clean", _key(base, settings_),
+                                 lambda: evaluate(model, settings_, images.x, cfg, device))
+    rows = []
+    for name in ["undefended", *settings_]:
+        fam = "none" if name == "undefended" else settings_[name].family
+        ok = int((preds[name] == images.y).sum())
+        rows.append({"family": fam, "defence": name, "n": len(images), "correct": ok,
+                     **rate_row(ok, len(images), "acc")})
+    return pd.DataFrame(rows)
+
+
+def deepfool_delta(model, images: ImageSet, cfg, cache, base, progress) -> torch.Tensor:
+    """DeepFool's minimal perturbations (float16 in the cache, 2 bytes a value)."""
+    key = dict(base, steps=cfg["deepfool_steps"], candidates=cfg["deepfool_candidates"])
+
+    def compute():
+        adv = atk.run(model, images.x, images.y, "deepfool", None, batch_size=cfg["batch_size"],
+                      seed=cfg["seed"], progress=progress, steps=cfg["deepfool_steps"],
+                      candidates=cfg["deepfool_candidates"])[None]
+        return {"delta": (adv - images.x).half()}
+    return cache.get_or_compute("deepfool", key, compute)["delta"].float()
+
+
+def scale_to_l2(x: torch.Tensor, delta: torch.Tensor, budget: float) -> torch.Tensor:
+    """``x + delta`` with each image's ``delta`` stretched along itself to the normalised L2
+    ``budget`` (DeepFool's overshoot, chosen per image), clipped to [0, 1]."""
+    norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12)
+    factor = budget * x.flatten(1).norm(dim=1) / norms
+    return (x + delta * factor.view(-1, 1, 1, 1)).clamp(0, 1)
+
+
+def attack_jobs(cfg: dict) -> list[tuple[str, float | None]]:
+    """(attack, strength) pairs: FGSM and I-FGSM at L-inf budgets (x/255); DeepFool's
+    minimal perturbation (strength None) and the same stretched to L2 budgets."""
+    return ([("FGSM", e) for e in cfg["fgsm_eps"]] + [("I-FGSM", e) for e in cfg["ifgsm_eps"]]
+            + [("DeepFool", None)] + [("DeepFool", b) for b in cfg["deepfool_l2"]])
+
+
+def adversarial(model, images: ImageSet, attack: str, strength, cfg, cache, base,
+                progress) -> torch.Tensor:
+    """Adversarial versions of ``images`` for one (attack, strength), against the bare
+    classifier."""
+    if attack == "DeepFool":
+        delta = deepfool_delta(model, images, cfg, cache, base, progress)
+        if strength is None:
+            return (images.x + delta).clamp(0, 1)
+        return scale_to_l2(images.x, delta, strength)
+    name, params = ("fgsm", {}) if attack == "FGSM" else ("bim", {"steps": cfg["ifgsm_steps"]})
+    return atk.run(model, images.x, images.y, name, [strength / 255], batch_size=cfg["batch_size"],
+                   seed=cfg["seed"], progress=progress, **params)[strength / 255]
+
+
+def run_oblivious(model, images, settings_, cfg, cache, base, device, progress) -> pd.DataFrame:
+    """The source study's experiment: every (attack, strength) against the bare classifier,
+    then every defence on the result.  One cache piece per (attack, strength)."""
+    mean, std = model_normalisation(model)
+    rows = []
+    for attack, strength in tqdm(attack_jobs(cfg), desc="oblivious attacks", disable=not progress):
+        key = _key(base, settings_, attack=attack, strength=strength,
+                   steps=cfg["ifgsm_steps"] if attack == "I-FGSM" else None,
+                   deepfool=(cfg["deepfool_steps"], cfg["deepfool_candidates"])
+                   if attack == "DeepFool" else None)
+
+        def compute():
+            x_adv = adversarial(model, images, attack, strength, cfg, cache, base, progress)
+            out = evaluate(model, settings_, x_adv, cfg, device)
+            out["l2"] = normalized_l2(images.x, x_adv)
+            if mean is not None:
+                out["l2_model"] = normalized_l2(images.x, x_adv, mean, std)
+            return out
+
+        piece = cache.get_or_compute("oblivious", key, compute)
+        rows += curve_rows(images.y, piece, settings_, attack=attack,
+                           strength=np.nan if strength is None else strength)
+    return pd.DataFrame(rows)
+
+
+def curve_rows(y, piece: dict, settings_, **labels) -> list[dict]:
+    """One row per defence: mean normalised L2, how many images fool the undefended
+    classifier, the defence success rate and the defended accuracy (both with Wilson
+    intervals)."""
+    und = piece["undefended"]
+    common = {**labels, "l2": float(piece["l2"].mean()),
+              "l2_model": float(piece["l2_model"].mean()) if "l2_model" in piece else np.nan,
+              "n": len(y), "fooled": int((und != y).sum())}
+    rows = [{**common, "family": "none", "defence": "undefended",
+             **rate_row(int((und == y).sum()), len(y), "acc"), "success": 0,
+             **rate_row(0, common["fooled"], "rate")}]
+    for name, s in settings_.items():
+        k, n = defence_success(y, und, piece[name])
+        rows.append({**common, "family": s.family, "defence": name, "success": k,
+                     **rate_row(k, n, "rate"),
+                     **rate_row(int((piece[name] == y).sum()), len(y), "acc")})
+    return rows
+
+
+# --------------------------------------------------------------------------- adaptive attack
+def adaptive_target(model, setting: Setting, eot_draws: int) -> nn.Module:
+    """What the adaptive attacker differentiates: the defence through BPDA, averaged over
+    ``eot_draws`` random masks (EOT) when the transform is randomised."""
+    d = defended(model, setting)
+    return atk.EOT(d, eot_draws) if setting.randomized else d
+
+
+def run_adaptive(model, images: ImageSet, settings_, cfg, cache, base, device,
+                 progress) -> pd.DataFrame:
+    """L2 PGD (the book's PGD core, random start, ``adaptive_steps`` steps of 2.5 eps / steps)
+    at each budget, once against the bare classifier (then every defence on the result, as in
+    the source study) and once through each defence (BPDA, EOT).  The L2 budget is
+    ``b * mean ||x||_2`` over the attacked images, so the mean normalised L2 is close to b;
+    rows report the measured value."""
+    sub = images.sample(cfg["adaptive_images"], cfg["seed"])
+    norm = float(sub.x.flatten(1).norm(dim=1).mean())
+    pgd = atk.PGD("l2", cfg["adaptive_steps"], random_init=True)
+    sbase = dict(base, images=images_id(sub), steps=cfg["adaptive_steps"])
+    rows = []
+    jobs = [(b, None) for b in cfg["adaptive_l2"]] + [(b, n) for b in cfg["adaptive_l2"] for n in settings_]
+    for budget, name in tqdm(jobs, desc="L2 PGD, oblivious and adaptive", disable=not progress):
+        eps = budget * norm
+        if name is None:     # one attack on the bare classifier serves every defence
+            def compute():
+                x_adv = atk.run(model, sub.x, sub.y, pgd, [eps], batch_size=cfg["batch_size"],
+                                seed=cfg["seed"], progress=progress)[eps]
+                return {**evaluate(model, settings_, x_adv, cfg, device),
+                        "l2": normalized_l2(sub.x, x_adv)}
+            piece = cache.get_or_compute("pgd_oblivious", _key(sbase, settings_, budget=budget), compute)
+            rows += curve_rows(sub.y, piece, settings_, attacker="oblivious", budget=budget)
+            continue
+        s = settings_[name]
+        draws = cfg["eot_draws"] if s.randomized else 1
+        key = dict(sbase, budget=budget, defence=s.key(), eot=draws)
+
+        def compute():
+            target = adaptive_target(model, s, draws)
+            batch = max(1, cfg["batch_size"] // draws)
+            x_adv = atk.run(target, sub.x, sub.y, pgd, [eps], batch_size=batch, seed=cfg["seed"],
+                            progress=progress)[eps]
+            return {"undefended": predict(model, x_adv, cfg["batch_size"], device),
+                    name: defended(model, s).predict(x_adv, cfg["batch_size"], seed=cfg["seed"]),
+                    "l2": normalized_l2(sub.x, x_adv)}
+        piece = cache.get_or_compute("pgd_adaptive", key, compute)
+        rows += [r for r in curve_rows(sub.y, piece, {name: s}, attacker="adaptive", budget=budget)
+                 if r["defence"] == name]
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- the claims
+def _points(curves: pd.DataFrame, attacks, lo: float = -np.inf, hi: float = np.inf) -> pd.DataFrame:
+    """The defence success rates at the (attack, strength) points of ``attacks`` whose mean
+    normalised L2 lies in [lo, hi), one column per defence."""
+    c = curves[curves.attack.isin(attacks) & (curves.l2 >= lo) & (curves.l2 < hi)
+               & (curves.defence != "undefended")]
+    return c.pivot_table(index=["attack", "l2"], columns="defence", values="rate")
+
+
+def _beats(points: pd.DataFrame, winner: str, losers: list[str]) -> tuple[int, int, float]:
+    """At how many points ``winner``'s rate exceeds every loser's, of how many, and the mean
+    margin over the best loser."""
+    if points.empty or winner not in points or any(l not in points for l in losers):
+        return 0, 0, np.nan
+    margin = points[winner] - points[losers].max(axis=1)
+    return int((margin > 0).sum()), len(margin), float(margin.mean())
+
+
+def _drop(curves: pd.DataFrame, attack: str, defence: str) -> float:
+    """Success rate at the weakest minus at the strongest point of ``attack`` (by L2)."""
+    c = curves[(curves.attack == attack) & (curves.defence == defence)].sort_values("l2")
+    return float(c.rate.iloc[0] - c.rate.iloc[-1]) if len(c) > 1 else np.nan
+
+
+def _verdict(hits: int, total: int) -> str:
+    if total == 0:
+        return "not tested"
+    return "holds" if hits == total else "does not hold" if hits == 0 else "partly"
+
+
+def _combine(*verdicts: str) -> str:
+    tested = [v for v in verdicts if v != "not tested"]
+    if not tested:
+        return "not tested"
+    if all(v == "holds" for v in tested) and len(tested) == len(verdicts):
+        return "holds"
+    return "does not hold" if all(v == "does not hold" for v in tested) else "partly"
+
+
+def _fmt(attack: str, hits: int, total: int, margin: float) -> str:
+    return f"{attack}: {hits}/{total} points" + ("" if total == 0 else f" (mean margin {margin:+.2f})")
+
+
+STABLE = 0.10   # "stable" / "holds": the rate falls by at most 10 points from weakest to strongest
+
+
+def claims_table(curves: pd.DataFrame, clean: pd.DataFrame) -> pd.DataFrame:
+    """The source study's claims, one row each, with the verdict (holds / partly / does not
+    hold / not tested) and the numbers behind it.  A comparison claim holds when it is true at
+    every (attack, strength) point it covers, does not hold at none, partly otherwise;
+    "stable" means a fall of at most :data:`STABLE` from the weakest to the strongest attack."""
+    rows = []
+
+    def comparison(attacks, winner, losers, lo=-np.inf, hi=np.inf):
+        parts, verdicts = [], []
+        for a in attacks:
+            h, t, m = _beats(_points(curves, [a], lo, hi), winner, losers)
+            parts.append(_fmt(a, h, t, m))
+            verdicts.append(_verdict(h, t))
+        return parts, verdicts
+
+    p, v = comparison(["FGSM", "I-FGSM"], "remove 2 bits", ["remove 4 bits", "remove 6 bits"], hi=0.04)
+    rows.append(("2-bit removal beats 4 and 6 bits while L2 < 0.04 (FGSM, I-FGSM)", _combine(*v), "; ".join(p)))
+
+    p, v = comparison(["FGSM"], "remove 4 bits", ["remove 2 bits", "remove 6 bits"], lo=0.04)
+    rows.append(("4-bit removal is the best against FGSM as the attack grows (L2 >= 0.04)",
+                 _combine(*v), "; ".join(p)))
+
+    d6, d4 = _drop(curves, "DeepFool", "remove 6 bits"), _drop(curves, "DeepFool", "remove 4 bits")
+    parts = ["not tested"] * 2 if np.isnan(d6) or np.isnan(d4) else [
+        "holds" if d6 <= STABLE else "does not hold",
+        "holds" if d4 > STABLE and d4 > d6 else "does not hold"]
+    rows.append(("Against DeepFool, 6-bit removal holds and 4-bit removal deteriorates",
+                 _combine(*parts), f"fall from weakest to strongest DeepFool: 6 bits {d6:+.2f}, "
+                 f"4 bits {d4:+.2f} (stable: at most {STABLE:.2f})"))
+
+    p1, v1 = comparison(["FGSM", "I-FGSM"], "1x3", ["3x3"], hi=0.06)
+    p2, v2 = comparison(["FGSM", "I-FGSM"], "3x1", ["3x3"], hi=0.06)
+    p3, v3 = comparison(["FGSM", "I-FGSM"], "3x3", ["1x3", "3x1"], lo=0.06)
+    rows.append(("1x3 and 3x1 beat 3x3 below L2 0.06, 3x3 wins above (FGSM, I-FGSM)",
+                 _combine(*v1, *v2, *v3),
+                 "below 0.06, 1x3 > 3x3: " + "; ".join(p1) + " | 3x1 > 3x3: " + "; ".join(p2)
+                 + " | above 0.06, 3x3 > both: " + "; ".join(p3)))
+
+    windows = [f"{h}x{w}" for h, w in MEDIAN_WINDOWS]
+    p, v = comparison(["DeepFool"], "3x3", [w for w in windows if w != "3x3"])
+    d55 = _drop(curves, "DeepFool", "5x5")
+    acc = clean.set_index("defence").acc
+    blurs = bool(all(w in acc for w in windows)) and acc["5x5"] == min(acc[w] for w in windows)
+    stable = "not tested" if np.isnan(d55) else "holds" if d55 <= STABLE else "does not hold"
+    rows.append(("Against DeepFool, 3x3 is the best window at every strength; 5x5 is stable but "
+                 "blurs too much", _combine(*v, stable, "holds" if blurs else "does not hold"),
+                 "3x3 best: " + "; ".join(p) + f" | 5x5 fall {d55:+.2f} | clean accuracy "
+                 + ", ".join(f"{w} {acc[w]:.2f}" for w in windows if w in acc)))
+
+    tvm = sorted(curves[curves.family == "TVM"].defence.unique())
+    km = sorted(curves[curves.family == "K-means"].defence.unique())
+    parts, verdicts = [], []
+    for t in tvm:
+        h, n, m = _beats(_points(curves, ATTACKS), t, km)
+        parts.append(_fmt(f"{t} > {', '.join(km)}", h, n, m))
+        verdicts.append(_verdict(h, n))
+    rows.append(("TVM beats K-means (every attack and strength)", _combine(*verdicts) if verdicts
+                 else "not tested", "; ".join(parts)))
+
+    others = [t for t in tvm if t != "TVM 10%"]
+    p, v = comparison(list(ATTACKS), "TVM 10%", others)
+    rows.append(("TVM on 10% of the pixels beats 25% and 100%", _combine(*v), "; ".join(p)))
+    return pd.DataFrame(rows, columns=["claim", "verdict", "evidence"])
+
+
+# --------------------------------------------------------------------------- cost and examples
+def throughput(settings_: dict[str, Setting], x: torch.Tensor, repeats: int = 2) -> pd.DataFrame:
+    """Images per second of each transform alone on ``x``'s device: the fastest of
+    ``repeats`` timed calls after a warm-up call (which compiles TV minimisation's step)."""
+    rows = []
+    for name, s in settings_.items():
+        with torch.no_grad():
+            s.transform(x)
+            best = np.inf
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                s.transform(x)
+                best = min(best, time.perf_counter() - t0)
+        rows.append({"family": s.family, "defence": name, "images": len(x), "img_per_s": len(x) / best})
+    return pd.DataFrame(rows)
+
+
+def tv_tolerance(x: torch.Tensor, cfg: dict, factor: int = 10) -> pd.DataFrame:
+    """How far the fixed budget of ``tvm_steps`` iterations is from the optimum on these
+    images: the relative objective gap to ``factor`` times as many iterations, and the mean
+    pixel difference in grey levels, per kept fraction."""
+    rows = []
+    g = torch.Generator().manual_seed(cfg["seed"])
+    for keep in cfg["tvm_keep"]:
+        mask = None if keep == 1 else T.bernoulli_mask(x, keep, generator=g)
+        z = T.tv_minimize(x, mask, cfg["tv_weight"], cfg["tvm_steps"])
+        ref = T.tv_minimize(x, mask, cfg["tv_weight"], factor * cfg["tvm_steps"])
+        f, f_ref = T.tv_objective(z, x, mask, cfg["tv_weight"]), T.tv_objective(ref, x, mask, cfg["tv_weight"])
+        rows.append({"keep": keep, "steps": cfg["tvm_steps"], "reference_steps": factor * cfg["tvm_steps"],
+                     "objective_gap": float(((f - f_ref) / f_ref).max()),
+                     "mean_pixel_diff_255": float((z - ref).abs().mean()) * 255})
+    return pd.DataFrame(rows)
+
+
+def cached_table(cache: ResultCache, name: str, key: dict, compute) -> pd.DataFrame:
+    """A numeric table through the cache (stored as one float64 tensor per column)."""
+    stored = cache.get_or_compute(name, key, lambda: {
+        c: torch.tensor(v.to_numpy(dtype=np.float64)) for c, v in compute().items()})
+    return pd.DataFrame({c: v.numpy() for c, v in stored.items()})
+
+
+def example_views(model, images: ImageSet, settings_, cfg, index: int = 0, attack: str = "FGSM",
+                  strength: float | None = None, device=None) -> dict:
+    """The source study's Figure 2 for one image: the adversarial input, each transform's
+    output and its delta (output - adversarial input), with the labels."""
+    sub = images.subset([index])
+    strength = strength if strength is not None else (cfg["fgsm_eps"][len(cfg["fgsm_eps"]) // 2]
+                                                      if attack == "FGSM" else None)
+    x_adv = atk.run(model, sub.x, sub.y, {"FGSM": "fgsm", "I-FGSM": "bim"}[attack],
+                    [strength / 255], seed=cfg["seed"], progress=False)[strength / 255]
+    torch.manual_seed(cfg["seed"])
+    with torch.no_grad():
+        out = {name: s.transform(x_adv.to(device or "cpu")).cpu() for name, s in settings_.items()}
+    labels = {name: int(predict(model, z, 1, device)[0]) for name, z in out.items()}
+    return {"x": sub.x[0], "x_adv": x_adv[0], "y": int(sub.y[0]), "attack": attack,
+            "strength": strength, "adv_label": int(predict(model, x_adv, 1, device)[0]),
+            "outputs": {k: v[0] for k, v in out.items()}, "labels": labels,
+            "families": {k: s.family for k, s in settings_.items()}}
+
+
+# --------------------------------------------------------------------------- everything
+@dataclass
+class Ch03Results(ChapterResults):
+    clean: pd.DataFrame
+    curves: pd.DataFrame
+    adaptive: pd.DataFrame
+    claims: pd.DataFrame
+    throughput: pd.DataFrame
+    tv_tolerance: pd.DataFrame
+    info: RunInfo
+    settings: dict = field(default_factory=dict)
+    examples: dict = field(default_factory=dict)
+    classes: tuple = ()
+
+    CHAPTER = CHAPTER
+    TABLES = ("clean", "curves", "adaptive", "claims", "throughput", "tv_tolerance")
+
+    def extras(self) -> dict:
+        c = self.curves[self.curves.defence == "undefended"]
+        ratio = float((c.l2_model / c.l2).mean()) if c.l2_model.notna().any() else None
+        return {"l2_model_over_l2": ratio}
+
+
+FIGURE_GROUPS = {
+    "ch03_bit_depth": ("bit depth", ["bit depth"]),
+    "ch03_median": ("median filter", ["median"]),
+    "ch03_tvm_kmeans": ("TV minimisation against K-means (and JPEG)", ["TVM", "K-means", "JPEG"]),
+    "ch03_tvm_pixels": ("TV minimisation: fraction of pixels kept", ["TVM"]),
+}
+
+
+def make_figures(results: Ch03Results) -> dict:
+    """The source study's Figures 2-6 (processed images and deltas; success rate against
+    normalised L2 per family and attack) and the adaptive comparison, by file stem."""
+    from .. import plots
+    figs = {}
+    if results.examples:
+        figs["ch03_examples"] = plots.plot_processed(results.examples, results.classes)
+    for stem, (title, families) in FIGURE_GROUPS.items():
+        sub = results.curves[results.curves.family.isin(families)]
+        figs[stem] = plots.plot_rate_curves(sub, title=f"Defence success rate: {title}")
+    figs["ch03_adaptive"] = plots.plot_adaptive_curves(results.adaptive)
+    return figs
+
+
+def setup(profile: str | None = None, model_name: str = "efficientnet_lite0", device=None,
+          progress: bool = True, **overrides):
+    """Settings, device, model (eval, channels_last) and the colour sample images."""
+    cfg = settings(profile, **overrides)
+    dev = get_device(device)
+    seed_everything(cfg["seed"])
+    model = prepare_for_inference(load_imagenet_model(model_name), dev)
+    return cfg, dev, model, load_imagenet_for(model_name, progress=progress)
+
+
+def run(profile: str | None = None, model_name: str = "efficientnet_lite0", device=None,
+        use_cache: bool = True, progress: bool = True, prepared=None, **overrides) -> Ch03Results:
+    """The whole chapter: image choice, clean cost, the source study's (oblivious) attacks,
+    the claims, L2 PGD oblivious and adaptive, transform throughput and TV tolerance.
+
+    ``prepared`` takes the tuple ``setup`` returned (so a notebook loads the model once).
+    """
+    t0 = time.time()
+    profile = resolve_profile(profile)
+    cfg, dev, model, pool = prepared or setup(profile, model_name, device, progress, **overrides)
+    cache = ResultCache(CHAPTER, enabled=use_cache)
+    images = select_images(model, pool, cfg, cache, model_name, dev)
+    settings_ = defence_settings(cfg)
+    base = dict(model=model_name, images=images_id(images), seed=cfg["seed"], batch=cfg["batch_size"])
+    clean = run_clean(model, images, settings_, cfg, cache, base, dev)
+    curves = run_oblivious(model, images, settings_, cfg, cache, base, dev, progress)
+    adaptive = run_adaptive(model, images, settings_, cfg, cache, base, dev, progress)
+    n_cost = min(cfg["throughput_images"], len(images))
+    cost = throughput(settings_, images.x[:n_cost].to(dev))
+    tol = cached_table(cache, "tv_tolerance", dict(base, keep=list(cfg["tvm_keep"]), steps=cfg["tvm_steps"],
+                                                   n=cfg["tv_check_images"], weight=cfg["tv_weight"]),
+                       lambda: tv_tolerance(images.x[:cfg["tv_check_images"]].to(dev), cfg))
+    examples = example_views(model, images, settings_, cfg, device=dev)
+    info = RunInfo(CHAPTER, profile, device_name(dev), model_name, time.time() - t0, cache_note(cache))
+    return Ch03Results(clean, curves, adaptive, claims_table(curves, clean), cost, tol, info,
+                       {**cfg, "n_images": len(images)}, examples, pool.classes)
