@@ -61,6 +61,17 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def per_image_normal(seeds, shape, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Standard-normal draws of ``shape`` for each seed, stacked: (len(seeds), *shape), CPU.
+
+    Each image's draw comes from its own generator, so it does not depend on which other
+    images share the batch, on the batch size or on the device.
+    """
+    g = torch.Generator()
+    return torch.stack([torch.randn(tuple(shape), generator=g.manual_seed(int(s)), dtype=dtype)
+                        for s in seeds]) if len(seeds) else torch.empty(0, *shape, dtype=dtype)
+
+
 def _env_path(var: str) -> Path | None:
     value = os.environ.get(var)
     return Path(value).expanduser() if value else None

@@ -69,6 +69,12 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.y)
 
+    def sample(self, n: int, seed: int) -> "ImageSet":
+        """A fixed random subset of ``n`` images (all of them when ``n >= len``), in their
+        original order; the same for the same ``seed``."""
+        g = torch.Generator().manual_seed(seed)
+        return self.subset(torch.randperm(len(self), generator=g)[:n].sort().values)
+
     def subset(self, index) -> "ImageSet":
         index = torch.as_tensor(index)
         pick = index.tolist() if index.dtype != torch.bool else index.nonzero().flatten().tolist()
@@ -179,6 +185,17 @@ def load_imagenet_samples(colour_only: bool = True, limit: int | None = None, re
             break
     x = torch.stack(xs).float().div_(255)
     return ImageSet(x, torch.tensor(ys), imagenet_classes(), str(folder), names, torch.tensor(greys))
+
+
+def load_imagenet_for(model_name: str, limit: int | None = None, colour_only: bool = True,
+                      progress: bool = True) -> ImageSet:
+    """The sample images preprocessed as ``model_name`` expects (its resize and centre crop)."""
+    from .models.imagenet import SPECS
+    if model_name not in SPECS:
+        raise ValueError(f"unknown ImageNet model {model_name!r}; choose one of {sorted(SPECS)}")
+    spec = SPECS[model_name]
+    return load_imagenet_samples(colour_only=colour_only, limit=limit, resize=spec.resize,
+                                 crop=spec.crop, progress=progress)
 
 
 # --------------------------------------------------------------------------- MNIST

@@ -5,14 +5,14 @@ import ipywidgets as W
 import matplotlib.pyplot as plt
 
 from .data import ImageSet
-from .defenses.smoothing import BLUR_SIGMA_DEFAULT, SmoothingVote, add_noise, three_views
+from .defenses.blur_vote import BLUR_SIGMA_DEFAULT, BlurVote, add_noise, three_views
 from .experiments.ch01 import noise_seeds
 from .plots import as_jpeg
 
 
 def smoothing_explorer(model, images: ImageSet, kernel: int = 5, seed: int = 0) -> W.VBox:
     """Pick an image and a noise sigma; see the three views, their labels and the vote."""
-    vote = SmoothingVote(model, kernel, BLUR_SIGMA_DEFAULT)
+    vote = BlurVote(model, kernel, BLUR_SIGMA_DEFAULT)
     choose = W.Dropdown(options=[(n.split("_", 1)[1].rsplit(".", 1)[0], i)
                                  for i, n in enumerate(images.names)], description="image")
     sigma = W.FloatSlider(value=0.25, min=0.0, max=0.5, step=0.025, description="noise sigma",
@@ -25,7 +25,7 @@ def smoothing_explorer(model, images: ImageSet, kernel: int = 5, seed: int = 0) 
     def redraw(*_):
         i = choose.value
         x = add_noise(images.x[i:i + 1], sigma.value, noise_seeds(images.subset([i]), 0, seed))
-        p = vote.predict(x)
+        p = vote.predict_views(x)
         views = three_views(x, vote.blur)
         fig, axes = plt.subplots(1, 3, figsize=(10, 3.8))
         for ax, v, key, title in zip(axes, views, ("ns", "ss", "ds"),

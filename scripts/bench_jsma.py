@@ -33,7 +33,7 @@ except ImportError:
 
 from advlab.config import get_device
 from advlab.data import load_mnist
-from advlab.jsma import jsma_with_stats, max_iterations, random_targets
+from advlab.attacks.jsma import jsma_with_stats, max_iterations, random_targets
 from advlab.models import predict
 from advlab.models.mnist import trained_lenet
 

@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from advlab import jsma as jsma_mod
-from advlab.jsma import jsma, jsma_with_stats, max_iterations, random_targets
+from advlab.attacks import jsma as jsma_mod
+from advlab.attacks.jsma import jsma, jsma_with_stats, max_iterations, random_targets
 from reference_jsma import reference_jsma
 
 N_CLASSES = 4

@@ -206,3 +206,37 @@ def test_adaptive_pgd_stays_in_the_ball_and_lowers_its_loss():
     assert after < before
     with pytest.raises(ValueError):
         md.adaptive_pgd(model, x, y, 0.0)
+
+
+def old_adaptive_pgd(model, x, y, eps, steps, n_eot, crop_size, unc_weight, batch_size, seed):
+    """The adaptive-PGD loop Chapter 2's stored tables were made with (before the PGD core)."""
+    step = 2.5 * eps / steps
+    out = []
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        for i in range(0, len(x), batch_size):
+            xb, yb = x[i:i + batch_size], y[i:i + batch_size]
+            with torch.no_grad():
+                logits = model(xb)
+                logits[torch.arange(len(yb)), yb] = -torch.inf
+                target = logits.argmax(1)
+            adv = xb.clone()
+            for _ in range(steps):
+                adv.requires_grad_(True)
+                loss = md.detector_loss(model, adv, target, n_eot, crop_size, unc_weight).sum()
+                grad, = torch.autograd.grad(loss, adv)
+                with torch.no_grad():
+                    adv = adv - step * grad.sign()
+                    adv = (xb + (adv - xb).clamp(-eps, eps)).clamp(0, 1)
+            out.append(adv.detach())
+    return torch.cat(out)
+
+
+def test_adaptive_pgd_is_bit_for_bit_the_loop_chapter_2_used():
+    torch.manual_seed(0)
+    model = LeNet().eval()
+    x, y = torch.rand(10, 1, 28, 28), torch.randint(0, 10, (10,))
+    ours = md.adaptive_pgd(model, x, y, 0.1, steps=4, n_eot=3, crop_size=24, unc_weight=10.0,
+                           batch_size=4, seed=2, progress=False)
+    ref = old_adaptive_pgd(model, x, y, 0.1, 4, 3, 24, 10.0, 4, 2)
+    assert torch.equal(ours, ref)

@@ -31,7 +31,7 @@ def tiny_set():
 
 
 def test_example_views_shapes_and_vote(tiny_set):
-    v = ch01.example_views(Tiny().eval(), tiny_set, [0, 2], sigmas=(0.0, 0.25))
+    v = ch01.example_views(Tiny().eval(), tiny_set, [0, 2], noise_sigmas=(0.0, 0.25))
     assert v["x"].shape == (2, 2, 3, 16, 16) and v["preds"].shape == (2, 2, 4)
     assert torch.equal(v["x"][:, 0], tiny_set.x[[0, 2]])          # sigma 0 leaves the input alone
     fig = plots.plot_examples(v, tiny_set.classes)
@@ -40,7 +40,7 @@ def test_example_views_shapes_and_vote(tiny_set):
 
 def test_summary_figures_from_tables():
     per_draw = ch01.SEED_TABLE.assign(kernel="5x5", draw=0)
-    table = summarise_draws(per_draw, ["kernel", "sigma"], ch01.METRICS, 975)
+    table = summarise_draws(per_draw, ["kernel", "noise_sigma"], ch01.METRICS, 975)
     assert len(plots.plot_noise_curves(table, ch01.SEED_TABLE).axes) == 2
     import pandas as pd
     attacks = pd.DataFrame([
@@ -73,7 +73,7 @@ def test_cli_rejects_unknown_chapter_and_profile():
 
 
 def test_as_jpeg_is_small_and_valid(tiny_set):
-    fig = plots.plot_examples(ch01.example_views(Tiny().eval(), tiny_set, [0], sigmas=(0.25,)),
+    fig = plots.plot_examples(ch01.example_views(Tiny().eval(), tiny_set, [0], noise_sigmas=(0.25,)),
                               tiny_set.classes)
     img = plots.as_jpeg(fig)
     assert img.data[:2] == b"\xff\xd8" and len(img.data) < 200_000

@@ -22,6 +22,8 @@ from torch import nn
 from torchvision.transforms.v2.functional import five_crop
 from tqdm import tqdm
 
+from ..attacks import PGD, run, runner_up
+
 N_CROPS = 5
 
 
@@ -267,9 +269,8 @@ def adaptive_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
                  step_size: float | None = None, n_eot: int = 16, crop_size: int = 24,
                  unc_weight: float = 10.0, batch_size: int = 500, seed: int = 0,
                  progress: bool = True) -> torch.Tensor:
-    """L-inf PGD (Madry et al. 2018) on :func:`detector_loss`, targeted at each image's most
-    likely wrong class.  Written here rather than with foolbox because the objective is not a
-    classifier's loss: it averages over random dropout masks and crops and adds a penalty.
+    """L-inf PGD (the book's PGD core) descending :func:`detector_loss`, targeted at each
+    image's most likely wrong class; step ``2.5 * eps / steps`` unless given.
 
     Returns CPU adversarial images within ``eps`` of ``x`` and in [0, 1].
     """
@@ -277,31 +278,13 @@ def adaptive_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
         raise ValueError("x and y must have the same length")
     if eps <= 0:
         raise ValueError("eps must be positive")
-    step = step_size if step_size is not None else 2.5 * eps / steps
-    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
-    out = []
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        bar = tqdm(total=len(range(0, len(x), batch_size)) * steps, desc="adaptive PGD steps",
-                   disable=not progress, leave=False)
-        for i in range(0, len(x), batch_size):
-            xb, yb = x[i:i + batch_size].to(device), y[i:i + batch_size].to(device)
-            with torch.no_grad():
-                logits = model(xb)
-                logits[torch.arange(len(yb)), yb] = -torch.inf
-                target = logits.argmax(1)
-            adv = xb.clone()
-            for _ in range(steps):
-                adv.requires_grad_(True)
-                loss = detector_loss(model, adv, target, n_eot, crop_size, unc_weight).sum()
-                grad, = torch.autograd.grad(loss, adv)
-                with torch.no_grad():
-                    adv = adv - step * grad.sign()
-                    adv = (xb + (adv - xb).clamp(-eps, eps)).clamp(0, 1)
-                bar.update()
-            out.append(adv.detach().cpu())
-        bar.close()
-    model.train(was_training)
-    return torch.cat(out)
+    try:
+        targets = runner_up(model, x, y, batch_size)
+        attack = PGD("linf", steps, step_size=step_size, random_init=False, name="adaptive PGD",
+                     loss=lambda m, v, t: detector_loss(m, v, t, n_eot, crop_size, unc_weight))
+        return run(model, x, y, attack, [eps], targets=targets, batch_size=batch_size, seed=seed,
+                   progress=progress)[float(eps)]
+    finally:
+        model.train(was_training)

@@ -1,6 +1,6 @@
-"""Chapter 1: Gaussian noise, Gaussian smoothing and the 2-of-3 vote (seed 000).
+"""Chapter 1: Gaussian noise, Gaussian smoothing and the 2-of-3 vote.
 
-Reproduces the seed's table (Acc_NS, Acc_SS, Acc_DS, Acc_Maj, reject rate for noise
+Reproduces the source study's table (Acc_NS, Acc_SS, Acc_DS, Acc_Maj, reject rate for noise
 sigma in {0, 0.125, 0.25, 0.375}, 5x5 and 7x7 kernels with blur sigma 1) on the colour ImageNet
 sample images, over several noise draws, then attacks the vote with FGSM and PGD, both
 ignoring the defence and through it.
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pandas as pd
 import torch
@@ -19,21 +18,24 @@ from .. import attacks as atk
 from ..cache import ResultCache
 from ..config import (RunInfo, device_name, get_device, profile_settings, resolve_profile,
                       seed_everything)
-from ..data import ImageSet, load_imagenet_samples
-from ..defenses.smoothing import BLUR_SIGMA_DEFAULT as BLUR_SIGMA
-from ..defenses.smoothing import (REJECT, SmoothingVote, VoteSurrogate, add_noise, compose_kernels,
-                                  equivalent_gaussian, gaussian_blur, gaussian_kernel,
-                                  kernel_distance, majority_vote, three_views)
+from ..data import ImageSet, load_imagenet_for
+from ..defenses.base import ABSTAIN
+from ..defenses.blur_vote import BLUR_SIGMA_DEFAULT as BLUR_SIGMA
+from ..defenses.blur_vote import (BlurVote, add_noise, compose_kernels, equivalent_gaussian,
+                                  gaussian_blur, gaussian_kernel, kernel_distance, majority_vote,
+                                  three_views)
 from ..metrics import summarise_draws
-from ..models import IMAGENET_SPECS, load_imagenet_model, predict, prepare_for_inference
+from ..models import load_imagenet_model, predict, prepare_for_inference
+from .common import ChapterResults, cache_note
 
 CHAPTER = "ch01"
 NOISE_SIGMAS = (0.0, 0.125, 0.25, 0.375)
 METRICS = ["acc_ns", "acc_ss", "acc_ds", "acc_maj", "reject"]
+SOURCE_LABEL = "source study (ResNet-50)"
 
-# The seed's table (ResNet-50, 975 colour sample images, one noise draw, 5x5 kernel).
+# The source study's table (ResNet-50, 975 colour sample images, one noise draw, 5x5 kernel).
 SEED_TABLE = pd.DataFrame({
-    "sigma": NOISE_SIGMAS,
+    "noise_sigma": NOISE_SIGMAS,
     "acc_ns": [0.8820, 0.6523, 0.3425, 0.0902],
     "acc_ss": [0.8605, 0.7148, 0.5005, 0.3097],
     "acc_ds": [0.8153, 0.6912, 0.4923, 0.3220],
@@ -55,10 +57,8 @@ def settings(profile: str | None = None, **overrides) -> dict:
 
 
 def load_images(model_name: str, n_images: int | None = None, progress: bool = True) -> ImageSet:
-    """The colour sample images, preprocessed for ``model_name`` (Resize 256, CenterCrop 224)."""
-    spec = IMAGENET_SPECS[model_name]
-    return load_imagenet_samples(colour_only=True, limit=n_images, resize=spec.resize,
-                                 crop=spec.crop, progress=progress)
+    """The colour sample images, preprocessed for ``model_name`` (e.g. Resize 256, CenterCrop 224)."""
+    return load_imagenet_for(model_name, limit=n_images, progress=progress)
 
 
 def noise_seeds(images: ImageSet, draw: int, seed: int) -> torch.Tensor:
@@ -66,7 +66,7 @@ def noise_seeds(images: ImageSet, draw: int, seed: int) -> torch.Tensor:
     return seed * 1_000_000 + draw * 1_000 + images.y
 
 
-def noise_predictions(model, images: ImageSet, sigma: float, draw: int, kernels=(5, 7),
+def noise_predictions(model, images: ImageSet, noise_sigma: float, draw: int, kernels=(5, 7),
                       seed: int = 0, batch_size: int = 64, progress: bool = True) -> dict:
     """Labels for the noisy input and its single and double blur for each kernel size.
 
@@ -75,9 +75,9 @@ def noise_predictions(model, images: ImageSet, sigma: float, draw: int, kernels=
     blurs = {k: gaussian_blur(k, BLUR_SIGMA) for k in kernels}
     seeds = noise_seeds(images, draw, seed)
     out = {"ns": []} | {f"{v}{k}": [] for k in kernels for v in ("ss", "ds")}
-    for i in tqdm(range(0, len(images), batch_size), desc=f"sigma={sigma} draw={draw}",
+    for i in tqdm(range(0, len(images), batch_size), desc=f"noise sigma={noise_sigma} draw={draw}",
                   disable=not progress, leave=False):
-        x = add_noise(images.x[i:i + batch_size], sigma, seeds[i:i + batch_size])
+        x = add_noise(images.x[i:i + batch_size], noise_sigma, seeds[i:i + batch_size])
         out["ns"].append(predict(model, x, batch_size))
         for k, blur in blurs.items():
             _, single, double = three_views(x, blur)
@@ -91,80 +91,84 @@ def score(y: torch.Tensor, ns: torch.Tensor, ss: torch.Tensor, ds: torch.Tensor)
     vote = majority_vote(ns, ss, ds)
     acc = lambda p: float((p == y).float().mean())  # noqa: E731
     return {"acc_ns": acc(ns), "acc_ss": acc(ss), "acc_ds": acc(ds), "acc_maj": acc(vote),
-            "reject": float((vote == REJECT).float().mean())}
+            "reject": float((vote == ABSTAIN).float().mean())}
 
 
 def run_noise(model, images: ImageSet, cfg: dict, cache: ResultCache, model_name: str,
               progress: bool = True) -> pd.DataFrame:
-    """Every (sigma, draw) pass, cached one at a time; a row per kernel, sigma and draw."""
+    """Every (noise sigma, draw) pass, cached one at a time; a row per kernel, sigma and draw."""
     rows = []
     jobs = [(s, d) for s in NOISE_SIGMAS for d in range(cfg["draws"] if s > 0 else 1)]
-    for sigma, draw in tqdm(jobs, desc="noise x smoothing", disable=not progress):
-        key = dict(model=model_name, sigma=sigma, draw=draw, seed=cfg["seed"], n=len(images),
+    for noise_sigma, draw in tqdm(jobs, desc="noise x smoothing", disable=not progress):
+        key = dict(model=model_name, sigma=noise_sigma, draw=draw, seed=cfg["seed"], n=len(images),
                    kernels=list(cfg["kernels"]), blur_sigma=BLUR_SIGMA, images=images.names[-1])
         preds = cache.get_or_compute(
-            "noise", key, lambda: noise_predictions(model, images, sigma, draw, cfg["kernels"],
+            "noise", key, lambda: noise_predictions(model, images, noise_sigma, draw, cfg["kernels"],
                                                     cfg["seed"], cfg["batch_size"], progress))
         for k in cfg["kernels"]:
-            rows.append({"kernel": f"{k}x{k}", "sigma": sigma, "draw": draw,
+            rows.append({"kernel": f"{k}x{k}", "noise_sigma": noise_sigma, "draw": draw,
                          **score(images.y, preds["ns"], preds[f"ss{k}"], preds[f"ds{k}"])})
     return pd.DataFrame(rows)
 
 
 def seed_comparison(table: pd.DataFrame, kernel: str = "5x5") -> pd.DataFrame:
-    """This run's means beside the seed's numbers (the seed reported the 5x5 kernel)."""
-    ours = table[table.kernel == kernel].set_index("sigma")[METRICS]
-    seed = SEED_TABLE.set_index("sigma")[METRICS]
-    both = pd.concat({"advlab": ours, "seed (ResNet-50)": seed}, axis=1).swaplevel(axis=1)
-    return both[[(m, w) for m in METRICS for w in ("advlab", "seed (ResNet-50)")]]
+    """This run's means beside the source study's (which reported the 5x5 kernel)."""
+    ours = table[table.kernel == kernel].set_index("noise_sigma")[METRICS]
+    theirs = SEED_TABLE.set_index("noise_sigma")[METRICS]
+    both = pd.concat({"advlab": ours, SOURCE_LABEL: theirs}, axis=1).swaplevel(axis=1)
+    return both[[(m, w) for m in METRICS for w in ("advlab", SOURCE_LABEL)]]
 
 
-def example_views(model, images: ImageSet, index, sigmas=NOISE_SIGMAS, kernel: int = 5,
+def example_views(model, images: ImageSet, index, noise_sigmas=NOISE_SIGMAS, kernel: int = 5,
                   draw: int = 0, seed: int = 0) -> dict:
     """Noisy inputs and their four labels (NS, SS, DS, vote) for a few images and every sigma."""
     sub = images.subset(index)
-    vote = SmoothingVote(model, kernel, BLUR_SIGMA)
+    defence = BlurVote(model, kernel, BLUR_SIGMA)
     xs, preds = [], []
-    for sigma in sigmas:
-        x = add_noise(sub.x, sigma, noise_seeds(sub, draw, seed))
-        p = vote.predict(x)
+    for noise_sigma in noise_sigmas:
+        x = add_noise(sub.x, noise_sigma, noise_seeds(sub, draw, seed))
+        p = defence.predict_views(x)
         xs.append(x)
         preds.append(torch.stack([p["ns"], p["ss"], p["ds"], p["vote"]], 1))
-    return {"x": torch.stack(xs, 1), "preds": torch.stack(preds, 1), "sigmas": list(sigmas),
+    return {"x": torch.stack(xs, 1), "preds": torch.stack(preds, 1), "sigmas": list(noise_sigmas),
             "y": sub.y, "names": sub.names}
 
 
 # --------------------------------------------------------------------------- attacks
 def attack_subset(images: ImageSet, n: int, seed: int) -> ImageSet:
     """A fixed random subset of ``n`` images for the (expensive) attack experiments."""
-    g = torch.Generator().manual_seed(seed)
-    idx = torch.randperm(len(images), generator=g)[:n].sort().values
-    return images.subset(idx)
+    return images.sample(n, seed)
+
+
+def chapter_attacks(steps: int) -> dict[str, atk.Attack]:
+    """FGSM (foolbox) and L-inf PGD (the book's PGD core, random start, step 2.5 eps / steps)."""
+    return {"fgsm": atk.make("fgsm"), "pgd": atk.PGD("linf", steps, random_init=True)}
 
 
 def run_attacks(model, images: ImageSet, cfg: dict, cache: ResultCache, model_name: str,
                 kernel: int = 5, progress: bool = True) -> pd.DataFrame:
     """FGSM and PGD against the bare model (the attacker ignores the defence) and against the
-    differentiable surrogate of the blur-and-vote pipeline (the attacker knows it)."""
+    defence's differentiable forward (mean log-softmax of the three views: the attacker knows
+    the blur and the vote)."""
     sub = attack_subset(images, cfg["attack_images"], cfg["seed"])
-    vote = SmoothingVote(model, kernel, BLUR_SIGMA)
-    targets = {"ignores defence": model, "adaptive (through blur+vote)": VoteSurrogate(model, kernel, BLUR_SIGMA)}
+    defence = BlurVote(model, kernel, BLUR_SIGMA)
+    targets = {"ignores defence": model, "adaptive (through blur+vote)": defence}
+    methods = chapter_attacks(cfg["pgd_steps"])
     rows = []
-    clean = vote.predict(sub.x)
+    clean = defence.predict_views(sub.x)
     rows.append({"attack": "none", "attacker": "-", "eps_255": 0.0,
                  **score(sub.y, clean["ns"], clean["ss"], clean["ds"])})
-    jobs = [(a, t) for a in ("fgsm", "pgd") for t in targets]
+    jobs = [(a, t) for a in methods for t in targets]
     for name, who in tqdm(jobs, desc="attacks", disable=not progress):
         key = dict(model=model_name, attack=name, attacker=who, eps=list(cfg["epsilons"]),
                    steps=cfg["pgd_steps"], n=len(sub), seed=cfg["seed"], kernel=kernel)
 
         def compute():
-            advs = atk.attack(targets[who], sub.x, sub.y, name, list(cfg["epsilons"]),
-                              steps=cfg["pgd_steps"], batch_size=cfg["batch_size"] // 2,
-                              seed=cfg["seed"], progress=progress)
+            advs = atk.run(targets[who], sub.x, sub.y, methods[name], list(cfg["epsilons"]),
+                           batch_size=cfg["batch_size"] // 2, seed=cfg["seed"], progress=progress)
             preds = {}
             for i, e in enumerate(advs):
-                p = vote.predict(advs[e])
+                p = defence.predict_views(advs[e])
                 preds.update({f"{v}_{i}": p[v] for v in ("ns", "ss", "ds")})
             return preds
 
@@ -176,25 +180,25 @@ def run_attacks(model, images: ImageSet, cfg: dict, cache: ResultCache, model_na
 
 
 # --------------------------------------------------------------------------- blur composition
-def kernel_check(kernel_size: int = 5, sigma: float = BLUR_SIGMA,
+def kernel_check(kernel_size: int = 5, blur_sigma: float = BLUR_SIGMA,
                  x: torch.Tensor | None = None) -> pd.DataFrame:
-    """How far two k x k blurs are from the seed's 7x7 claim and from the correct equivalent.
+    """How far two k x k blurs are from the source study's 7x7 claim and from the correct equivalent.
 
     Kernel errors compare the exact composed kernel with each candidate; with images ``x`` the
     table also gives the largest pixel difference (0-255 scale) between blurring twice and
     blurring once with the candidate, away from the borders where padding differs.
     """
-    k = gaussian_kernel(kernel_size, sigma)
+    k = gaussian_kernel(kernel_size, blur_sigma)
     twice = compose_kernels(k, k)
-    size, s2 = equivalent_gaussian(kernel_size, sigma)
+    size, s2 = equivalent_gaussian(kernel_size, blur_sigma)
     rows = []
-    for label, ks, s in [("seed: one 7x7, sigma=1", 7, sigma),
+    for label, ks, s in [("source study: one 7x7, sigma=1", 7, blur_sigma),
                          (f"one {size}x{size}, sigma=sqrt(2)={s2:.4f}", size, s2)]:
         cand = gaussian_kernel(ks, s)
         row = {"candidate": label, "max_abs_kernel_error": kernel_distance(twice, cand),
                "relative_error": kernel_distance(twice, cand) / float(twice.max())}
         if x is not None:
-            blur, once = gaussian_blur(kernel_size, sigma), gaussian_blur(ks, s)
+            blur, once = gaussian_blur(kernel_size, blur_sigma), gaussian_blur(ks, s)
             m = size  # margin beyond every kernel's reach
             diff = (blur(blur(x)) - once(x))[..., m:-m, m:-m].abs()
             row["max_pixel_error_255"] = float(diff.max()) * 255
@@ -204,7 +208,7 @@ def kernel_check(kernel_size: int = 5, sigma: float = BLUR_SIGMA,
 
 # --------------------------------------------------------------------------- everything
 @dataclass
-class Ch01Results:
+class Ch01Results(ChapterResults):
     per_draw: pd.DataFrame
     table: pd.DataFrame
     seed_comparison: pd.DataFrame
@@ -213,21 +217,9 @@ class Ch01Results:
     info: RunInfo
     settings: dict = field(default_factory=dict)
 
-    def save(self, out: Path) -> list[Path]:
-        """Write every table as CSV and the run's settings and run-info as JSON."""
-        import json
-        from dataclasses import asdict
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        written = []
-        for name in ("per_draw", "table", "seed_comparison", "attacks", "kernels"):
-            path = out / f"{CHAPTER}_{name}.csv"
-            getattr(self, name).to_csv(path, index=name == "seed_comparison")
-            written.append(path)
-        path = out / f"{CHAPTER}_run.json"
-        path.write_text(json.dumps({"info": asdict(self.info), "settings": self.settings},
-                                   indent=2, default=str))
-        return written + [path]
+    CHAPTER = CHAPTER
+    TABLES = ("per_draw", "table", "seed_comparison", "attacks", "kernels")
+    INDEXED = ("seed_comparison",)
 
 
 def make_figures(results: "Ch01Results") -> dict:
@@ -258,9 +250,8 @@ def run(profile: str | None = None, model_name: str = "efficientnet_lite0", devi
     cfg, dev, model, images = prepared or setup(profile, model_name, device, progress, **overrides)
     cache = ResultCache(CHAPTER, enabled=use_cache)
     per_draw = run_noise(model, images, cfg, cache, model_name, progress)
-    table = summarise_draws(per_draw, ["kernel", "sigma"], METRICS, len(images))
+    table = summarise_draws(per_draw, ["kernel", "noise_sigma"], METRICS, len(images))
     attacks = run_attacks(model, images, cfg, cache, model_name, progress=progress)
-    note = f"{cache.hits} of {cache.hits + cache.misses} pieces read from the cache" if cache.hits else ""
-    info = RunInfo(CHAPTER, profile, device_name(dev), model_name, time.time() - t0, note)
+    info = RunInfo(CHAPTER, profile, device_name(dev), model_name, time.time() - t0, cache_note(cache))
     return Ch01Results(per_draw, table, seed_comparison(table), attacks, kernel_check(x=images.x[:16]), info,
                        {**cfg, "n_images": len(images)})

@@ -15,7 +15,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 from sklearn.metrics import auc, roc_curve
@@ -26,7 +25,6 @@ from ..config import (RunInfo, device_name, get_device, profile_settings, resolv
                       seed_everything)
 from ..data import ImageSet, load_mnist
 from ..defenses import mc_dropout as md
-from ..jsma import jsma, random_targets
 from ..models import predict
 from ..models.mnist import RECIPE, trained_lenet
 
@@ -105,20 +103,19 @@ def run_attack(model, images: ImageSet, name: str, strength: float, cfg: dict,
                progress: bool = True) -> torch.Tensor:
     """Adversarial versions of ``images`` under one attack at one strength (CPU tensor).
 
-    FGSM and BIM (foolbox, ``bim_steps`` steps of eps/4) and BIM-A (the same BIM, stopping
-    each image once it is misclassified): ``strength`` is the L-inf epsilon.  JSMA
-    (advlab.jsma, targets drawn uniformly among the wrong classes): ``strength`` is gamma, the
-    largest fraction of pixels it may change.
+    FGSM and BIM (foolbox, ``bim_steps`` steps of eps/4) and BIM-A (the PGD core: the same
+    BIM, stopping each image once it is misclassified): ``strength`` is the L-inf epsilon.
+    JSMA (the book's batched JSMA, targets drawn uniformly among the wrong classes):
+    ``strength`` is gamma, the largest fraction of pixels it may change.
     """
     if name == "jsma":
-        targets = random_targets(images.y, 10, seed=cfg["seed"])
-        return jsma(model, images.x, targets, theta=1.0, gamma=strength,
-                    batch_size=min(cfg["batch_size"], 256), progress=progress)
-    if name == "bim_a":
-        return atk.bim_early_stop(model, images.x, images.y, strength, steps=cfg["bim_steps"],
-                                  batch_size=cfg["batch_size"], progress=progress)
-    return atk.attack(model, images.x, images.y, name, [strength], steps=cfg["bim_steps"],
-                      batch_size=cfg["batch_size"], seed=cfg["seed"], progress=progress)[float(strength)]
+        targets = atk.random_targets(images.y, 10, seed=cfg["seed"])
+        return atk.run(model, images.x, images.y, "jsma", targets=targets, gamma=strength,
+                       batch_size=min(cfg["batch_size"], 256), seed=cfg["seed"],
+                       progress=progress)[None]
+    params = {} if name == "fgsm" else {"steps": cfg["bim_steps"]}
+    return atk.run(model, images.x, images.y, name, [strength], batch_size=cfg["batch_size"],
+                   seed=cfg["seed"], progress=progress, **params)[float(strength)]
 
 
 def strengths(cfg: dict, name: str) -> tuple[float, ...]:

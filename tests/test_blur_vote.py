@@ -5,9 +5,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advlab.defenses.smoothing import (REJECT, SmoothingVote, VoteSurrogate, add_noise,
-                                       compose_kernels, equivalent_gaussian, gaussian_blur,
-                                       gaussian_kernel, kernel_distance, majority_vote, three_views)
+from advlab.defenses.base import ABSTAIN, Defence
+from advlab.defenses.blur_vote import (BlurVote, add_noise, compose_kernels, equivalent_gaussian,
+                                       gaussian_blur, gaussian_kernel, kernel_distance,
+                                       majority_vote, three_views)
 
 
 def t(*v):
@@ -19,7 +20,7 @@ def t(*v):
     ((1,), (1,), (2,), 1),        # input and single blur agree
     ((1,), (2,), (1,), 1),        # input and double blur agree
     ((3,), (2,), (2,), 2),        # the two blurs outvote the input
-    ((1,), (2,), (3,), REJECT),   # all differ: reject
+    ((1,), (2,), (3,), ABSTAIN),   # all differ: reject
     ((0,), (0,), (5,), 0),        # class 0 is a label, not a reject
 ])
 def test_majority_vote_cases(p0, p1, p2, expected):
@@ -28,7 +29,7 @@ def test_majority_vote_cases(p0, p1, p2, expected):
 
 def test_majority_vote_batch_and_shape_check():
     v = majority_vote(t(1, 1, 3, 1), t(1, 2, 2, 2), t(2, 1, 2, 3))
-    assert v.tolist() == [1, 1, 2, REJECT]
+    assert v.tolist() == [1, 1, 2, ABSTAIN]
     with pytest.raises(ValueError):
         majority_vote(t(1, 2), t(1), t(1))
 
@@ -113,23 +114,25 @@ def test_three_views_and_vote_object():
     torch.manual_seed(0)
     model = Tiny().eval()
     x = torch.rand(5, 3, 16, 16)
-    vote = SmoothingVote(model, 5, 1.0)
-    views = three_views(x, vote.blur)
+    defence = BlurVote(model, 5, 1.0)
+    assert isinstance(defence, Defence)
+    views = three_views(x, defence.blur)
     assert torch.equal(views[0], x)
-    assert torch.allclose(views[2], vote.blur(vote.blur(x)))
-    p = vote.predict(x)
+    assert torch.allclose(views[2], defence.blur(defence.blur(x)))
+    p = defence.predict_views(x)
     for key, v in zip(("ns", "ss", "ds"), views):
         assert torch.equal(p[key], model(v).argmax(1))
     assert torch.equal(p["vote"], majority_vote(p["ns"], p["ss"], p["ds"]))
+    assert torch.equal(defence.predict(x, batch_size=2), p["vote"])
 
 
-def test_vote_surrogate_is_mean_log_softmax_and_differentiable():
+def test_forward_is_mean_log_softmax_and_differentiable():
     torch.manual_seed(0)
     model = Tiny().eval()
     x = torch.rand(2, 3, 16, 16, requires_grad=True)
-    sur = VoteSurrogate(model, 5, 1.0)
-    out = sur(x)
-    ref = torch.stack([F.log_softmax(model(v), 1) for v in three_views(x, sur.blur)]).mean(0)
+    defence = BlurVote(model, 5, 1.0)
+    out = defence(x)
+    ref = torch.stack([F.log_softmax(model(v), 1) for v in three_views(x, defence.blur)]).mean(0)
     assert torch.allclose(out, ref, atol=1e-6)
     out[:, 0].sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0

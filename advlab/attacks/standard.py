@@ -1,0 +1,108 @@
+"""The standard attacks, run through foolbox 3 (Rauber et al. 2017/2020), in the book's shape.
+
+``fgsm``      Goodfellow et al. 2015: one signed-gradient step of size epsilon (L-inf).
+``fgm``       its L2 twin: one step of L2 length epsilon along the gradient.
+``bim``       Kurakin et al. 2017 (I-FGSM): iterated FGSM, no random start (L-inf).
+``l2_bim``    the same in L2.
+``pgd``       Madry et al. 2018: iterated FGSM from a random start in the L-inf ball.
+``l2_pgd``    the same in L2.
+``deepfool``  Moosavi-Dezfooli et al. 2016, L2, minimal: no epsilon.
+``cw``        Carlini & Wagner 2017, L2, minimal: no epsilon.
+"""
+from __future__ import annotations
+
+import foolbox as fb
+
+from .base import Attack
+
+
+class FoolboxAttack(Attack):
+    """A foolbox attack object in the book's attack shape."""
+
+    def __init__(self, name: str, norm: str, attack, uses_epsilon: bool = True):
+        self.name, self.norm, self.fb, self.uses_epsilon = name, norm, attack, uses_epsilon
+
+    def __call__(self, model, x, y, epsilon=None, target=None, tick=None):
+        fmodel = fb.PyTorchModel(model, bounds=(0, 1), device=x.device)
+        criterion = (fb.criteria.Misclassification(y) if target is None
+                     else fb.criteria.TargetedMisclassification(target))
+        _, advs, _ = self.fb(fmodel, x, criterion, epsilons=[epsilon])
+        if tick:
+            tick(len(x))
+        return advs[0]
+
+
+def _rel(steps: int, rel_stepsize: float | None) -> float:
+    if steps < 1:
+        raise ValueError(f"iterative attacks need steps >= 1, got {steps}")
+    return rel_stepsize if rel_stepsize is not None else 2.5 / steps
+
+
+def fgsm() -> Attack:
+    return FoolboxAttack("FGSM", "linf", fb.attacks.FGSM())
+
+
+def fgm() -> Attack:
+    return FoolboxAttack("FGM (L2)", "l2", fb.attacks.FGM())
+
+
+def bim(steps: int = 10, rel_stepsize: float | None = None) -> Attack:
+    """Step ``rel_stepsize * eps`` (default ``2.5 * eps / steps``)."""
+    return FoolboxAttack("BIM", "linf", fb.attacks.LinfBasicIterativeAttack(
+        rel_stepsize=_rel(steps, rel_stepsize), steps=steps))
+
+
+def l2_bim(steps: int = 10, rel_stepsize: float | None = None) -> Attack:
+    return FoolboxAttack("L2 BIM", "l2", fb.attacks.L2BasicIterativeAttack(
+        rel_stepsize=_rel(steps, rel_stepsize), steps=steps))
+
+
+def pgd(steps: int = 10, rel_stepsize: float | None = None) -> Attack:
+    return FoolboxAttack("PGD", "linf", fb.attacks.LinfPGD(
+        rel_stepsize=_rel(steps, rel_stepsize), steps=steps, random_start=True))
+
+
+def l2_pgd(steps: int = 10, rel_stepsize: float | None = None) -> Attack:
+    return FoolboxAttack("L2 PGD", "l2", fb.attacks.L2PGD(
+        rel_stepsize=_rel(steps, rel_stepsize), steps=steps, random_start=True))
+
+
+def deepfool(steps: int = 50, candidates: int | None = 10, overshoot: float = 0.02) -> Attack:
+    """L2 DeepFool; ``candidates``: how many top classes it considers (None: all)."""
+    return FoolboxAttack("DeepFool", "l2", fb.attacks.L2DeepFoolAttack(
+        steps=steps, candidates=candidates, overshoot=overshoot), uses_epsilon=False)
+
+
+def cw(steps: int = 100, binary_search_steps: int = 5, stepsize: float = 0.01,
+       confidence: float = 0.0, initial_const: float = 1e-3) -> Attack:
+    """L2 Carlini-Wagner with a binary search over its constant."""
+    return FoolboxAttack("C&W", "l2", fb.attacks.L2CarliniWagnerAttack(
+        binary_search_steps=binary_search_steps, steps=steps, stepsize=stepsize,
+        confidence=confidence, initial_const=initial_const), uses_epsilon=False)
+
+
+class JSMA(Attack):
+    """The book's batched JSMA (:mod:`advlab.attacks.jsma`, Papernot et al. 2016): targeted,
+    changes at most a fraction ``gamma`` of the features; no epsilon."""
+
+    name, norm, uses_epsilon, needs_target = "JSMA", "l0", False, True
+
+    def __init__(self, theta: float = 1.0, gamma: float = 0.1):
+        self.theta, self.gamma = theta, gamma
+
+    def __call__(self, model, x, y, epsilon=None, target=None, tick=None):
+        from .jsma import jsma
+        adv = jsma(model, x, target, theta=self.theta, gamma=self.gamma, batch_size=len(x),
+                   progress=False)
+        if tick:
+            tick(len(x))
+        return adv.to(x.device)
+
+
+def bim_a(steps: int = 10, rel_stepsize: float | None = None) -> Attack:
+    """BIM that leaves an image alone once it is misclassified: "BIM-A" of Feinman et al. 2017
+    (foolbox's fixed-step BIM is their "BIM-B"); the PGD core with ``early_stop``."""
+    from .pgd import PGD
+    return PGD("linf", steps, rel_stepsize=_rel(steps, rel_stepsize), random_init=False,
+               early_stop=True, name="BIM-A")
+

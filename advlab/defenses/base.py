@@ -1,0 +1,93 @@
+"""One shape for every defence of the book, after Cohen et al. 2019's ``Smooth``:
+
+* ``forward(x)``: what an attacker differentiates: logits or log-probabilities, exact where the
+  defence is differentiable, through :class:`~advlab.attacks.BPDA` where it is not;
+* ``predict(x)``: the defence's decision for evaluation, CPU labels, with :data:`ABSTAIN`
+  where it refuses to answer (a detector's flag, a vote without a majority, a smoothed
+  classifier that cannot certify its top class).
+
+:class:`Preprocessed` covers the common case of an input transformation in front of a
+classifier (bit depth, median, TV minimisation, JPEG, random shift, pixel deflection...).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..attacks.adaptive import BPDA
+from ..attacks.base import model_device
+from ..models import predict as model_predict
+
+ABSTAIN = -1
+
+Transform = Callable[[torch.Tensor], torch.Tensor]
+
+
+class Defence(nn.Module):
+    """Base class: subclasses implement ``forward`` and may override ``predict``.
+
+    ``randomized``: True when ``forward``/``predict`` draw random numbers (attack it with
+    :class:`~advlab.attacks.EOT`; seed ``predict`` for repeatable results).
+    """
+
+    randomized: bool = False
+
+    def __init__(self):
+        super().__init__()
+        self.training = False  # a defence is evaluated, not trained (its parts keep their modes)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, batch_size: int = 128, seed: int | None = None) -> torch.Tensor:
+        """Labels (CPU long tensor), :data:`ABSTAIN` where the defence refuses.
+
+        Default: the arg-max of ``forward`` in batches.  ``seed``: seed the global RNG for
+        the call (restored afterwards).
+        """
+        device = model_device(self)
+        cuda = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda, enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            out = [self(x[i:i + batch_size].to(device)).argmax(1).cpu()
+                   for i in range(0, len(x), batch_size)]
+        return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+
+
+class Preprocessed(Defence):
+    """``model(transform(x))``: an input transformation in front of a classifier.
+
+    ``predict`` applies the exact transform (batched, on the model's device) and classifies
+    the result through the fast inference path.  ``forward`` is what attackers see: the exact
+    transform when ``differentiable``, else BPDA with the identity's gradient or that of
+    ``approx`` (Athalye et al. 2018).
+    """
+
+    def __init__(self, model: nn.Module, transform: Transform, *, approx: Transform | None = None,
+                 differentiable: bool = False, randomized: bool = False, name: str | None = None):
+        super().__init__()
+        self.model = model
+        self.transform = transform
+        self.differentiable = differentiable
+        self.randomized = randomized
+        self.name = name or getattr(transform, "__name__", type(transform).__name__)
+        self.bpda = None if differentiable else BPDA(transform, approx)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(self.transform(x) if self.differentiable else self.bpda(x))
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, batch_size: int = 128, seed: int | None = None) -> torch.Tensor:
+        device = model_device(self.model)
+        cuda = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda, enabled=seed is not None):
+            if seed is not None:
+                torch.manual_seed(seed)
+            out = [model_predict(self.model, self.transform(x[i:i + batch_size].to(device)),
+                                 batch_size, device)
+                   for i in range(0, len(x), batch_size)]
+        return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+
+    def extra_repr(self) -> str:
+        return f"name={self.name!r}, differentiable={self.differentiable}, randomized={self.randomized}"

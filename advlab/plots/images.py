@@ -1,0 +1,71 @@
+"""Images: grids of inputs with their labels, kernels, and compact inline output."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import torch
+
+
+def plot_examples(views: dict, classes, max_chars: int = 18) -> plt.Figure:
+    """Grid of noisy inputs (rows: images, columns: noise sigma) titled with the three labels.
+
+    ``views`` comes from ``advlab.experiments.ch01.example_views``.
+    """
+    x, preds, sigmas, y = views["x"], views["preds"], views["sigmas"], views["y"]
+    n, s = x.shape[0], x.shape[1]
+    fig, axes = plt.subplots(n, s, figsize=(2.6 * s, 3.3 * n + 0.3), squeeze=False)
+    short = lambda i: "REJECT" if i < 0 else classes[i][:max_chars]  # noqa: E731
+    for i in range(n):
+        for j in range(s):
+            ax = axes[i, j]
+            ax.imshow(x[i, j].permute(1, 2, 0).clamp(0, 1).numpy())
+            ax.set_xticks([]), ax.set_yticks([])
+            p = preds[i, j].tolist()
+            ok = lambda v: "✓" if v == int(y[i]) else "✗"  # noqa: E731
+            head = f"noise sigma = {sigmas[j]}\n" if i == 0 else ""
+            ax.set_title(f"{head}NS {short(p[0])} {ok(p[0])}\nSS {short(p[1])} {ok(p[1])}\n"
+                         f"DS {short(p[2])} {ok(p[2])}\nvote {short(p[3])} {ok(p[3])}", fontsize=7,
+                         loc="left")
+            if j == 0:
+                ax.set_ylabel(classes[int(y[i])][:max_chars], fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def show_kernels(kernels: dict[str, torch.Tensor]) -> plt.Figure:
+    """Heat maps of named 2-D kernels on one colour scale."""
+    fig, axes = plt.subplots(1, len(kernels), figsize=(3.2 * len(kernels), 3.2), squeeze=False)
+    vmax = max(float(k.max()) for k in kernels.values())
+    for ax, (name, k) in zip(axes[0], kernels.items()):
+        ax.imshow(k.numpy(), cmap="viridis", vmin=0, vmax=vmax)
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([]), ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+def plot_digits(rows: dict, labels=None, max_cols: int = 8, size: float = 1.15) -> plt.Figure:
+    """A grid of greyscale digits: one row per entry of ``rows`` (name -> (B, 1, H, W))."""
+    names = list(rows)
+    cols = min(max_cols, min(len(v) for v in rows.values()))
+    fig, axes = plt.subplots(len(names), cols, figsize=(size * cols, (size + 0.1) * len(names)), squeeze=False)
+    for i, name in enumerate(names):
+        for j in range(cols):
+            ax = axes[i, j]
+            ax.imshow(rows[name][j, 0].cpu(), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([]), ax.set_yticks([])
+            if labels is not None and name in labels:
+                ax.set_title(str(labels[name][j]), fontsize=8, pad=2)
+        axes[i, 0].set_ylabel(name, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def as_jpeg(fig: plt.Figure, quality: int = 85, dpi: int = 100):
+    """The figure as an inline JPEG (closed afterwards): noisy images compress badly as PNG."""
+    import io
+
+    from IPython.display import Image
+    buf = io.BytesIO()
+    fig.savefig(buf, format="jpeg", dpi=dpi, pil_kwargs={"quality": quality})
+    plt.close(fig)
+    return Image(data=buf.getvalue(), format="jpeg")
