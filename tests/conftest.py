@@ -6,15 +6,29 @@ import pytest
 os.environ.setdefault("ADVLAB_PROFILE", "smoke")
 
 
+def _offline_folder(var: str, sub: str, what: str) -> Path:
+    """``$var`` when it names a folder holding ``sub``; skipped otherwise, except in CI, where
+    it must be present."""
+    root = os.environ.get(var)
+    if not root or not (Path(root) / sub).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must set {var} to the {what} (../shared/{var[7:].lower()})")
+        pytest.skip(f"{var} does not hold {sub or 'a folder'}: no {what}")
+    return Path(root)
+
+
 @pytest.fixture
 def mirror() -> Path:
     """The offline data mirror; skipped without one, except in CI, where it must be present."""
-    root = os.environ.get("ADVLAB_DATA")
-    if not root or not Path(root).is_dir():
-        if os.environ.get("CI"):
-            pytest.fail("CI must set ADVLAB_DATA to the offline mirror (../shared/data)")
-        pytest.skip("ADVLAB_DATA not set: no offline mirror")
-    return Path(root)
+    return _offline_folder("ADVLAB_DATA", "", "offline data mirror")
+
+
+@pytest.fixture(scope="session")
+def imagenet_samples():
+    """All 1,000 sample images (224 px, greyscale included), decoded once per test session."""
+    from advlab.data import load_imagenet_samples
+    _offline_folder("ADVLAB_DATA", "imagenet-samples", "offline data mirror")
+    return load_imagenet_samples(colour_only=False, progress=False, download=False)
 
 
 @pytest.fixture
