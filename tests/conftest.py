@@ -23,6 +23,12 @@ def mirror() -> Path:
     return _offline_folder("ADVLAB_DATA", "", "offline data mirror")
 
 
+@pytest.fixture
+def models_mirror() -> Path:
+    """The offline model weights (``$ADVLAB_MODELS`` with ``cifar10/``); skipped like ``mirror``."""
+    return _offline_folder("ADVLAB_MODELS", "cifar10", "offline model weights")
+
+
 @pytest.fixture(scope="session")
 def imagenet_samples():
     """All 1,000 sample images (224 px, greyscale included), decoded once per test session."""
@@ -31,9 +37,34 @@ def imagenet_samples():
     return load_imagenet_samples(colour_only=False, progress=False, download=False)
 
 
+@pytest.fixture(scope="session")
+def cifar10_test():
+    """The 10,000 CIFAR-10 test images, loaded once per test session."""
+    from advlab.data import load_cifar10
+    _offline_folder("ADVLAB_DATA", "cifar10_test.npz", "offline data mirror")
+    return load_cifar10("test", download=False)
+
+
+@pytest.fixture(scope="session")
+def cifar_fast_logits(cifar10_test):
+    """``name -> logits`` of the pretrained CIFAR ResNet on the test set, on the fast path
+    (ONNX Runtime), computed once per test session."""
+    from advlab.models import load_cifar_resnet, logits
+    _offline_folder("ADVLAB_MODELS", "cifar10", "offline model weights")
+    done = {}
+
+    def get(name: str):
+        if name not in done:
+            done[name] = logits(load_cifar_resnet(name, download=False), cifar10_test.x, 500,
+                                backend="onnx")
+        return done[name]
+    return get
+
+
 @pytest.fixture
 def empty_env(tmp_path, monkeypatch):
     """No mirror and an empty download cache."""
     monkeypatch.setenv("ADVLAB_DATA", str(tmp_path / "no-mirror"))
+    monkeypatch.setenv("ADVLAB_MODELS", str(tmp_path / "no-models"))
     monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path / "cache"))
     return tmp_path
