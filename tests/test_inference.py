@@ -250,3 +250,33 @@ def test_cifar_resnet20_fast_path_agrees_with_eager_torch(models_mirror, cifar10
     fast = cifar_fast_logits("resnet20")
     ref = logits(load_cifar_resnet("resnet20", download=False), cifar10_test.x, 500, backend="torch")
     assert_same_answers(fast, ref)
+
+
+# --------------------------------------------------------------------------- run-info and CLI
+def test_run_info_line_names_the_backend():
+    from advlab.config import RunInfo
+    info = RunInfo("ch00", "smoke", "cpu (2 threads)", "m", 1.0, backend="onnxruntime 1.2.3")
+    assert "device=cpu (2 threads) backend=onnxruntime 1.2.3 model=m" in info.line()
+
+
+def test_cli_backend_flag_sets_the_backend_for_the_run(monkeypatch, tmp_path):
+    import sys
+    import types
+
+    from advlab import cli
+    seen = []
+
+    def run(**kwargs):
+        seen.append(backend_name("cpu"))
+        return types.SimpleNamespace(save=lambda out: [], info=types.SimpleNamespace(line=lambda: "info"))
+    fake = types.ModuleType("fake_chapter")
+    fake.run, fake.make_figures = run, lambda results: {}
+    monkeypatch.setitem(sys.modules, "fake_chapter", fake)
+    monkeypatch.setitem(cli.CHAPTERS, "ch99", "fake_chapter")
+    monkeypatch.setenv("ADVLAB_BACKEND", "auto")
+    assert cli.main(["run", "ch99", "--backend", "torch", "--out", str(tmp_path)]) == 0
+    assert cli.main(["run", "ch99", "--out", str(tmp_path)]) == 0
+    assert seen[0] == "torch" and seen[1].startswith("onnxruntime")
+    assert inference.resolve_backend() == "auto"                          # restored after the run
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["run", "ch99", "--backend", "tensorrt"])

@@ -24,6 +24,7 @@ from ..defenses.smoothing import BLUR_SIGMA_DEFAULT as BLUR_SIGMA
 from ..defenses.smoothing import (REJECT, SmoothingVote, VoteSurrogate, add_noise, compose_kernels,
                                   equivalent_gaussian, gaussian_blur, gaussian_kernel,
                                   kernel_distance, majority_vote, three_views)
+from ..inference import backend_name
 from ..metrics import summarise_draws
 from ..models import IMAGENET_SPECS, load_imagenet_model, predict, prepare_for_inference
 
@@ -261,6 +262,7 @@ def run(profile: str | None = None, model_name: str = "efficientnet_lite0", devi
     table = summarise_draws(per_draw, ["kernel", "sigma"], METRICS, len(images))
     attacks = run_attacks(model, images, cfg, cache, model_name, progress=progress)
     note = f"{cache.hits} of {cache.hits + cache.misses} pieces read from the cache" if cache.hits else ""
-    info = RunInfo(CHAPTER, profile, device_name(dev), model_name, time.time() - t0, note)
+    info = RunInfo(CHAPTER, profile, device_name(dev), model_name, time.time() - t0, note,
+                   backend_name(dev, model=model))
     return Ch01Results(per_draw, table, seed_comparison(table), attacks, kernel_check(x=images.x[:16]), info,
                        {**cfg, "n_images": len(images)})
