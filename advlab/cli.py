@@ -7,8 +7,13 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
+
+from .inference import BACKEND_ENV, BACKENDS
 
 CHAPTERS = {"ch01": "advlab.experiments.ch01", "ch02": "advlab.experiments.ch02"}
 
@@ -24,18 +29,37 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the chapter's model (default: its own); ImageNet chapters: "
                           "efficientnet_lite0 (offline), resnet50, inception_v3")
     run.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: CUDA if present)")
+    run.add_argument("--backend", choices=BACKENDS, default=None,
+                     help="inference backend on the CPU (default: $ADVLAB_BACKEND, else auto: "
+                          "ONNX Runtime); CUDA always runs torch")
     run.add_argument("--out", type=Path, default=Path("results"), help="output folder")
     run.add_argument("--no-cache", action="store_true", help="recompute everything")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
 
 
+@contextmanager
+def _env(var: str, value: str | None) -> Iterator[None]:
+    """Set ``$var`` to ``value`` (unless None) for the block, then restore it."""
+    old = os.environ.get(var)
+    if value is not None:
+        os.environ[var] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(var, None)
+        else:
+            os.environ[var] = old
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     module = importlib.import_module(CHAPTERS[args.chapter])
     model = {} if args.model is None else {"model_name": args.model}
-    results = module.run(profile=args.profile, device=args.device, use_cache=not args.no_cache,
-                         progress=not args.quiet, **model)
+    with _env(BACKEND_ENV, args.backend):
+        results = module.run(profile=args.profile, device=args.device, use_cache=not args.no_cache,
+                             progress=not args.quiet, **model)
     out = args.out / args.chapter
     written = results.save(out)
     import matplotlib

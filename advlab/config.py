@@ -8,6 +8,8 @@ Environment variables (all optional):
 ``ADVLAB_DATA``     folder holding offline mirrors (``MNIST/raw``, ``imagenet-samples`` ...).
 ``ADVLAB_MODELS``   folder holding offline model weights.
 ``ADVLAB_CACHE``    where downloads and cached results go.  Default: ``~/.cache/advlab``.
+``ADVLAB_BACKEND``  inference backend on the CPU: ``auto`` (ONNX Runtime), ``onnx`` or ``torch``
+                    (see ``advlab.inference``).  Default: ``auto``.
 """
 from __future__ import annotations
 
@@ -104,13 +106,14 @@ class RunInfo:
     model: str
     wall_time_s: float
     note: str = ""
+    backend: str = "unrecorded"  # what ran the inference passes (advlab.inference.backend_name)
     torch: str = torch.__version__
     host: str = platform.machine()
 
     def line(self) -> str:
         return (f"run-info: chapter={self.chapter} profile={self.profile} device={self.device} "
-                f"model={self.model} wall={self.wall_time_s:.1f}s torch={self.torch}"
-                + (f" ({self.note})" if self.note else ""))
+                f"backend={self.backend} model={self.model} wall={self.wall_time_s:.1f}s "
+                f"torch={self.torch}" + (f" ({self.note})" if self.note else ""))
 
 
 def device_name(device: torch.device) -> str:

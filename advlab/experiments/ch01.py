@@ -24,6 +24,7 @@ from ..defenses.blur_vote import BLUR_SIGMA_DEFAULT as BLUR_SIGMA
 from ..defenses.blur_vote import (BlurVote, add_noise, compose_kernels, equivalent_gaussian,
                                   gaussian_blur, gaussian_kernel, kernel_distance, majority_vote,
                                   three_views)
+from ..inference import backend_name
 from ..metrics import summarise_draws
 from ..models import load_imagenet_model, predict, prepare_for_inference
 from .common import ChapterResults, cache_note
@@ -252,6 +253,7 @@ def run(profile: str | None = None, model_name: str = "efficientnet_lite0", devi
     per_draw = run_noise(model, images, cfg, cache, model_name, progress)
     table = summarise_draws(per_draw, ["kernel", "noise_sigma"], METRICS, len(images))
     attacks = run_attacks(model, images, cfg, cache, model_name, progress=progress)
-    info = RunInfo(CHAPTER, profile, device_name(dev), model_name, time.time() - t0, cache_note(cache))
+    info = RunInfo(CHAPTER, profile, device_name(dev), model_name, time.time() - t0, cache_note(cache),
+                   backend_name(dev, model=model))
     return Ch01Results(per_draw, table, seed_comparison(table), attacks, kernel_check(x=images.x[:16]), info,
                        {**cfg, "n_images": len(images)})

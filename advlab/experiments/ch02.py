@@ -25,6 +25,7 @@ from ..config import (RunInfo, device_name, get_device, profile_settings, resolv
                       seed_everything)
 from ..data import ImageSet, load_mnist
 from ..defenses import mc_dropout as md
+from ..inference import backend_name
 from ..models import predict
 from ..models.mnist import RECIPE, trained_lenet
 
@@ -393,7 +394,7 @@ def run(profile: str | None = None, model_name: str = "lenet", device=None, use_
                 **{name: advs["test", name][:8] for name in ATTACKS}}
     note = f"{cache.hits} of {cache.hits + cache.misses} pieces read from the cache" if cache.hits else ""
     info = RunInfo(CHAPTER, profile, device_name(dev), f"LeNet ({cfg['epochs']} epochs)",
-                   time.time() - t0, note)
+                   time.time() - t0, note, backend_name(dev, model=model))
     return Ch02Results(halves.clean_acc, calibration, chosen, table1, thresholds,
                        table2.reset_index(drop=True), table3.reset_index(drop=True),
                        auroc.reset_index(drop=True), adaptive, info, curves, unc, examples,
