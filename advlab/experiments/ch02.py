@@ -27,6 +27,7 @@ from ..config import (RunInfo, device_name, get_device, profile_settings, resolv
 from ..data import ImageSet, load_mnist
 from ..defenses import mc_dropout as md
 from ..jsma import jsma, random_targets
+from ..metrics import detection_counts, labelled_clean_breakdown, roc_hull
 from ..models import predict
 from ..models.mnist import RECIPE, trained_lenet
 
@@ -197,8 +198,8 @@ def evaluate(s: Scored, th: md.Thresholds) -> dict:
     """Table 2 counts and Table 3 shares of one mixed set under thresholds ``th``."""
     flagged = md.flag_adversarial(s.uncertainty, s.agreement, th)
     middle = (s.uncertainty >= th.low) & (s.uncertainty <= th.high)
-    return {**md.detection_counts(flagged, s.is_adv),
-            **md.labelled_clean_breakdown(flagged, s.is_adv, s.pred, s.y),
+    return {**detection_counts(flagged, s.is_adv),
+            **labelled_clean_breakdown(flagged, s.is_adv, s.pred, s.y),
             "crops_used": float(middle.float().mean())}
 
 
@@ -207,7 +208,7 @@ def roc_table(s: Scored, grid: int) -> tuple[pd.DataFrame, dict]:
     adv = s.is_adv.numpy()
     curves = {"uncertainty": roc_curve(adv, s.uncertainty.numpy())[:2],
               "crops": roc_curve(adv, (md.N_CROPS - s.agreement).numpy())[:2]}
-    env = md.roc_hull(md.operating_points(s.uncertainty, s.agreement, s.is_adv, grid))
+    env = roc_hull(md.operating_points(s.uncertainty, s.agreement, s.is_adv, grid))
     curves["hybrid"] = (env[:, 0], env[:, 1])
     return pd.DataFrame([{name: auc(fpr, tpr) for name, (fpr, tpr) in curves.items()}]), curves
 
