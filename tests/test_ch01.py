@@ -61,3 +61,36 @@ def test_cli_smoke_run_writes_tables_and_figures(mirror, tmp_path, monkeypatch):
     assert set(attacks.attack) == {"none", "FGSM", "PGD"}
     assert (out / "ch01_noise_curves.png").stat().st_size > 10_000
     assert '"profile": "smoke"' in (out / "ch01_run.json").read_text()
+
+
+def _distinct(keys: list[dict]) -> bool:
+    from advlab.cache import config_hash
+    return len({config_hash(k) for k in keys}) == len(keys)
+
+
+def test_cache_keys_change_with_every_setting():
+    from advlab.data import ImageSet
+    pool = ImageSet(torch.zeros(12, 3, 2, 2), torch.arange(12), ("c",) * 12, "t",
+                    [f"n{i:02d}_c.JPEG" for i in range(12)])
+    cfg = ch01.settings("smoke")
+    ten = pool.subset(range(10))
+
+    def noise(model="m", images=ten, sigma=0.25, draw=0, **changes):
+        return ch01.noise_key(model, images, {**cfg, **changes}, sigma, draw)
+
+    assert noise() == noise()
+    assert _distinct([noise(), noise(model="other"), noise(images=pool.subset(range(1, 11))),
+                      noise(images=pool.subset(range(9))), noise(sigma=0.125), noise(draw=1),
+                      noise(batch_size=8), noise(seed=1), noise(kernels=(5,))])
+
+    def attack(model="m", images=ten, attack="pgd", attacker="a", kernel=5, **changes):
+        c = {**cfg, **changes}
+        sub = ch01.attack_subset(images, c["attack_images"], c["seed"])
+        return ch01.attack_key(model, sub, c, attack, attacker, kernel)
+
+    assert attack() == attack()
+    # a larger pool (run(n_images=12)) picks other images for the attack
+    assert _distinct([attack(), attack(images=pool), attack(attack_images=5), attack(seed=1),
+                      attack(epsilons=(2 / 255,)), attack(pgd_steps=4), attack(batch_size=8),
+                      attack(model="other"), attack(attack="fgsm"), attack(attacker="b"),
+                      attack(kernel=7)])

@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from .. import attacks as atk
-from ..cache import ResultCache
+from ..cache import ResultCache, fingerprint
 from ..config import (RunInfo, device_name, get_device, profile_settings, resolve_profile,
                       seed_everything)
 from ..data import ImageSet, load_imagenet_samples
@@ -94,14 +94,20 @@ def score(y: torch.Tensor, ns: torch.Tensor, ss: torch.Tensor, ds: torch.Tensor)
             "reject": float((vote == REJECT).float().mean())}
 
 
+def noise_key(model_name: str, images: ImageSet, cfg: dict, sigma: float, draw: int) -> dict:
+    """Everything a cached (sigma, draw) piece of the noise table depends on."""
+    return dict(model=model_name, sigma=sigma, draw=draw, seed=cfg["seed"], n=len(images),
+                kernels=list(cfg["kernels"]), blur_sigma=BLUR_SIGMA, images=fingerprint(images),
+                batch=cfg["batch_size"])
+
+
 def run_noise(model, images: ImageSet, cfg: dict, cache: ResultCache, model_name: str,
               progress: bool = True) -> pd.DataFrame:
     """Every (sigma, draw) pass, cached one at a time; a row per kernel, sigma and draw."""
     rows = []
     jobs = [(s, d) for s in NOISE_SIGMAS for d in range(cfg["draws"] if s > 0 else 1)]
     for sigma, draw in tqdm(jobs, desc="noise x smoothing", disable=not progress):
-        key = dict(model=model_name, sigma=sigma, draw=draw, seed=cfg["seed"], n=len(images),
-                   kernels=list(cfg["kernels"]), blur_sigma=BLUR_SIGMA, images=images.names[-1])
+        key = noise_key(model_name, images, cfg, sigma, draw)
         preds = cache.get_or_compute(
             "noise", key, lambda: noise_predictions(model, images, sigma, draw, cfg["kernels"],
                                                     cfg["seed"], cfg["batch_size"], progress))
@@ -142,6 +148,14 @@ def attack_subset(images: ImageSet, n: int, seed: int) -> ImageSet:
     return images.subset(idx)
 
 
+def attack_key(model_name: str, images: ImageSet, cfg: dict, attack: str, attacker: str,
+               kernel: int) -> dict:
+    """Everything a cached attack piece depends on (``images``: the attacked ones)."""
+    return dict(model=model_name, attack=attack, attacker=attacker, eps=list(cfg["epsilons"]),
+                steps=cfg["pgd_steps"], n=len(images), seed=cfg["seed"], kernel=kernel,
+                images=fingerprint(images), batch=cfg["batch_size"])
+
+
 def run_attacks(model, images: ImageSet, cfg: dict, cache: ResultCache, model_name: str,
                 kernel: int = 5, progress: bool = True) -> pd.DataFrame:
     """FGSM and PGD against the bare model (the attacker ignores the defence) and against the
@@ -155,8 +169,7 @@ def run_attacks(model, images: ImageSet, cfg: dict, cache: ResultCache, model_na
                  **score(sub.y, clean["ns"], clean["ss"], clean["ds"])})
     jobs = [(a, t) for a in ("fgsm", "pgd") for t in targets]
     for name, who in tqdm(jobs, desc="attacks", disable=not progress):
-        key = dict(model=model_name, attack=name, attacker=who, eps=list(cfg["epsilons"]),
-                   steps=cfg["pgd_steps"], n=len(sub), seed=cfg["seed"], kernel=kernel)
+        key = attack_key(model_name, sub, cfg, name, who, kernel)
 
         def compute():
             advs = atk.attack(targets[who], sub.x, sub.y, name, list(cfg["epsilons"]),
