@@ -57,9 +57,9 @@ def test_noise_seeds_do_not_depend_on_the_subset():
     assert len(set(ch01.noise_seeds(s, 0, 0).tolist() + ch01.noise_seeds(s, 1, 0).tolist())) == 6
 
 
-def test_cli_smoke_run_writes_tables_and_figures(mirror, tmp_path, monkeypatch):
+def test_cli_smoke_run_writes_tables_and_figures(mirror, tmp_path):
+    """In the session's cache: the notebook's smoke run reuses what this one computes."""
     from advlab.cli import main
-    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path / "cache"))
     assert main(["run", "ch01", "--profile", "smoke", "--out", str(tmp_path), "--quiet"]) == 0
     out = tmp_path / "ch01"
     table = pd.read_csv(out / "ch01_table.csv")

@@ -58,9 +58,9 @@ def test_halves_are_disjoint_and_correctly_classified(mirror):
         ch02.split_halves(model, 6000)
 
 
-def test_cli_smoke_run_writes_tables_and_figures(mirror, tmp_path, monkeypatch):
+def test_cli_smoke_run_writes_tables_and_figures(mirror, tmp_path):
+    """In the session's cache: the notebook's smoke run reuses what this one computes."""
     from advlab.cli import main
-    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path / "cache"))
     assert main(["run", "ch02", "--profile", "smoke", "--out", str(tmp_path), "--quiet"]) == 0
     out = tmp_path / "ch02"
     t1 = pd.read_csv(out / "ch02_table1.csv")
