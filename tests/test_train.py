@@ -177,3 +177,19 @@ def test_a_batch_source_needs_a_data_id():
     with pytest.raises(ValueError, match="data_id"):
         fit(Tiny, noisy_images, on_outputs(F.mse_loss), lambda p: torch.optim.SGD(p, lr=0.1),
             epochs=1, batch_size=16, name="x", device="cpu")
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_resume_under_autocast_and_grad_scaler(dtype, tmp_path, monkeypatch):
+    """The CUDA path (autocast; float16 with a GradScaler whose state is checkpointed), forced
+    onto the CPU, which supports both."""
+    import advlab.train
+    assert advlab.train.amp_dtype(torch.device("cpu")) is None
+    fp32 = train("tensors")
+    monkeypatch.setattr(advlab.train, "amp_dtype", lambda device, amp=True: dtype)
+    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path))
+    whole = train("tensors")
+    assert not torch.equal(whole.state_dict()["net.0.weight"], fp32.state_dict()["net.0.weight"])
+    with pytest.raises(Interrupt):
+        train("tensors", name="tiny", checkpoint_every=0.0, on_batch=stop_after(8, []))
+    assert_same_weights(whole, train("tensors", name="tiny"))
