@@ -68,11 +68,14 @@ def jitter(x, g):
     return x + 0.1 * torch.randn(x.shape, generator=g)
 
 
-def noisy_images(epoch, g, clean=torch.rand(90, 12, generator=torch.Generator().manual_seed(9))):
+CLEAN = torch.rand(90, 12, generator=torch.Generator().manual_seed(9))
+
+
+def noisy_images(epoch, g):
     """A batch source for a denoiser: noisy inputs, clean targets, noise drawn from ``g``."""
-    order = torch.randperm(len(clean), generator=g)
+    order = torch.randperm(len(CLEAN), generator=g)
     for idx in order.split(16):  # lazy: draws from g while being iterated
-        yield clean[idx] + 0.2 * torch.randn(len(idx), 12, generator=g), clean[idx]
+        yield CLEAN[idx] + 0.2 * torch.randn(len(idx), 12, generator=g), CLEAN[idx]
 
 
 def recipe_for(kind):
@@ -152,7 +155,7 @@ def test_cache_key_covers_the_recipe_data_and_settings(tmp_path, monkeypatch):
         torch.manual_seed(seed)
         fit(Tiny(), (x, y), on_outputs(F.cross_entropy), lambda p: torch.optim.SGD(p, lr=0.1),
             epochs=1, batch_size=30, name="inst", device="cpu", progress=False,
-            on_batch=lambda *a: keys.add(seed))
+            on_batch=lambda *a, s=seed: keys.add(s))
     assert keys == {0, 1}
     assert model_path("a", {"k": 1}) != model_path("a", {"k": 2})
 
