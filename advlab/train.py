@@ -49,10 +49,24 @@ def shuffled_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> Batch
     if len(x) != len(y):
         raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
 
-    def source(epoch: int, generator: torch.Generator) -> list[Batch]:
-        order = torch.randperm(len(x), generator=generator)
-        return [(x[idx], y[idx]) for idx in order.split(batch_size)]
+    def source(epoch: int, generator: torch.Generator) -> _Batches:
+        return _Batches(x, y, torch.randperm(len(x), generator=generator).split(batch_size))
     return source
+
+
+@dataclass
+class _Batches:
+    """``(x[i], y[i])`` for each chunk ``i`` of indices, gathered as they are iterated."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    chunks: tuple[torch.Tensor, ...]
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __iter__(self) -> Iterator[Batch]:
+        return ((self.x[i], self.y[i]) for i in self.chunks)
 
 
 def amp_dtype(device: torch.device, amp: bool = True) -> torch.dtype | None:
