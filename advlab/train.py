@@ -40,7 +40,6 @@ def on_outputs(criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) 
     """The usual loss, ``criterion(model(inputs), targets)`` (cross-entropy, MSE ...)."""
     def loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return criterion(model(x), y)
-    loss.__qualname__ = f"on_outputs({getattr(criterion, '__name__', repr(criterion))})"
     return loss
 
 
