@@ -1,7 +1,9 @@
 """Command line: ``advlab run <chapter> --profile smoke|full`` runs a chapter headless.
 
 It calls the same experiment functions as the chapter's notebook and writes the tables (CSV),
-the settings and run-info (JSON) and the figures (PNG) to ``--out``.
+the settings and run-info (JSON) and the figures (PNG) to ``--out``.  Errors the user can fix
+(missing data, weights that cannot be downloaded, bad settings, an unwritable folder) print
+``advlab: error: <message>`` and exit with status 2; ``--debug`` shows the traceback instead.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=Path("results"), help="output folder")
     run.add_argument("--no-cache", action="store_true", help="recompute everything")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return parser
 
 
@@ -53,8 +56,27 @@ def _env(var: str, value: str | None) -> Iterator[None]:
             os.environ[var] = old
 
 
+def user_errors() -> tuple[type[Exception], ...]:
+    """Errors a user causes and can fix: reported in one line, without a traceback."""
+    from .config import DeviceUnavailableError
+    from .models.imagenet import WeightsUnavailableError
+    # OSError covers data.DataUnavailableError; ValueError bad settings and data.ChecksumError
+    return (OSError, ValueError, WeightsUnavailableError, DeviceUnavailableError)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    try:
+        return run_chapter(args)
+    except user_errors() as err:
+        if args.debug:
+            raise
+        print(f"advlab: error: {err}", file=sys.stderr)
+        return 2
+
+
+def run_chapter(args: argparse.Namespace) -> int:
+    """``advlab run``: the chapter's experiment, tables and figures written to ``args.out``."""
     module = importlib.import_module(CHAPTERS[args.chapter])
     model = {} if args.model is None else {"model_name": args.model}
     with _env(BACKEND_ENV, args.backend):
@@ -64,10 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     written = results.save(out)
     import matplotlib
     matplotlib.use("Agg")
-    for stem, fig in module.make_figures(results).items():
-        path = out / f"{stem}.png"
-        fig.savefig(path, dpi=120)
-        written.append(path)
+    from .experiments.common import save_figures
+    written += save_figures(module.make_figures(results), out)
     print(results.info.line())
     for path in written:
         print(f"wrote {path}")

@@ -44,6 +44,10 @@ def profile_settings(profiles: dict[str, dict], chapter: str, profile: str | Non
     return cfg
 
 
+class DeviceUnavailableError(RuntimeError):
+    """The requested device does not exist on this machine."""
+
+
 def get_device(device: str | torch.device | None = None) -> torch.device:
     """The argument, else ``$ADVLAB_DEVICE``, else CUDA when available, else the CPU."""
     choice = device or os.environ.get("ADVLAB_DEVICE")
@@ -51,7 +55,8 @@ def get_device(device: str | torch.device | None = None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dev = torch.device(choice)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"device {choice!r} requested but CUDA is not available on this machine")
+        raise DeviceUnavailableError(f"device {choice!r} requested but CUDA is not available on "
+                                     "this machine")
     return dev
 
 

@@ -1,9 +1,16 @@
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("ADVLAB_PROFILE", "smoke")
+if not os.environ.get("ADVLAB_CACHE"):
+    # One cache for the whole session unless the caller set one: the LeNet is trained and the
+    # ImageNet samples decoded once, and the notebooks' kernels (nbmake) inherit it.  Tests
+    # that need an empty cache point ADVLAB_CACHE at their own tmp_path.
+    _SESSION_CACHE = tempfile.TemporaryDirectory(prefix="advlab-test-cache-")
+    os.environ["ADVLAB_CACHE"] = _SESSION_CACHE.name
 
 
 def _offline_folder(var: str, sub: str, what: str) -> Path:

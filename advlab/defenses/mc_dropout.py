@@ -204,49 +204,6 @@ def operating_points(uncertainty: torch.Tensor, agreement: torch.Tensor, is_adv:
     return torch.cat(pts).numpy()
 
 
-def roc_hull(points: np.ndarray) -> np.ndarray:
-    """The ROC convex hull (Provost & Fawcett 2001) of a set of (FPR, TPR) operating points,
-    from (0, 0) to (1, 1).
-
-    Every point on it is reachable by choosing at random between two operating points, so
-    the area under it is achievable, but only with thresholds picked knowing the labels: an
-    optimistic summary of a detector that has several thresholds rather than one score.
-    """
-    pts = np.vstack([[0.0, 0.0], points, [1.0, 1.0]])
-    pts = pts[np.lexsort((pts[:, 1], pts[:, 0]))]
-    hull: list[np.ndarray] = []
-    for p in pts:
-        while len(hull) >= 2:
-            (ox, oy), (ax, ay) = hull[-2], hull[-1]
-            if (ax - ox) * (p[1] - oy) - (ay - oy) * (p[0] - ox) >= 0:
-                hull.pop()  # not a clockwise turn: the middle point lies under the hull
-            else:
-                break
-        hull.append(p)
-    return np.array(hull)
-
-
-def detection_counts(flagged: torch.Tensor, is_adv: torch.Tensor) -> dict:
-    """Confusion counts with 'adversarial' as the positive class, and detection accuracy."""
-    flagged, adv = flagged.bool(), is_adv.bool()
-    tp, fn = int((flagged & adv).sum()), int((~flagged & adv).sum())
-    fp, tn = int((flagged & ~adv).sum()), int((~flagged & ~adv).sum())
-    return dict(FN=fn, FP=fp, TN=tn, TP=tp, detection_acc=(tp + tn) / max(len(adv), 1))
-
-
-def labelled_clean_breakdown(flagged: torch.Tensor, is_adv: torch.Tensor, pred: torch.Tensor,
-                             y: torch.Tensor) -> dict:
-    """The seed's Table 3: among the images declared clean, the share of clean/adversarial
-    images classified correctly/incorrectly, and the classification accuracy on them."""
-    kept = ~flagged.bool()
-    n = max(int(kept.sum()), 1)
-    adv, right = is_adv.bool(), pred == y
-    share = lambda m: float((kept & m).sum()) / n  # noqa: E731
-    return dict(clean_correct=share(~adv & right), clean_incorrect=share(~adv & ~right),
-                adv_correct=share(adv & right), adv_incorrect=share(adv & ~right),
-                classification_acc=share(right), kept=int(kept.sum()))
-
-
 # --------------------------------------------------------------------------- adaptive attack
 def detector_loss(model: nn.Module, x: torch.Tensor, target: torch.Tensor, n_eot: int,
                   crop_size: int, unc_weight: float) -> torch.Tensor:

@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from .. import attacks as atk
-from ..cache import ResultCache
+from ..cache import ResultCache, fingerprint
 from ..config import (RunInfo, device_name, get_device, profile_settings, resolve_profile,
                       seed_everything)
 from ..data import ImageSet, load_imagenet_for
@@ -95,14 +95,20 @@ def score(y: torch.Tensor, ns: torch.Tensor, ss: torch.Tensor, ds: torch.Tensor)
             "reject": float((vote == ABSTAIN).float().mean())}
 
 
+def noise_key(model_name: str, images: ImageSet, cfg: dict, noise_sigma: float, draw: int) -> dict:
+    """Everything a cached (noise sigma, draw) piece of the noise table depends on."""
+    return dict(model=model_name, sigma=noise_sigma, draw=draw, seed=cfg["seed"], n=len(images),
+                kernels=list(cfg["kernels"]), blur_sigma=BLUR_SIGMA, images=fingerprint(images),
+                batch=cfg["batch_size"])
+
+
 def run_noise(model, images: ImageSet, cfg: dict, cache: ResultCache, model_name: str,
               progress: bool = True) -> pd.DataFrame:
     """Every (noise sigma, draw) pass, cached one at a time; a row per kernel, sigma and draw."""
     rows = []
     jobs = [(s, d) for s in NOISE_SIGMAS for d in range(cfg["draws"] if s > 0 else 1)]
     for noise_sigma, draw in tqdm(jobs, desc="noise x smoothing", disable=not progress):
-        key = dict(model=model_name, sigma=noise_sigma, draw=draw, seed=cfg["seed"], n=len(images),
-                   kernels=list(cfg["kernels"]), blur_sigma=BLUR_SIGMA, images=images.names[-1])
+        key = noise_key(model_name, images, cfg, noise_sigma, draw)
         preds = cache.get_or_compute(
             "noise", key, lambda: noise_predictions(model, images, noise_sigma, draw, cfg["kernels"],
                                                     cfg["seed"], cfg["batch_size"], progress))
@@ -146,6 +152,14 @@ def chapter_attacks(steps: int) -> dict[str, atk.Attack]:
     return {"fgsm": atk.make("fgsm"), "pgd": atk.PGD("linf", steps, random_init=True)}
 
 
+def attack_key(model_name: str, images: ImageSet, cfg: dict, attack: str, attacker: str,
+               kernel: int) -> dict:
+    """Everything a cached attack piece depends on (``images``: the attacked ones)."""
+    return dict(model=model_name, attack=attack, attacker=attacker, eps=list(cfg["epsilons"]),
+                steps=cfg["pgd_steps"], n=len(images), seed=cfg["seed"], kernel=kernel,
+                images=fingerprint(images), batch=cfg["batch_size"])
+
+
 def run_attacks(model, images: ImageSet, cfg: dict, cache: ResultCache, model_name: str,
                 kernel: int = 5, progress: bool = True) -> pd.DataFrame:
     """FGSM and PGD against the bare model (the attacker ignores the defence) and against the
@@ -161,8 +175,7 @@ def run_attacks(model, images: ImageSet, cfg: dict, cache: ResultCache, model_na
                  **score(sub.y, clean["ns"], clean["ss"], clean["ds"])})
     jobs = [(a, t) for a in methods for t in targets]
     for name, who in tqdm(jobs, desc="attacks", disable=not progress):
-        key = dict(model=model_name, attack=name, attacker=who, eps=list(cfg["epsilons"]),
-                   steps=cfg["pgd_steps"], n=len(sub), seed=cfg["seed"], kernel=kernel)
+        key = attack_key(model_name, sub, cfg, name, who, kernel)
 
         def compute():
             advs = atk.run(targets[who], sub.x, sub.y, methods[name], list(cfg["epsilons"]),
