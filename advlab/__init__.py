@@ -5,5 +5,5 @@ Importing it tunes glibc's allocator for PyTorch's large, short-lived buffers
 """
 from .config import tune_allocator as _tune_allocator
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 _tune_allocator()

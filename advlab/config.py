@@ -10,6 +10,8 @@ Environment variables (all optional):
 ``ADVLAB_CACHE``    where downloads and cached results go.  Default: ``~/.cache/advlab``.
 ``ADVLAB_BACKEND``  inference backend on the CPU: ``auto`` (ONNX Runtime), ``onnx`` or ``torch``
                     (see ``advlab.inference``).  Default: ``auto``.
+``TQDM_DISABLE``    set (``1``) to hide the progress bars of a notebook whose ``PROGRESS``
+                    parameter is ``None``: how the stored notebooks are executed.
 """
 from __future__ import annotations
 
@@ -42,6 +44,17 @@ def profile_settings(profiles: dict[str, dict], chapter: str, profile: str | Non
         raise ValueError(f"unknown {chapter} settings {sorted(unknown)}; known: {sorted(cfg)}")
     cfg.update(overrides)
     return cfg
+
+
+def resolve_progress(progress: bool | None = None) -> bool:
+    """Whether to show progress bars: the argument, else on unless ``$TQDM_DISABLE`` is set.
+
+    tqdm reads ``TQDM_DISABLE`` only for bars whose ``disable`` is not passed, and the package
+    passes it (``progress=...``), so the notebooks resolve their ``PROGRESS`` parameter here.
+    """
+    if progress is not None:
+        return bool(progress)
+    return os.environ.get("TQDM_DISABLE", "").strip().lower() in ("", "0", "false", "no")
 
 
 class DeviceUnavailableError(RuntimeError):
