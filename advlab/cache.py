@@ -3,7 +3,8 @@
 Each entry is a dict of tensors (saved with ``torch.save`` and read back with
 ``weights_only=True``) under ``<cache_root>/results/<namespace>/<name>-<hash>.pt``, where the hash
 covers every setting that changes the result.  Writes go to a temporary file that is renamed
-into place, so a run killed mid-write leaves no half-written entry behind.
+into place, so a run killed mid-write leaves no half-written entry behind; an entry that cannot
+be read (cut short, overwritten) is deleted with a warning and computed again.
 """
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -25,18 +28,71 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def atomic_save(obj, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename it into place."""
+def tensor_digest(*tensors: torch.Tensor) -> str:
+    """12-hex-digit sha256 of the tensors' dtypes, shapes and bytes."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    return h.hexdigest()[:12]
+
+
+def fingerprint(images) -> str:
+    """Identity of an image set, ``"<count>:<hash>"``: a hash of its file names when it has
+    them (``ImageSet.names``), else of its image and label bytes."""
+    names = getattr(images, "names", None)
+    if names:
+        digest = hashlib.sha256("\n".join(names).encode()).hexdigest()[:12]
+    else:
+        x = getattr(images, "x", images)
+        y = getattr(images, "y", None)
+        digest = tensor_digest(x) if y is None else tensor_digest(x, y)
+    return f"{len(images)}:{digest}"
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[str]:
+    """Yield a temporary file name beside ``path``; rename it into place if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     try:
-        torch.save(obj, tmp)
+        yield tmp
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def atomic_save(obj, path: Path) -> None:
+    """``torch.save`` to a temporary file in the same folder, then rename it into place."""
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+
+
+def atomic_write_bytes(data: bytes, path: Path) -> None:
+    """Write ``data`` to a temporary file in the same folder, then rename it into place."""
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)
+
+
+def load_or_discard(path: Path, map_location: str | torch.device | None = None) -> Any | None:
+    """``torch.load(path, weights_only=True)``; ``None`` when the file is absent, and also when it
+    cannot be read, in which case it is deleted with a warning naming it and the reason."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, weights_only=True, map_location=map_location)
+    except Exception as err:  # truncated zip, garbage bytes, foreign pickle: all mean "rebuild"
+        first = str(err).strip().split(". ")[0].splitlines()[0] if str(err).strip() else "no data"
+        reason = f"{type(err).__name__}: {first}"
+        warnings.warn(f"unreadable cache file {path} ({reason}); deleting it and recomputing",
+                      RuntimeWarning, stacklevel=2)
+        path.unlink(missing_ok=True)
+        return None
 
 
 class ResultCache:
@@ -54,11 +110,14 @@ class ResultCache:
         return self.dir / f"{name}-{config_hash(config)}.pt"
 
     def get_or_compute(self, name: str, config: dict, compute: Callable[[], dict]) -> dict:
-        """Return the stored entry for ``(name, config)``; compute and store it if absent."""
+        """Return the stored entry for ``(name, config)``; compute and store it if absent or
+        unreadable (an unreadable entry is deleted with a warning first)."""
         path = self.path(name, config)
-        if self.enabled and path.exists():
-            self.hits += 1
-            return torch.load(path, weights_only=True)
+        if self.enabled:
+            value = load_or_discard(path)
+            if value is not None:
+                self.hits += 1
+                return value
         self.misses += 1
         value = compute()
         if self.enabled:

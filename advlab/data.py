@@ -20,6 +20,7 @@ from PIL import Image
 from torchvision.transforms import functional as TF
 from tqdm import tqdm
 
+from .cache import atomic_save, config_hash, load_or_discard
 from .config import cache_root, data_root
 
 IMAGENET_SAMPLES_REPO = "https://github.com/EliSchwartz/imagenet-sample-images"
@@ -163,9 +164,27 @@ def load_imagenet_samples(colour_only: bool = True, limit: int | None = None, re
     Labels are the positions of the wnids in the sorted list of all 1,000 wnids.  25 images are
     greyscale (23 single-channel files, 2 RGB files with equal channels); ``colour_only`` drops
     them, leaving the seed's 975.  ``limit`` keeps the first ``limit`` images after filtering.
+
+    The decoded uint8 images are cached under ``$ADVLAB_CACHE/decoded``, keyed by the manifest
+    (every file's sha256) and these arguments, so the JPEGs are decoded once per cache.
     """
-    folder = _find_imagenet_samples(download)
     manifest = imagenet_manifest()
+    key = dict(manifest=[row["sha256"] for row in manifest], colour_only=colour_only, limit=limit,
+               resize=resize, crop=crop)
+    path = cache_root() / "decoded" / f"imagenet-samples-{config_hash(key)}.pt"
+    entry = load_or_discard(path)
+    if entry is None:
+        entry = _decode_imagenet_samples(manifest, colour_only, limit, resize, crop, download,
+                                         progress)
+        atomic_save(entry, path)
+    return ImageSet(entry["x"].float().div_(255), entry["y"], imagenet_classes(), entry["source"],
+                    entry["names"], entry["grey"])
+
+
+def _decode_imagenet_samples(manifest: list[dict], colour_only: bool, limit: int | None,
+                             resize: int, crop: int, download: bool, progress: bool) -> dict:
+    """Verify, decode, resize and crop the sample JPEGs: uint8 images and their metadata."""
+    folder = _find_imagenet_samples(download)
     wnids = sorted(row["wnid"] for row in manifest)
     index = {w: i for i, w in enumerate(wnids)}
     xs, ys, names, greys = [], [], [], []
@@ -183,8 +202,8 @@ def load_imagenet_samples(colour_only: bool = True, limit: int | None = None, re
         greys.append(grey)
         if limit is not None and len(ys) >= limit:
             break
-    x = torch.stack(xs).float().div_(255)
-    return ImageSet(x, torch.tensor(ys), imagenet_classes(), str(folder), names, torch.tensor(greys))
+    return {"x": torch.stack(xs), "y": torch.tensor(ys), "grey": torch.tensor(greys),
+            "names": names, "source": str(folder)}
 
 
 def load_imagenet_for(model_name: str, limit: int | None = None, colour_only: bool = True,

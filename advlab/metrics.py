@@ -1,4 +1,6 @@
-"""Accuracy with honest uncertainty: Wilson intervals and spread over repeated draws."""
+"""Every metric of the book: accuracy with honest uncertainty (Wilson and Clopper-Pearson
+intervals, spread over repeated draws), the Clopper-Pearson lower bound that certification
+needs, and detection metrics (confusion counts, the seed's Table 3 breakdown, ROC hull)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,12 +9,34 @@ import torch
 from statsmodels.stats.proportion import proportion_confint
 
 
-def wilson_ci(successes, n: int, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-    """Two-sided Wilson score interval (statsmodels) for ``successes`` out of ``n``."""
+def _check_counts(successes, n: int) -> np.ndarray:
     if n <= 0:
         raise ValueError("n must be positive")
-    lo, hi = proportion_confint(np.asarray(successes, dtype=float), n, alpha=alpha, method="wilson")
+    k = np.asarray(successes, dtype=float)
+    if np.any(k < 0) or np.any(k > n):
+        raise ValueError(f"successes must lie in 0..{n}")
+    return k
+
+
+def wilson_ci(successes, n: int, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided Wilson score interval (statsmodels) for ``successes`` out of ``n``."""
+    lo, hi = proportion_confint(_check_counts(successes, n), n, alpha=alpha, method="wilson")
     return np.asarray(lo), np.asarray(hi)
+
+
+def clopper_pearson_ci(successes, n: int, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """Two-sided exact (Clopper & Pearson 1934) interval for a proportion over ``n`` images:
+    covers the true rate with probability at least ``1 - alpha``."""
+    lo, hi = proportion_confint(_check_counts(successes, n), n, alpha=alpha, method="beta")
+    return np.asarray(lo), np.asarray(hi)
+
+
+def clopper_pearson_lower(successes, n: int, alpha: float = 0.001) -> np.ndarray:
+    """One-sided ``1 - alpha`` lower confidence bound on a binomial proportion: Cohen, Rosenfeld
+    & Kolter 2019's ``lowerConfidenceBound`` (the lower end of the two-sided ``1 - 2 alpha``
+    Clopper-Pearson interval), as randomized-smoothing certification uses it."""
+    return np.asarray(proportion_confint(_check_counts(successes, n), n, alpha=2 * alpha,
+                                         method="beta")[0])
 
 
 def summarise_draws(per_draw: pd.DataFrame, by: list[str], metrics: list[str], n: int) -> pd.DataFrame:
@@ -58,3 +82,48 @@ def normalized_l2(x: torch.Tensor, x_adv: torch.Tensor, mean=None, std=None) -> 
     if bool((den == 0).any()):
         raise ValueError("an image of norm 0 has no normalised L2 dissimilarity")
     return (a - b).flatten(1).norm(dim=1) / den
+
+
+# --------------------------------------------------------------------------- detection
+def detection_counts(flagged: torch.Tensor, is_adv: torch.Tensor) -> dict:
+    """Confusion counts with 'adversarial' as the positive class, and detection accuracy."""
+    flagged, adv = flagged.bool(), is_adv.bool()
+    tp, fn = int((flagged & adv).sum()), int((~flagged & adv).sum())
+    fp, tn = int((flagged & ~adv).sum()), int((~flagged & ~adv).sum())
+    return dict(FN=fn, FP=fp, TN=tn, TP=tp, detection_acc=(tp + tn) / max(len(adv), 1))
+
+
+def labelled_clean_breakdown(flagged: torch.Tensor, is_adv: torch.Tensor, pred: torch.Tensor,
+                             y: torch.Tensor) -> dict:
+    """The seed's Table 3 (Chapter 2): among the images declared clean, the share of
+    clean/adversarial images classified correctly/incorrectly, and the classification
+    accuracy on them."""
+    kept = ~flagged.bool()
+    n = max(int(kept.sum()), 1)
+    adv, right = is_adv.bool(), pred == y
+    share = lambda m: float((kept & m).sum()) / n  # noqa: E731
+    return dict(clean_correct=share(~adv & right), clean_incorrect=share(~adv & ~right),
+                adv_correct=share(adv & right), adv_incorrect=share(adv & ~right),
+                classification_acc=share(right), kept=int(kept.sum()))
+
+
+def roc_hull(points: np.ndarray) -> np.ndarray:
+    """The ROC convex hull (Provost & Fawcett 2001) of a set of (FPR, TPR) operating points,
+    from (0, 0) to (1, 1).
+
+    Every point on it is reachable by choosing at random between two operating points, so
+    the area under it is achievable, but only with thresholds picked knowing the labels: an
+    optimistic summary of a detector that has several thresholds rather than one score.
+    """
+    pts = np.vstack([[0.0, 0.0], points, [1.0, 1.0]])
+    pts = pts[np.lexsort((pts[:, 1], pts[:, 0]))]
+    hull: list[np.ndarray] = []
+    for p in pts:
+        while len(hull) >= 2:
+            (ox, oy), (ax, ay) = hull[-2], hull[-1]
+            if (ax - ox) * (p[1] - oy) - (ay - oy) * (p[0] - ox) >= 0:
+                hull.pop()  # not a clockwise turn: the middle point lies under the hull
+            else:
+                break
+        hull.append(p)
+    return np.array(hull)

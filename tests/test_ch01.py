@@ -25,10 +25,20 @@ def test_settings_and_profiles():
 
 
 def test_seed_comparison_layout():
-    table = ch01.SEED_TABLE.assign(kernel="5x5")
+    # a table unlike the seed's, with a 7x7 kernel to leave out and rows out of sigma order
+    rng = torch.Generator().manual_seed(0)
+    table = pd.DataFrame([{"kernel": k, "noise_sigma": s, **{m: float(torch.rand(1, generator=rng))
+                                                       for m in ch01.METRICS}}
+                          for k in ("7x7", "5x5") for s in reversed(ch01.NOISE_SIGMAS)])
     both = ch01.seed_comparison(table)
-    assert list(both.index) == list(ch01.NOISE_SIGMAS)
-    assert both[("acc_ns", "advlab")].tolist() == both[("acc_ns", ch01.SOURCE_LABEL)].tolist()
+    assert list(both.columns) == [(m, w) for m in ch01.METRICS for w in ("advlab", ch01.SOURCE_LABEL)]
+    assert sorted(both.index) == list(ch01.NOISE_SIGMAS)
+    ours = table[table.kernel == "5x5"].set_index("noise_sigma")
+    seed = ch01.SEED_TABLE.set_index("noise_sigma")
+    for sigma in ch01.NOISE_SIGMAS:
+        for m in ch01.METRICS:
+            assert both.loc[sigma, (m, "advlab")] == ours.loc[sigma, m]
+            assert both.loc[sigma, (m, ch01.SOURCE_LABEL)] == seed.loc[sigma, m]
 
 
 def test_kernel_check_rejects_the_seed_claim():
@@ -47,9 +57,9 @@ def test_noise_seeds_do_not_depend_on_the_subset():
     assert len(set(ch01.noise_seeds(s, 0, 0).tolist() + ch01.noise_seeds(s, 1, 0).tolist())) == 6
 
 
-def test_cli_smoke_run_writes_tables_and_figures(mirror, tmp_path, monkeypatch):
+def test_cli_smoke_run_writes_tables_and_figures(mirror, tmp_path):
+    """In the session's cache: the notebook's smoke run reuses what this one computes."""
     from advlab.cli import main
-    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path / "cache"))
     assert main(["run", "ch01", "--profile", "smoke", "--out", str(tmp_path), "--quiet"]) == 0
     out = tmp_path / "ch01"
     table = pd.read_csv(out / "ch01_table.csv")
@@ -59,3 +69,36 @@ def test_cli_smoke_run_writes_tables_and_figures(mirror, tmp_path, monkeypatch):
     assert set(attacks.attack) == {"none", "FGSM", "PGD"}
     assert (out / "ch01_noise_curves.png").stat().st_size > 10_000
     assert '"profile": "smoke"' in (out / "ch01_run.json").read_text()
+
+
+def _distinct(keys: list[dict]) -> bool:
+    from advlab.cache import config_hash
+    return len({config_hash(k) for k in keys}) == len(keys)
+
+
+def test_cache_keys_change_with_every_setting():
+    from advlab.data import ImageSet
+    pool = ImageSet(torch.zeros(12, 3, 2, 2), torch.arange(12), ("c",) * 12, "t",
+                    [f"n{i:02d}_c.JPEG" for i in range(12)])
+    cfg = ch01.settings("smoke")
+    ten = pool.subset(range(10))
+
+    def noise(model="m", images=ten, sigma=0.25, draw=0, **changes):
+        return ch01.noise_key(model, images, {**cfg, **changes}, sigma, draw)
+
+    assert noise() == noise()
+    assert _distinct([noise(), noise(model="other"), noise(images=pool.subset(range(1, 11))),
+                      noise(images=pool.subset(range(9))), noise(sigma=0.125), noise(draw=1),
+                      noise(batch_size=8), noise(seed=1), noise(kernels=(5,))])
+
+    def attack(model="m", images=ten, attack="pgd", attacker="a", kernel=5, **changes):
+        c = {**cfg, **changes}
+        sub = ch01.attack_subset(images, c["attack_images"], c["seed"])
+        return ch01.attack_key(model, sub, c, attack, attacker, kernel)
+
+    assert attack() == attack()
+    # a larger pool (run(n_images=12)) picks other images for the attack
+    assert _distinct([attack(), attack(images=pool), attack(attack_images=5), attack(seed=1),
+                      attack(epsilons=(2 / 255,)), attack(pgd_steps=4), attack(batch_size=8),
+                      attack(model="other"), attack(attack="fgsm"), attack(attacker="b"),
+                      attack(kernel=7)])

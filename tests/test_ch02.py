@@ -58,9 +58,9 @@ def test_halves_are_disjoint_and_correctly_classified(mirror):
         ch02.split_halves(model, 6000)
 
 
-def test_cli_smoke_run_writes_tables_and_figures(mirror, tmp_path, monkeypatch):
+def test_cli_smoke_run_writes_tables_and_figures(mirror, tmp_path):
+    """In the session's cache: the notebook's smoke run reuses what this one computes."""
     from advlab.cli import main
-    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path / "cache"))
     assert main(["run", "ch02", "--profile", "smoke", "--out", str(tmp_path), "--quiet"]) == 0
     out = tmp_path / "ch02"
     t1 = pd.read_csv(out / "ch02_table1.csv")
@@ -81,3 +81,20 @@ def test_cli_smoke_run_writes_tables_and_figures(mirror, tmp_path, monkeypatch):
     assert '"profile": "smoke"' in (out / "ch02_run.json").read_text()
     with pytest.raises(ValueError, match="one model"):
         ch02.run("smoke", model_name="resnet50")
+
+
+def test_cache_keys_change_with_every_setting():
+    from advlab.cache import config_hash
+    from advlab.data import ImageSet
+    g = torch.Generator().manual_seed(0)
+    digits = ImageSet(torch.rand(8, 1, 28, 28, generator=g), torch.arange(8), ch02.ATTACKS, "t")
+    other = ImageSet(digits.x.flip(0), digits.y, digits.classes, "t")
+    cfg = ch02.settings("smoke")
+
+    def key(images=digits, scoring=True, **changes):
+        return ch02.piece_key(ch02.cache_key({**cfg, **changes}, scoring), images, half="val")
+
+    keys = [key(), key(images=other), key(images=digits.subset(range(7))), key(scoring=False),
+            key(batch_size=100), key(seed=1), key(bim_steps=5), key(epochs=2), key(mc_passes=7),
+            key(crop_size=20), ch02.piece_key(ch02.cache_key(cfg, True), digits, half="test")]
+    assert key() == key() and len({config_hash(k) for k in keys}) == len(keys)

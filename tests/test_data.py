@@ -41,6 +41,33 @@ def test_imagenet_samples_from_mirror(mirror):
     assert len(colour) == 975 and not colour.grey.any()
 
 
+def test_decoded_samples_are_cached_and_rebuilt_when_unreadable(mirror, tmp_path, monkeypatch):
+    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path))
+    first = data.load_imagenet_samples(limit=5, progress=False, download=False)
+    stored, = (tmp_path / "decoded").glob("imagenet-samples-*.pt")
+    direct = data._decode_imagenet_samples(data.imagenet_manifest(), True, 5, 256, 224, False, False)
+    assert torch.equal(first.x, direct["x"].float() / 255) and first.names == direct["names"]
+
+    def no_decoding(*args):
+        raise AssertionError("decoded again")
+    monkeypatch.setattr(data, "_decode_imagenet_samples", no_decoding)
+    again = data.load_imagenet_samples(limit=5, progress=False, download=False)
+    assert torch.equal(again.x, first.x) and torch.equal(again.y, first.y)
+    assert again.names == first.names and torch.equal(again.grey, first.grey)
+    assert again.source == first.source and again.classes == first.classes
+    with pytest.raises(AssertionError, match="decoded again"):   # other settings, other entry
+        data.load_imagenet_samples(limit=4, progress=False, download=False)
+    with pytest.raises(AssertionError, match="decoded again"):
+        data.load_imagenet_samples(limit=5, crop=200, progress=False, download=False)
+
+    monkeypatch.undo()
+    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path))
+    stored.write_bytes(stored.read_bytes()[:100])
+    with pytest.warns(RuntimeWarning, match="unreadable cache file"):
+        rebuilt = data.load_imagenet_samples(limit=5, progress=False, download=False)
+    assert torch.equal(rebuilt.x, first.x) and stored.stat().st_size > 100_000
+
+
 def test_missing_mirror_is_a_clear_error(empty_env):
     for load in (lambda: data.load_imagenet_samples(download=False, progress=False),
                  lambda: data.load_mnist("test", download=False),

@@ -9,6 +9,7 @@ from sklearn.metrics import auc
 from torch import nn
 
 from advlab.defenses import mc_dropout as md
+from advlab.metrics import roc_hull
 from advlab.models.mnist import LeNet
 
 
@@ -165,27 +166,14 @@ def test_operating_points_and_envelope():
     u = torch.tensor([0.1, 0.2, 0.8, 0.9])
     agree = torch.tensor([5, 5, 0, 0])
     adv = torch.tensor([False, False, True, True])
-    env = md.roc_hull(md.operating_points(u, agree, adv, grid=5))
+    env = roc_hull(md.operating_points(u, agree, adv, grid=5))
     assert env[0].tolist() == [0.0, 0.0] and env[-1].tolist() == [1.0, 1.0]
     assert (np.diff(env[:, 0]) >= 0).all() and (np.diff(env[:, 1]) >= 0).all()
     assert (np.diff(env[:, 1]) / np.maximum(np.diff(env[:, 0]), 1e-12) >= 0).all()
     assert [0.0, 1.0] in env.tolist()  # a perfect operating point exists
     assert auc(env[:, 0], env[:, 1]) == 1.0
-    flipped = md.roc_hull(md.operating_points(u, agree, ~adv, grid=5))
+    flipped = roc_hull(md.operating_points(u, agree, ~adv, grid=5))
     assert auc(flipped[:, 0], flipped[:, 1]) == pytest.approx(0.5)  # only the diagonal is reachable
-
-
-def test_detection_counts_and_table3_breakdown():
-    flagged = torch.tensor([True, False, False, True, False])
-    is_adv = torch.tensor([True, True, False, False, False])
-    assert md.detection_counts(flagged, is_adv) == dict(FN=1, FP=1, TN=2, TP=1, detection_acc=0.6)
-    pred, y = torch.tensor([0, 1, 2, 3, 9]), torch.tensor([0, 0, 2, 3, 4])
-    b = md.labelled_clean_breakdown(flagged, is_adv, pred, y)
-    # kept: images 1 (adv, wrong), 2 (clean, right), 4 (clean, wrong)
-    assert b["kept"] == 3
-    assert b["clean_correct"] == pytest.approx(1 / 3) and b["clean_incorrect"] == pytest.approx(1 / 3)
-    assert b["adv_correct"] == 0 and b["adv_incorrect"] == pytest.approx(1 / 3)
-    assert b["classification_acc"] == pytest.approx(1 / 3)
 
 
 def test_adaptive_pgd_stays_in_the_ball_and_lowers_its_loss():

@@ -4,7 +4,6 @@ import pytest
 import torch
 from torch import nn
 
-from advlab import data
 from advlab.models import Normalized, WeightsUnavailableError, load_imagenet_model, predict
 from advlab.models import imagenet as imnet
 
@@ -44,14 +43,15 @@ def test_torchvision_weights_offline_give_a_clear_error(monkeypatch):
         load_imagenet_model("resnet50")
 
 
-def test_efficientnet_lite0_top1_on_the_sample_images(mirror):
+def test_efficientnet_lite0_top1_on_the_sample_images(imagenet_samples):
     """Preprocessing check: with the TF-Lite normalisation (x*255-127)/128 the offline model
     gets 88.2% top-1 on all 1,000 sample images; with ImageNet's mean/std it drops to 77.3%."""
-    s = data.load_imagenet_samples(colour_only=False, progress=False, download=False)
+    s = imagenet_samples
     model = load_imagenet_model("efficientnet_lite0")
-    acc = float((predict(model, s.x, 100) == s.y).float().mean())
+    right = predict(model, s.x, 100) == s.y
+    acc = float(right.float().mean())
     assert 0.87 <= acc <= 0.895, acc
     wrong = Normalized(model.model, imnet.IMAGENET_MEAN, imnet.IMAGENET_STD).eval()
     wrong_acc = float((predict(wrong, s.x[:300], 100) == s.y[:300]).float().mean())
-    right_acc = float((predict(model, s.x[:300], 100) == s.y[:300]).float().mean())
+    right_acc = float(right[:300].float().mean())
     assert wrong_acc < right_acc - 0.05, (wrong_acc, right_acc)

@@ -55,11 +55,20 @@ def test_explorer_builds_and_redraws(tiny_set):
     box = smoothing_explorer(Tiny().eval(), tiny_set)
     choose, sigma = box.children[0].children
     assert choose.options == (("zero", 0), ("one", 1), ("two", 2))
-    sigma.value = 0.1          # each change redraws; an error in redraw would raise here
-    choose.value = 2
-    assert sigma.max == 0.5 and choose.value == 2
-    shown = box.children[1].outputs
-    assert len(shown) == 1 and "image/jpeg" in shown[0]["data"]
+
+    def shown() -> bytes:
+        outputs = box.children[1].outputs
+        assert len(outputs) == 1
+        return outputs[0]["data"]["image/jpeg"]
+
+    first = shown()
+    sigma.value = 0.1          # moving the slider redraws with the new noise
+    after_slider = shown()
+    assert after_slider != first
+    choose.value = 2           # so does picking another image
+    assert shown() not in (first, after_slider)
+    choose.value, sigma.value = 0, 0.25   # back where it started: the first picture again
+    assert shown() == first
 
 
 def test_cli_rejects_unknown_chapter_and_profile():

@@ -23,6 +23,7 @@ from torchvision.transforms.v2.functional import five_crop
 from tqdm import tqdm
 
 from ..attacks import PGD, run, runner_up
+from ..inference import predict
 
 N_CROPS = 5
 
@@ -110,16 +111,20 @@ def crop_views(x: torch.Tensor, size: int) -> torch.Tensor:
 @torch.no_grad()
 def crop_agreement(model: nn.Module, x: torch.Tensor, pred: torch.Tensor, size: int,
                    batch_size: int = 1000) -> torch.Tensor:
-    """How many of the five resized crops (classified with dropout off) agree with ``pred``."""
+    """How many of the five resized crops (classified with dropout off, through the fast
+    inference path) agree with ``pred``."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     out = []
-    for i in range(0, len(x), batch_size):
-        views = crop_views(x[i:i + batch_size].to(device), size)
-        labels = model(views.flatten(0, 1)).argmax(1).view(N_CROPS, -1)
-        out.append((labels == pred[i:i + batch_size].to(device)).sum(0).cpu())
-    model.train(was_training)
+    try:
+        for i in range(0, len(x), batch_size):
+            views = crop_views(x[i:i + batch_size].to(device), size)
+            labels = predict(model, views.flatten(0, 1), len(views) * views.shape[1], device,
+                             amp=False).view(N_CROPS, -1)
+            out.append((labels == pred[i:i + batch_size]).sum(0))
+    finally:
+        model.train(was_training)
     return torch.cat(out)
 
 
@@ -202,49 +207,6 @@ def operating_points(uncertainty: torch.Tensor, agreement: torch.Tensor, is_adv:
             fpr = (flagged & ~adv).sum(1) / max(int((~adv).sum()), 1)
             pts.append(torch.stack([fpr, tpr], 1))
     return torch.cat(pts).numpy()
-
-
-def roc_hull(points: np.ndarray) -> np.ndarray:
-    """The ROC convex hull (Provost & Fawcett 2001) of a set of (FPR, TPR) operating points,
-    from (0, 0) to (1, 1).
-
-    Every point on it is reachable by choosing at random between two operating points, so
-    the area under it is achievable, but only with thresholds picked knowing the labels: an
-    optimistic summary of a detector that has several thresholds rather than one score.
-    """
-    pts = np.vstack([[0.0, 0.0], points, [1.0, 1.0]])
-    pts = pts[np.lexsort((pts[:, 1], pts[:, 0]))]
-    hull: list[np.ndarray] = []
-    for p in pts:
-        while len(hull) >= 2:
-            (ox, oy), (ax, ay) = hull[-2], hull[-1]
-            if (ax - ox) * (p[1] - oy) - (ay - oy) * (p[0] - ox) >= 0:
-                hull.pop()  # not a clockwise turn: the middle point lies under the hull
-            else:
-                break
-        hull.append(p)
-    return np.array(hull)
-
-
-def detection_counts(flagged: torch.Tensor, is_adv: torch.Tensor) -> dict:
-    """Confusion counts with 'adversarial' as the positive class, and detection accuracy."""
-    flagged, adv = flagged.bool(), is_adv.bool()
-    tp, fn = int((flagged & adv).sum()), int((~flagged & adv).sum())
-    fp, tn = int((flagged & ~adv).sum()), int((~flagged & ~adv).sum())
-    return dict(FN=fn, FP=fp, TN=tn, TP=tp, detection_acc=(tp + tn) / max(len(adv), 1))
-
-
-def labelled_clean_breakdown(flagged: torch.Tensor, is_adv: torch.Tensor, pred: torch.Tensor,
-                             y: torch.Tensor) -> dict:
-    """The seed's Table 3: among the images declared clean, the share of clean/adversarial
-    images classified correctly/incorrectly, and the classification accuracy on them."""
-    kept = ~flagged.bool()
-    n = max(int(kept.sum()), 1)
-    adv, right = is_adv.bool(), pred == y
-    share = lambda m: float((kept & m).sum()) / n  # noqa: E731
-    return dict(clean_correct=share(~adv & right), clean_incorrect=share(~adv & ~right),
-                adv_correct=share(adv & right), adv_incorrect=share(adv & ~right),
-                classification_acc=share(right), kept=int(kept.sum()))
 
 
 # --------------------------------------------------------------------------- adaptive attack

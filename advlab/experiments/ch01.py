@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from .. import attacks as atk
-from ..cache import ResultCache
+from ..cache import ResultCache, fingerprint
 from ..config import (RunInfo, device_name, get_device, profile_settings, resolve_profile,
                       seed_everything)
 from ..data import ImageSet, load_imagenet_for
@@ -24,8 +24,10 @@ from ..defenses.blur_vote import BLUR_SIGMA_DEFAULT as BLUR_SIGMA
 from ..defenses.blur_vote import (BlurVote, add_noise, compose_kernels, equivalent_gaussian,
                                   gaussian_blur, gaussian_kernel, kernel_distance, majority_vote,
                                   three_views)
+from ..inference import backend_name
 from ..metrics import summarise_draws
 from ..models import load_imagenet_model, predict, prepare_for_inference
+from ..models.wrappers import conv_layout
 from .common import ChapterResults, cache_note
 
 CHAPTER = "ch01"
@@ -77,7 +79,7 @@ def noise_predictions(model, images: ImageSet, noise_sigma: float, draw: int, ke
     out = {"ns": []} | {f"{v}{k}": [] for k in kernels for v in ("ss", "ds")}
     for i in tqdm(range(0, len(images), batch_size), desc=f"noise sigma={noise_sigma} draw={draw}",
                   disable=not progress, leave=False):
-        x = add_noise(images.x[i:i + batch_size], noise_sigma, seeds[i:i + batch_size])
+        x = conv_layout(add_noise(images.x[i:i + batch_size], noise_sigma, seeds[i:i + batch_size]))
         out["ns"].append(predict(model, x, batch_size))
         for k, blur in blurs.items():
             _, single, double = three_views(x, blur)
@@ -94,14 +96,20 @@ def score(y: torch.Tensor, ns: torch.Tensor, ss: torch.Tensor, ds: torch.Tensor)
             "reject": float((vote == ABSTAIN).float().mean())}
 
 
+def noise_key(model_name: str, images: ImageSet, cfg: dict, noise_sigma: float, draw: int) -> dict:
+    """Everything a cached (noise sigma, draw) piece of the noise table depends on."""
+    return dict(model=model_name, sigma=noise_sigma, draw=draw, seed=cfg["seed"], n=len(images),
+                kernels=list(cfg["kernels"]), blur_sigma=BLUR_SIGMA, images=fingerprint(images),
+                batch=cfg["batch_size"])
+
+
 def run_noise(model, images: ImageSet, cfg: dict, cache: ResultCache, model_name: str,
               progress: bool = True) -> pd.DataFrame:
     """Every (noise sigma, draw) pass, cached one at a time; a row per kernel, sigma and draw."""
     rows = []
     jobs = [(s, d) for s in NOISE_SIGMAS for d in range(cfg["draws"] if s > 0 else 1)]
     for noise_sigma, draw in tqdm(jobs, desc="noise x smoothing", disable=not progress):
-        key = dict(model=model_name, sigma=noise_sigma, draw=draw, seed=cfg["seed"], n=len(images),
-                   kernels=list(cfg["kernels"]), blur_sigma=BLUR_SIGMA, images=images.names[-1])
+        key = noise_key(model_name, images, cfg, noise_sigma, draw)
         preds = cache.get_or_compute(
             "noise", key, lambda: noise_predictions(model, images, noise_sigma, draw, cfg["kernels"],
                                                     cfg["seed"], cfg["batch_size"], progress))
@@ -145,6 +153,14 @@ def chapter_attacks(steps: int) -> dict[str, atk.Attack]:
     return {"fgsm": atk.make("fgsm"), "pgd": atk.PGD("linf", steps, random_init=True)}
 
 
+def attack_key(model_name: str, images: ImageSet, cfg: dict, attack: str, attacker: str,
+               kernel: int) -> dict:
+    """Everything a cached attack piece depends on (``images``: the attacked ones)."""
+    return dict(model=model_name, attack=attack, attacker=attacker, eps=list(cfg["epsilons"]),
+                steps=cfg["pgd_steps"], n=len(images), seed=cfg["seed"], kernel=kernel,
+                images=fingerprint(images), batch=cfg["batch_size"])
+
+
 def run_attacks(model, images: ImageSet, cfg: dict, cache: ResultCache, model_name: str,
                 kernel: int = 5, progress: bool = True) -> pd.DataFrame:
     """FGSM and PGD against the bare model (the attacker ignores the defence) and against the
@@ -160,8 +176,7 @@ def run_attacks(model, images: ImageSet, cfg: dict, cache: ResultCache, model_na
                  **score(sub.y, clean["ns"], clean["ss"], clean["ds"])})
     jobs = [(a, t) for a in methods for t in targets]
     for name, who in tqdm(jobs, desc="attacks", disable=not progress):
-        key = dict(model=model_name, attack=name, attacker=who, eps=list(cfg["epsilons"]),
-                   steps=cfg["pgd_steps"], n=len(sub), seed=cfg["seed"], kernel=kernel)
+        key = attack_key(model_name, sub, cfg, name, who, kernel)
 
         def compute():
             advs = atk.run(targets[who], sub.x, sub.y, methods[name], list(cfg["epsilons"]),
@@ -252,6 +267,7 @@ def run(profile: str | None = None, model_name: str = "efficientnet_lite0", devi
     per_draw = run_noise(model, images, cfg, cache, model_name, progress)
     table = summarise_draws(per_draw, ["kernel", "noise_sigma"], METRICS, len(images))
     attacks = run_attacks(model, images, cfg, cache, model_name, progress=progress)
-    info = RunInfo(CHAPTER, profile, device_name(dev), model_name, time.time() - t0, cache_note(cache))
+    info = RunInfo(CHAPTER, profile, device_name(dev), model_name, time.time() - t0, cache_note(cache),
+                   backend_name(dev, model=model))
     return Ch01Results(per_draw, table, seed_comparison(table), attacks, kernel_check(x=images.x[:16]), info,
                        {**cfg, "n_images": len(images)})

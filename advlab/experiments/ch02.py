@@ -20,11 +20,13 @@ import torch
 from sklearn.metrics import auc, roc_curve
 
 from .. import attacks as atk
-from ..cache import ResultCache, config_hash
+from ..cache import ResultCache, config_hash, fingerprint
 from ..config import (RunInfo, device_name, get_device, profile_settings, resolve_profile,
                       seed_everything)
 from ..data import ImageSet, load_mnist
 from ..defenses import mc_dropout as md
+from ..inference import backend_name
+from ..metrics import detection_counts, labelled_clean_breakdown, roc_hull
 from ..models import predict
 from ..models.mnist import RECIPE, trained_lenet
 
@@ -127,6 +129,19 @@ def seed_name(name: str) -> str:
     return "bim" if name == "bim_a" else name
 
 
+def cache_key(cfg: dict, scoring: bool = False) -> dict:
+    """What every cached piece depends on: the model, the seed, BIM's steps and the batch size
+    (the dropout masks depend on it too); with ``scoring``, the detector's settings too."""
+    key = {"model": config_hash({**RECIPE, "epochs": cfg["epochs"]}), "seed": cfg["seed"],
+           "bim_steps": cfg["bim_steps"], "batch": cfg["batch_size"]}
+    return {**key, "mc": cfg["mc_passes"], "crop": cfg["crop_size"]} if scoring else key
+
+
+def piece_key(key: dict, images: ImageSet, **settings) -> dict:
+    """``key`` plus the images a piece is computed on and the piece's own settings."""
+    return {**key, "images": fingerprint(images), "n": len(images), **settings}
+
+
 def calibrate(model, images: ImageSet, cfg: dict, cache: ResultCache, key: dict,
               progress: bool = True) -> pd.DataFrame:
     """Undefended accuracy on the 50/50 mixed set for every candidate strength.
@@ -141,7 +156,7 @@ def calibrate(model, images: ImageSet, cfg: dict, cache: ResultCache, key: dict,
             def compute(name=name, s=s):
                 adv = run_attack(model, sub, name, s, cfg, progress)
                 return {"pred": _predict(model, adv)}
-            pred = cache.get_or_compute(f"calib-{name}-{s}", {**key, "n": len(sub)}, compute)["pred"]
+            pred = cache.get_or_compute(f"calib-{name}-{s}", piece_key(key, sub), compute)["pred"]
             adv_acc = float((pred == sub.y).float().mean())
             rows.append(dict(attack=name, strength=s, adv_acc=adv_acc, mixed_acc=(1 + adv_acc) / 2))
     table = pd.DataFrame(rows)
@@ -194,8 +209,8 @@ def evaluate(s: Scored, th: md.Thresholds) -> dict:
     """Table 2 counts and Table 3 shares of one mixed set under thresholds ``th``."""
     flagged = md.flag_adversarial(s.uncertainty, s.agreement, th)
     middle = (s.uncertainty >= th.low) & (s.uncertainty <= th.high)
-    return {**md.detection_counts(flagged, s.is_adv),
-            **md.labelled_clean_breakdown(flagged, s.is_adv, s.pred, s.y),
+    return {**detection_counts(flagged, s.is_adv),
+            **labelled_clean_breakdown(flagged, s.is_adv, s.pred, s.y),
             "crops_used": float(middle.float().mean())}
 
 
@@ -204,7 +219,7 @@ def roc_table(s: Scored, grid: int) -> tuple[pd.DataFrame, dict]:
     adv = s.is_adv.numpy()
     curves = {"uncertainty": roc_curve(adv, s.uncertainty.numpy())[:2],
               "crops": roc_curve(adv, (md.N_CROPS - s.agreement).numpy())[:2]}
-    env = md.roc_hull(md.operating_points(s.uncertainty, s.agreement, s.is_adv, grid))
+    env = roc_hull(md.operating_points(s.uncertainty, s.agreement, s.is_adv, grid))
     curves["hybrid"] = (env[:, 0], env[:, 1])
     return pd.DataFrame([{name: auc(fpr, tpr) for name, (fpr, tpr) in curves.items()}]), curves
 
@@ -233,8 +248,8 @@ def run_adaptive(model, images: ImageSet, th: md.Thresholds, eps: float, cfg: di
                                       unc_weight=weight, batch_size=cfg["batch_size"],
                                       seed=cfg["seed"], progress=progress)
                 return {"adv": adv, **score_images(model, adv, cfg)}
-            scored = cache.get_or_compute(f"adaptive-{which}", {**key, "eps": eps, "n": n,
-                                          "steps": cfg["adaptive_steps"], "n_eot": cfg["n_eot"]},
+            scored = cache.get_or_compute(f"adaptive-{which}", piece_key(key, sub, eps=eps,
+                                          steps=cfg["adaptive_steps"], n_eot=cfg["n_eot"]),
                                           compute)
             scored = {k: v for k, v in scored.items() if k != "adv"}
         s = mixed(take(clean), scored, sub.y)
@@ -327,18 +342,15 @@ def run(profile: str | None = None, model_name: str = "lenet", device=None, use_
     profile = resolve_profile(profile)
     cfg, dev, model, halves = prepared or setup(profile, device, progress, **overrides)
     cache = ResultCache(CHAPTER, enabled=use_cache)
-    recipe = {**RECIPE, "epochs": cfg["epochs"]}
-    # Everything a cached piece depends on (the dropout masks depend on the batch size too).
-    key = {"model": config_hash(recipe), "seed": cfg["seed"], "bim_steps": cfg["bim_steps"],
-           "batch": cfg["batch_size"]}
+    key = cache_key(cfg)
     calibration = calibrate(model, halves.val, cfg, cache, key, progress)
     chosen = choose_strengths(calibration)
 
-    score_key = {**key, "mc": cfg["mc_passes"], "crop": cfg["crop_size"]}
+    score_key = cache_key(cfg, scoring=True)
     scored, advs = {}, {}
     for half in ("val", "test"):
         images = getattr(halves, half)
-        hkey = {**score_key, "half": half, "n": len(images)}
+        hkey = piece_key(score_key, images, half=half)
         scored[half, "clean"] = cache.get_or_compute(
             f"{half}-clean", hkey, lambda: score_images(model, images.x, cfg))
         for name in ATTACKS:
@@ -393,7 +405,7 @@ def run(profile: str | None = None, model_name: str = "lenet", device=None, use_
                 **{name: advs["test", name][:8] for name in ATTACKS}}
     note = f"{cache.hits} of {cache.hits + cache.misses} pieces read from the cache" if cache.hits else ""
     info = RunInfo(CHAPTER, profile, device_name(dev), f"LeNet ({cfg['epochs']} epochs)",
-                   time.time() - t0, note)
+                   time.time() - t0, note, backend_name(dev, model=model))
     return Ch02Results(halves.clean_acc, calibration, chosen, table1, thresholds,
                        table2.reset_index(drop=True), table3.reset_index(drop=True),
                        auroc.reset_index(drop=True), adaptive, info, curves, unc, examples,

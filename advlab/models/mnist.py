@@ -7,15 +7,11 @@ forward instead of ``n``, exact because the features are deterministic.
 """
 from __future__ import annotations
 
-import time
-
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
-from ..cache import atomic_save, config_hash
-from ..config import cache_root, get_device
+from ..train import fit, on_outputs
 
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
@@ -67,29 +63,16 @@ class LeNet(nn.Module):
 
 
 def train_lenet(x: torch.Tensor, y: torch.Tensor, device=None, progress: bool = True,
-                **recipe) -> LeNet:
-    """Train a :class:`LeNet` on ``x, y`` with Adam (recipe keys as in :data:`RECIPE`)."""
+                name: str | None = None, retrain: bool = False, **recipe) -> LeNet:
+    """Train a :class:`LeNet` on ``x, y`` with Adam (recipe keys as in :data:`RECIPE`), with
+    :func:`advlab.train.fit`; with a ``name`` the weights are cached (see there)."""
     cfg = {**RECIPE, **recipe}
-    device = get_device(device)
-    gen = torch.Generator().manual_seed(cfg["seed"])
-    torch.manual_seed(cfg["seed"])  # weight init and dropout masks
-    model = LeNet(cfg["p"]).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=cfg["lr_decay"])
-    bs = cfg["batch_size"]
-    for epoch in range(cfg["epochs"]):
-        model.train()
-        order = torch.randperm(len(x), generator=gen)
-        bar = tqdm(range(0, len(x), bs), desc=f"LeNet epoch {epoch + 1}/{cfg['epochs']}",
-                   disable=not progress, leave=False)
-        for i in bar:
-            idx = order[i:i + bs]
-            loss = F.cross_entropy(model(x[idx].to(device)), y[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        sched.step()
-    return model.eval()
+    return fit(lambda: LeNet(cfg["p"]), (x, y), on_outputs(F.cross_entropy),
+               lambda params: torch.optim.Adam(params, lr=cfg["lr"]),
+               lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=cfg["lr_decay"]),
+               epochs=cfg["epochs"], batch_size=cfg["batch_size"], seed=cfg["seed"], device=device,
+               amp=False,  # float32 everywhere: a small model, and its decision boundaries matter
+               name=name, recipe=cfg, retrain=retrain, progress=progress)
 
 
 def trained_lenet(device=None, progress: bool = True, retrain: bool = False, **recipe) -> LeNet:
@@ -100,17 +83,5 @@ def trained_lenet(device=None, progress: bool = True, retrain: bool = False, **r
     """
     from ..data import load_mnist
 
-    cfg = {**RECIPE, **recipe}
-    device = get_device(device)
-    path = cache_root() / "models" / f"lenet-{config_hash(cfg)}.pt"
-    model = LeNet(cfg["p"])
-    if path.exists() and not retrain:
-        model.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
-        return model.to(device).eval()
     train = load_mnist("train")
-    start = time.perf_counter()
-    model = train_lenet(train.x, train.y, device=device, progress=progress, **cfg)
-    if progress:
-        print(f"trained LeNet in {time.perf_counter() - start:.0f} s; cached at {path}")
-    atomic_save({k: v.cpu() for k, v in model.state_dict().items()}, path)
-    return model.eval()
+    return train_lenet(train.x, train.y, device, progress, name="lenet", retrain=retrain, **recipe)

@@ -6,6 +6,10 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..inference import predict  # moved to advlab.inference; re-exported for old imports
+
+__all__ = ["Normalized", "predict", "prepare_for_inference"]
+
 
 class Normalized(nn.Module):
     """Apply per-channel ``(x - mean) / std`` and then ``model``, so callers pass [0, 1] images.
@@ -38,18 +42,10 @@ def prepare_for_inference(model: nn.Module, device: torch.device) -> nn.Module:
     return model.to(memory_format=torch.channels_last)
 
 
-@torch.inference_mode()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 128,
-            device: torch.device | None = None, amp: bool = True) -> torch.Tensor:
-    """Arg-max labels of ``model`` on ``x`` in batches; returns a CPU long tensor.
-
-    ``amp``: float16 autocast on CUDA.  Turn it off for images that sit on a decision
-    boundary (attacks that stop as soon as the label flips), where float16 may flip it back.
-    """
-    device = device or next(model.parameters()).device
-    out = []
-    for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp and device.type == "cuda"):
-            out.append(model(xb).argmax(1).cpu())
-    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+def conv_layout(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in the memory layout convolutions run fastest in on CPU and GPU: channels_last for
+    batches of multi-channel images (on 2 CPU cores, 1.5x faster forward and backward for
+    EfficientNet-Lite0, 2.9x for a 5x5 Gaussian blur), unchanged otherwise."""
+    if x.dim() == 4 and x.shape[1] > 1:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
