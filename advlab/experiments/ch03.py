@@ -27,7 +27,9 @@ against the bare classifier, at the same L2 budgets (Athalye et al. 2018).
 from __future__ import annotations
 
 import hashlib
+import platform
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,11 +42,12 @@ from .. import attacks as atk
 from ..cache import ResultCache
 from ..config import (RunInfo, device_name, get_device, profile_settings, resolve_profile,
                       seed_everything)
-from ..data import ImageSet, load_imagenet_for
+from ..data import ImageSet, imagenet_classes, load_imagenet_for
 from ..defenses import transforms as T
 from ..defenses.base import Preprocessed
 from ..metrics import normalized_l2, wilson_ci
 from ..models import load_imagenet_model, predict, prepare_for_inference
+from ..inference import backend_name
 from .common import ChapterResults, cache_note
 
 CHAPTER = "ch03"
@@ -56,19 +59,20 @@ _COMMON = dict(bits_removed=(2, 4, 6), median_windows=MEDIAN_WINDOWS, tv_weight=
                seed=0)
 PROFILES = {
     # the notebook under nbmake: minutes matter more than numbers
-    "smoke": dict(_COMMON, n_images=4, pool=12, fgsm_eps=(8,), ifgsm_eps=(8,), ifgsm_steps=3,
-                  deepfool_l2=(0.05,), deepfool_steps=10, deepfool_candidates=3,
-                  tvm_keep=(0.1, 0.25, 1.0), tvm_steps=20, kmeans_k=(8,), jpeg_quality=(75,),
-                  adaptive_images=2, adaptive_l2=(0.05,), adaptive_steps=2, eot_draws=2,
-                  batch_size=8, throughput_images=4, tv_check_images=1),
-    # the stored outputs: 45 minutes on 2 CPU cores (see the chapter's README entry)
-    "full": dict(_COMMON, n_images=100, pool=None, fgsm_eps=(1, 2, 3, 5, 8, 12),
-                 ifgsm_eps=(1, 2, 3, 5, 8, 12), ifgsm_steps=10,
-                 deepfool_l2=(0.01, 0.02, 0.04, 0.06, 0.1), deepfool_steps=50,
+    "smoke": dict(_COMMON, n_images=3, pool=8, fgsm_eps=(8,), ifgsm_eps=(8,), ifgsm_steps=2,
+                  deepfool_l2=(0.05,), deepfool_steps=4, deepfool_candidates=2,
+                  tvm_keep=(0.1, 0.25, 1.0), tvm_steps=10, kmeans_k=(8,), jpeg_quality=(75,),
+                  adaptive_images=2, adaptive_l2=(0.05,), adaptive_steps=1, eot_draws=2, adaptive_batch=8,
+                  batch_size=8, throughput_images=2, tv_check_images=1),
+    # the stored outputs, computed on a GPU (about 3 minutes on an H100; see the notebook for
+    # the CPU estimate): 100 of a random 300 sample images, the source study's axis to L2 ~0.1
+    "full": dict(_COMMON, n_images=100, pool=300, fgsm_eps=(1, 2, 3, 5, 8, 12, 16),
+                 ifgsm_eps=(1, 2, 3, 5, 8, 12, 16, 20), ifgsm_steps=10,
+                 deepfool_l2=(0.01, 0.02, 0.04, 0.06, 0.08, 0.1), deepfool_steps=50,
                  deepfool_candidates=10, tvm_keep=(0.1, 0.25, 1.0), tvm_steps=T.TV_STEPS,
-                 kmeans_k=(8,), jpeg_quality=(75,), adaptive_images=24,
-                 adaptive_l2=(0.02, 0.05), adaptive_steps=10, eot_draws=4, batch_size=24,
-                 throughput_images=16, tv_check_images=2),
+                 kmeans_k=(8,), jpeg_quality=(75,), adaptive_images=100,
+                 adaptive_l2=(0.01, 0.02, 0.05), adaptive_steps=10, eot_draws=8, adaptive_batch=400, batch_size=50,
+                 throughput_images=8, tv_check_images=4),
     # the source study's protocol at its size, for a GPU (with --model inception_v3)
     "paper": dict(_COMMON, n_images=None, pool=None,
                   fgsm_eps=(0.5, 1, 2, 3, 4, 5, 6, 8, 10, 12, 14),
@@ -77,7 +81,7 @@ PROFILES = {
                   deepfool_steps=50, deepfool_candidates=10, tvm_keep=(0.1, 0.25, 0.5, 1.0),
                   tvm_steps=T.TV_STEPS, kmeans_k=(4, 8, 16), jpeg_quality=(75,),
                   adaptive_images=500, adaptive_l2=(0.01, 0.02, 0.03, 0.05, 0.08),
-                  adaptive_steps=40, eot_draws=16, batch_size=64, throughput_images=64,
+                  adaptive_steps=40, eot_draws=16, adaptive_batch=512, batch_size=64, throughput_images=64,
                   tv_check_images=8),
 }
 
@@ -98,7 +102,7 @@ def settings(profile: str | None = None, **overrides) -> dict:
         if not cfg[key] or min(cfg[key]) <= 0:
             raise ValueError(f"{key} must be a non-empty list of positive strengths, got {cfg[key]}")
     for key in ("ifgsm_steps", "deepfool_steps", "tvm_steps", "adaptive_steps", "eot_draws",
-                "batch_size", "adaptive_images", "throughput_images"):
+                "batch_size", "adaptive_batch", "adaptive_images", "throughput_images"):
         if cfg[key] < 1:
             raise ValueError(f"{key} must be >= 1, got {cfg[key]}")
     if any(not 0 < k <= 1 for k in cfg["tvm_keep"]):
@@ -175,31 +179,80 @@ def images_id(images: ImageSet) -> str:
     return f"{len(images)}:{hashlib.sha256(chr(10).join(images.names).encode()).hexdigest()[:12]}"
 
 
+# --------------------------------------------------------------------------- cache pieces
+class Pieces:
+    """The chapter's result cache, recording in each piece the device it was computed on (the
+    keys do not name the device, so pieces computed on a GPU serve a run on the CPU)."""
+
+    def __init__(self, cache: ResultCache, device: torch.device):
+        self.cache, self.device, self.devices = cache, device_name(device), Counter()
+
+    def get(self, name: str, key: dict, compute) -> dict:
+        def tagged() -> dict:
+            return {**compute(), "device": self.device}
+        value = self.cache.get_or_compute(name, key, tagged)
+        self.devices[value.get("device", "unrecorded")] += 1
+        return value
+
+    def note(self) -> str:
+        """Run-info note: cache hits and where the pieces were computed."""
+        where = ", ".join(f"{d}: {n}" for d, n in self.devices.most_common())
+        parts = [cache_note(self.cache), f"pieces computed on {where}" if where else ""]
+        return "; ".join(p for p in parts if p)
+
+
 # --------------------------------------------------------------------------- images
-def select_images(model, images: ImageSet, cfg: dict, cache: ResultCache, model_name: str,
-                  device: torch.device) -> ImageSet:
-    """``n_images`` images, drawn at random (seeded) among those of a random ``pool`` that
-    the undefended classifier labels correctly."""
-    pool = images if cfg["pool"] is None else images.sample(cfg["pool"], cfg["seed"])
-    key = dict(model=model_name, images=images_id(pool), batch=cfg["batch_size"])
-    preds = cache.get_or_compute("pool", key, lambda: {
-        "pred": predict(model, pool.x, cfg["batch_size"], device)})["pred"]
-    correct = pool.subset(preds == pool.y)
-    n = len(correct) if cfg["n_images"] is None else cfg["n_images"]
-    if len(correct) < n:
-        raise ValueError(f"only {len(correct)} of the {len(pool)} pool images are classified "
-                         f"correctly, fewer than n_images={n}; raise pool")
-    return correct.sample(n, cfg["seed"])
+def choose_images(model, model_name: str, cfg: dict, pieces: Pieces, device: torch.device,
+                  progress: bool = False) -> tuple[ImageSet, dict]:
+    """``n_images`` images drawn at random (seeded) among those of a random ``pool`` of the
+    colour sample images that the undefended classifier labels correctly, and the pool's
+    counts.  The chosen images are a cache piece (8-bit, as decoded), so a resumed run, or
+    one on another machine, needs neither the JPEGs nor the pool's predictions."""
+    from ..data import imagenet_manifest
+    manifest = hashlib.sha256("".join(r["sha256"] for r in imagenet_manifest()).encode()).hexdigest()[:12]
+    key = dict(model=model_name, pool=cfg["pool"], n=cfg["n_images"], seed=cfg["seed"],
+               manifest=manifest)
+
+    def compute() -> dict:
+        every = load_imagenet_for(model_name, progress=progress)
+        pool = every if cfg["pool"] is None else every.sample(cfg["pool"], cfg["seed"])
+        preds = predict(model, pool.x, cfg["batch_size"], device, amp=False)
+        correct = pool.subset(preds == pool.y)
+        n = len(correct) if cfg["n_images"] is None else cfg["n_images"]
+        if len(correct) < n:
+            raise ValueError(f"only {len(correct)} of the {len(pool)} pool images are classified "
+                             f"correctly, fewer than n_images={n}; raise pool")
+        chosen = correct.sample(n, cfg["seed"])
+        return {"x": torch.round(chosen.x * 255).to(torch.uint8), "y": chosen.y,
+                "names": chosen.names, "pool": len(pool), "pool_correct": len(correct)}
+
+    v = pieces.get("images", key, compute)
+    images = ImageSet(v["x"].float().div_(255), v["y"], imagenet_classes(), "cache", list(v["names"]))
+    return images, {"pool": int(v["pool"]), "pool_correct": int(v["pool_correct"])}
 
 
 # --------------------------------------------------------------------------- evaluation
+def defended_predict(model, setting: Setting, x: torch.Tensor, cfg: dict,
+                     device: torch.device) -> torch.Tensor:
+    """Labels of ``model(transform(x))`` in batches, float32 throughout (no autocast on
+    CUDA: attacked images sit near a decision boundary); a randomised transform draws from
+    the global RNG seeded with ``cfg["seed"]``, so the labels repeat."""
+    cuda = [device] if device.type == "cuda" else []
+    out = []
+    with torch.random.fork_rng(devices=cuda), torch.no_grad():
+        torch.manual_seed(cfg["seed"])
+        for i in range(0, len(x), cfg["batch_size"]):
+            z = setting.transform(x[i:i + cfg["batch_size"]].to(device))
+            out.append(predict(model, z, cfg["batch_size"], device, amp=False))
+    return torch.cat(out)
+
+
 def evaluate(model, settings_: dict[str, Setting], x: torch.Tensor, cfg: dict,
              device: torch.device) -> dict[str, torch.Tensor]:
-    """Labels of the undefended classifier and of every defence on ``x`` (CPU tensors); the
-    randomised transforms are seeded, so the labels repeat."""
-    out = {"undefended": predict(model, x, cfg["batch_size"], device)}
+    """Labels of the undefended classifier and of every defence on ``x`` (CPU tensors)."""
+    out = {"undefended": predict(model, x, cfg["batch_size"], device, amp=False)}
     for name, s in settings_.items():
-        out[name] = defended(model, s).predict(x, cfg["batch_size"], seed=cfg["seed"])
+        out[name] = defended_predict(model, s, x, cfg, device)
     return out
 
 
@@ -207,10 +260,10 @@ def _key(base: dict, settings_: dict[str, Setting], **more) -> dict:
     return {**base, "defences": [s.key() for s in settings_.values()], **more}
 
 
-def run_clean(model, images: ImageSet, settings_, cfg, cache, base, device) -> pd.DataFrame:
+def run_clean(model, images: ImageSet, settings_, cfg, pieces, base, device) -> pd.DataFrame:
     """Clean accuracy of each defence on the chosen images (all of which the undefended
     classifier gets right): what each transform costs before any attack."""
-    preds = cache.get_or_compute("clean", _key(base, settings_),
+    preds = pieces.get("clean", _key(base, settings_),
                                  lambda: evaluate(model, settings_, images.x, cfg, device))
     rows = []
     for name in ["undefended", *settings_]:
@@ -221,7 +274,7 @@ def run_clean(model, images: ImageSet, settings_, cfg, cache, base, device) -> p
     return pd.DataFrame(rows)
 
 
-def deepfool_delta(model, images: ImageSet, cfg, cache, base, progress) -> torch.Tensor:
+def deepfool_delta(model, images: ImageSet, cfg, pieces, base, progress) -> torch.Tensor:
     """DeepFool's minimal perturbations (float16 in the cache, 2 bytes a value)."""
     key = dict(base, steps=cfg["deepfool_steps"], candidates=cfg["deepfool_candidates"])
 
@@ -230,7 +283,7 @@ def deepfool_delta(model, images: ImageSet, cfg, cache, base, progress) -> torch
                       seed=cfg["seed"], progress=progress, steps=cfg["deepfool_steps"],
                       candidates=cfg["deepfool_candidates"])[None]
         return {"delta": (adv - images.x).half()}
-    return cache.get_or_compute("deepfool", key, compute)["delta"].float()
+    return pieces.get("deepfool", key, compute)["delta"].float()
 
 
 def scale_to_l2(x: torch.Tensor, delta: torch.Tensor, budget: float) -> torch.Tensor:
@@ -248,12 +301,12 @@ def attack_jobs(cfg: dict) -> list[tuple[str, float | None]]:
             + [("DeepFool", None)] + [("DeepFool", b) for b in cfg["deepfool_l2"]])
 
 
-def adversarial(model, images: ImageSet, attack: str, strength, cfg, cache, base,
+def adversarial(model, images: ImageSet, attack: str, strength, cfg, pieces, base,
                 progress) -> torch.Tensor:
     """Adversarial versions of ``images`` for one (attack, strength), against the bare
     classifier."""
     if attack == "DeepFool":
-        delta = deepfool_delta(model, images, cfg, cache, base, progress)
+        delta = deepfool_delta(model, images, cfg, pieces, base, progress)
         if strength is None:
             return (images.x + delta).clamp(0, 1)
         return scale_to_l2(images.x, delta, strength)
@@ -262,7 +315,7 @@ def adversarial(model, images: ImageSet, attack: str, strength, cfg, cache, base
                    seed=cfg["seed"], progress=progress, **params)[strength / 255]
 
 
-def run_oblivious(model, images, settings_, cfg, cache, base, device, progress) -> pd.DataFrame:
+def run_oblivious(model, images, settings_, cfg, pieces, base, device, progress) -> pd.DataFrame:
     """The source study's experiment: every (attack, strength) against the bare classifier,
     then every defence on the result.  One cache piece per (attack, strength)."""
     mean, std = model_normalisation(model)
@@ -274,14 +327,14 @@ def run_oblivious(model, images, settings_, cfg, cache, base, device, progress) 
                    if attack == "DeepFool" else None)
 
         def compute():
-            x_adv = adversarial(model, images, attack, strength, cfg, cache, base, progress)
+            x_adv = adversarial(model, images, attack, strength, cfg, pieces, base, progress)
             out = evaluate(model, settings_, x_adv, cfg, device)
             out["l2"] = normalized_l2(images.x, x_adv)
             if mean is not None:
                 out["l2_model"] = normalized_l2(images.x, x_adv, mean, std)
             return out
 
-        piece = cache.get_or_compute("oblivious", key, compute)
+        piece = pieces.get("oblivious", key, compute)
         rows += curve_rows(images.y, piece, settings_, attack=attack,
                            strength=np.nan if strength is None else strength)
     return pd.DataFrame(rows)
@@ -314,7 +367,7 @@ def adaptive_target(model, setting: Setting, eot_draws: int) -> nn.Module:
     return atk.EOT(d, eot_draws) if setting.randomized else d
 
 
-def run_adaptive(model, images: ImageSet, settings_, cfg, cache, base, device,
+def run_adaptive(model, images: ImageSet, settings_, cfg, pieces, base, device,
                  progress) -> pd.DataFrame:
     """L2 PGD (the book's PGD core, random start, ``adaptive_steps`` steps of 2.5 eps / steps)
     at each budget, once against the bare classifier (then every defence on the result, as in
@@ -335,22 +388,23 @@ def run_adaptive(model, images: ImageSet, settings_, cfg, cache, base, device,
                                 seed=cfg["seed"], progress=progress)[eps]
                 return {**evaluate(model, settings_, x_adv, cfg, device),
                         "l2": normalized_l2(sub.x, x_adv)}
-            piece = cache.get_or_compute("pgd_oblivious", _key(sbase, settings_, budget=budget), compute)
+            piece = pieces.get("pgd_oblivious", _key(sbase, settings_, budget=budget), compute)
             rows += curve_rows(sub.y, piece, settings_, attacker="oblivious", budget=budget)
             continue
         s = settings_[name]
         draws = cfg["eot_draws"] if s.randomized else 1
-        key = dict(sbase, budget=budget, defence=s.key(), eot=draws)
+        key = dict(sbase, budget=budget, defence=s.key(), eot=draws,
+                   pass_size=max(1, cfg["adaptive_batch"] // draws))
 
         def compute():
             target = adaptive_target(model, s, draws)
-            batch = max(1, cfg["batch_size"] // draws)
+            batch = max(1, cfg["adaptive_batch"] // draws)   # images x draws per pass
             x_adv = atk.run(target, sub.x, sub.y, pgd, [eps], batch_size=batch, seed=cfg["seed"],
                             progress=progress)[eps]
-            return {"undefended": predict(model, x_adv, cfg["batch_size"], device),
-                    name: defended(model, s).predict(x_adv, cfg["batch_size"], seed=cfg["seed"]),
+            return {"undefended": predict(model, x_adv, cfg["batch_size"], device, amp=False),
+                    name: defended_predict(model, s, x_adv, cfg, device),
                     "l2": normalized_l2(sub.x, x_adv)}
-        piece = cache.get_or_compute("pgd_adaptive", key, compute)
+        piece = pieces.get("pgd_adaptive", key, compute)
         rows += [r for r in curve_rows(sub.y, piece, {name: s}, attacker="adaptive", budget=budget)
                  if r["defence"] == name]
     return pd.DataFrame(rows)
@@ -468,20 +522,82 @@ def claims_table(curves: pd.DataFrame, clean: pd.DataFrame) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- cost and examples
-def throughput(settings_: dict[str, Setting], x: torch.Tensor, repeats: int = 2) -> pd.DataFrame:
-    """Images per second of each transform alone on ``x``'s device: the fastest of
-    ``repeats`` timed calls after a warm-up call (which compiles TV minimisation's step)."""
+def _best_rate(fn, n: int, repeats: int) -> float:
+    """Images per second of the fastest of ``repeats`` calls after a warm-up call (which also
+    compiles TV minimisation's step); the fastest call is the one least slowed by other jobs."""
+    with torch.no_grad():
+        fn()
+        best = np.inf
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t0)
+    return n / best
+
+
+def _references(x: torch.Tensor, cfg: dict) -> dict:
+    """The per-image code a user would otherwise reach for, by defence name: numpy, scipy's
+    median filter, scikit-image's TV denoising per image, scikit-learn's KMeans, PIL's JPEG."""
+    import io
+
+    from PIL import Image
+    from scipy import ndimage
+    from skimage.restoration import denoise_tv_chambolle
+    from sklearn.cluster import KMeans
+
+    arrays = [im.permute(1, 2, 0).numpy().astype(np.float64) for im in x.cpu()]
+    each = lambda f: (lambda: [f(a) for a in arrays])  # noqa: E731
+
+    def pil_jpeg(a, q):
+        buf = io.BytesIO()
+        Image.fromarray((a * 255).round().astype(np.uint8)).save(buf, "JPEG", quality=q)
+        return np.asarray(Image.open(buf))
+
+    def sk_kmeans(a, k):
+        km = KMeans(k, n_init=1, random_state=0).fit(a.reshape(-1, 3))
+        return km.cluster_centers_[km.labels_]
+
+    refs = {}
+    for k in cfg["bits_removed"]:
+        refs[f"remove {k} bits"] = ("numpy, per image", each(lambda a, k=k: (v := np.round(a * 255)) - v % 2 ** k))
+    for h, w in cfg["median_windows"]:
+        refs[f"{h}x{w}"] = ("scipy.ndimage.median_filter, per image",
+                            each(lambda a, h=h, w=w: ndimage.median_filter(a, size=(h, w, 1), mode="mirror")))
+    refs["TVM 100%"] = ("skimage denoise_tv_chambolle, per image (its own stopping rule)",
+                        each(lambda a: denoise_tv_chambolle(a, weight=cfg["tv_weight"], channel_axis=-1)))
+    for k in cfg["kmeans_k"]:
+        refs[f"K-means k={k}"] = ("sklearn KMeans(n_init=1) on all pixels, per image", each(lambda a, k=k: sk_kmeans(a, k)))
+    for q in cfg["jpeg_quality"]:
+        refs[f"JPEG {q}"] = ("PIL, per image", each(lambda a, q=q: pil_jpeg(a, q)))
+    return refs
+
+
+def throughput(settings_: dict[str, Setting], x: torch.Tensor, cfg: dict, repeats: int = 2) -> pd.DataFrame:
+    """Images per second of each transform alone on the CPU (the batched torch code, the whole
+    batch in one call) and of the per-image reference beside it, with the ratio."""
+    x = x.cpu()
+    refs = _references(x, cfg)
     rows = []
     for name, s in settings_.items():
-        with torch.no_grad():
-            s.transform(x)
-            best = np.inf
-            for _ in range(repeats):
-                t0 = time.perf_counter()
-                s.transform(x)
-                best = min(best, time.perf_counter() - t0)
-        rows.append({"family": s.family, "defence": name, "images": len(x), "img_per_s": len(x) / best})
+        ours = _best_rate(lambda: s.transform(x), len(x), repeats)
+        ref_name, ref = refs.get(name, ("", None))
+        theirs = _best_rate(ref, len(x), repeats) if ref is not None else np.nan
+        rows.append({"family": s.family, "defence": name, "images": len(x), "img_per_s": ours,
+                     "reference": ref_name, "ref_img_per_s": theirs, "speedup": ours / theirs})
     return pd.DataFrame(rows)
+
+
+def cpu_name() -> str:
+    """The CPU the cost table was measured on: model name and torch's thread count."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {torch.get_num_threads()} threads"
 
 
 def tv_tolerance(x: torch.Tensor, cfg: dict, factor: int = 10) -> pd.DataFrame:
@@ -489,7 +605,7 @@ def tv_tolerance(x: torch.Tensor, cfg: dict, factor: int = 10) -> pd.DataFrame:
     images: the relative objective gap to ``factor`` times as many iterations, and the mean
     pixel difference in grey levels, per kept fraction."""
     rows = []
-    g = torch.Generator().manual_seed(cfg["seed"])
+    g = torch.Generator(device=x.device).manual_seed(cfg["seed"])
     for keep in cfg["tvm_keep"]:
         mask = None if keep == 1 else T.bernoulli_mask(x, keep, generator=g)
         z = T.tv_minimize(x, mask, cfg["tv_weight"], cfg["tvm_steps"])
@@ -501,30 +617,51 @@ def tv_tolerance(x: torch.Tensor, cfg: dict, factor: int = 10) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def cached_table(cache: ResultCache, name: str, key: dict, compute) -> pd.DataFrame:
-    """A numeric table through the cache (stored as one float64 tensor per column)."""
-    stored = cache.get_or_compute(name, key, lambda: {
-        c: torch.tensor(v.to_numpy(dtype=np.float64)) for c, v in compute().items()})
-    return pd.DataFrame({c: v.numpy() for c, v in stored.items()})
+def cached_table(pieces: Pieces, name: str, key: dict, compute) -> pd.DataFrame:
+    """A table through the cache (numeric columns as float64 tensors, text as lists)."""
+    def store() -> dict:
+        t = compute()
+        return {c: (torch.tensor(t[c].to_numpy(dtype=np.float64))
+                    if pd.api.types.is_numeric_dtype(t[c]) else t[c].astype(str).tolist())
+                for c in t.columns}
+    stored = pieces.get(name, key, store)
+    return pd.DataFrame({c: (v.numpy() if isinstance(v, torch.Tensor) else v)
+                         for c, v in stored.items() if c != "device"})
 
 
-def example_views(model, images: ImageSet, settings_, cfg, index: int = 0, attack: str = "FGSM",
-                  strength: float | None = None, device=None) -> dict:
-    """The source study's Figure 2 for one image: the adversarial input, each transform's
-    output and its delta (output - adversarial input), with the labels."""
+def example_views(model, images: ImageSet, settings_, cfg, pieces: Pieces, base: dict,
+                  index: int = 0, device=None) -> dict:
+    """The source study's Figure 2 for one image: FGSM at the middle strength, each
+    transform's output and its delta (output - adversarial input), with the labels."""
     sub = images.subset([index])
-    strength = strength if strength is not None else (cfg["fgsm_eps"][len(cfg["fgsm_eps"]) // 2]
-                                                      if attack == "FGSM" else None)
-    x_adv = atk.run(model, sub.x, sub.y, {"FGSM": "fgsm", "I-FGSM": "bim"}[attack],
-                    [strength / 255], seed=cfg["seed"], progress=False)[strength / 255]
-    torch.manual_seed(cfg["seed"])
-    with torch.no_grad():
-        out = {name: s.transform(x_adv.to(device or "cpu")).cpu() for name, s in settings_.items()}
-    labels = {name: int(predict(model, z, 1, device)[0]) for name, z in out.items()}
-    return {"x": sub.x[0], "x_adv": x_adv[0], "y": int(sub.y[0]), "attack": attack,
-            "strength": strength, "adv_label": int(predict(model, x_adv, 1, device)[0]),
-            "outputs": {k: v[0] for k, v in out.items()}, "labels": labels,
+    strength = cfg["fgsm_eps"][len(cfg["fgsm_eps"]) // 2]
+
+    def compute() -> dict:
+        x_adv = atk.run(model, sub.x, sub.y, "fgsm", [strength / 255], seed=cfg["seed"],
+                        progress=False)[strength / 255]
+        out = {name: defended_input(s, x_adv, cfg, device) for name, s in settings_.items()}
+        labels = [int(predict(model, z, 1, device, amp=False)[0]) for z in out.values()]
+        return {"x_adv": x_adv[0], "outputs": torch.stack([v[0] for v in out.values()]).half(),
+                "labels": torch.tensor(labels),
+                "adv_label": int(predict(model, x_adv, 1, device, amp=False)[0])}
+
+    v = pieces.get("example", dict(base, index=index, strength=strength,
+                                   defences=[s.key() for s in settings_.values()]), compute)
+    names = list(settings_)
+    return {"x": sub.x[0], "x_adv": v["x_adv"], "y": int(sub.y[0]), "attack": "FGSM",
+            "strength": strength, "adv_label": int(v["adv_label"]),
+            "outputs": {k: v["outputs"][i].float() for i, k in enumerate(names)},
+            "labels": {k: int(v["labels"][i]) for i, k in enumerate(names)},
             "families": {k: s.family for k, s in settings_.items()}}
+
+
+def defended_input(setting: Setting, x: torch.Tensor, cfg: dict, device) -> torch.Tensor:
+    """The transform's output on ``x`` (CPU), its random draws seeded with ``cfg["seed"]``."""
+    device = device or torch.device("cpu")
+    cuda = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda), torch.no_grad():
+        torch.manual_seed(cfg["seed"])
+        return setting.transform(x.to(device)).cpu()
 
 
 # --------------------------------------------------------------------------- everything
@@ -573,38 +710,51 @@ def make_figures(results: Ch03Results) -> dict:
 
 
 def setup(profile: str | None = None, model_name: str = "efficientnet_lite0", device=None,
-          progress: bool = True, **overrides):
-    """Settings, device, model (eval, channels_last) and the colour sample images."""
+          progress: bool = True, use_cache: bool = True, **overrides):
+    """Settings, device, model (eval, channels_last), the cache and the chosen images with the
+    pool's counts (the tuple ``run`` takes as ``prepared``)."""
     cfg = settings(profile, **overrides)
     dev = get_device(device)
     seed_everything(cfg["seed"])
     model = prepare_for_inference(load_imagenet_model(model_name), dev)
-    return cfg, dev, model, load_imagenet_for(model_name, progress=progress)
+    pieces = Pieces(ResultCache(CHAPTER, enabled=use_cache), dev)
+    images, pool = choose_images(model, model_name, cfg, pieces, dev, progress)
+    return cfg, dev, model, pieces, images, pool
 
 
 def run(profile: str | None = None, model_name: str = "efficientnet_lite0", device=None,
-        use_cache: bool = True, progress: bool = True, prepared=None, **overrides) -> Ch03Results:
+        use_cache: bool = True, progress: bool = True, prepared=None, cost: bool = True,
+        **overrides) -> Ch03Results:
     """The whole chapter: image choice, clean cost, the source study's (oblivious) attacks,
     the claims, L2 PGD oblivious and adaptive, transform throughput and TV tolerance.
 
     ``prepared`` takes the tuple ``setup`` returned (so a notebook loads the model once).
+    ``cost=False`` skips the CPU timing table (a GPU run, whose CPU is not the reader's).
     """
     t0 = time.time()
     profile = resolve_profile(profile)
-    cfg, dev, model, pool = prepared or setup(profile, model_name, device, progress, **overrides)
-    cache = ResultCache(CHAPTER, enabled=use_cache)
-    images = select_images(model, pool, cfg, cache, model_name, dev)
+    cfg, dev, model, pieces, images, pool = prepared or setup(profile, model_name, device, progress,
+                                                               use_cache, **overrides)
     settings_ = defence_settings(cfg)
     base = dict(model=model_name, images=images_id(images), seed=cfg["seed"], batch=cfg["batch_size"])
-    clean = run_clean(model, images, settings_, cfg, cache, base, dev)
-    curves = run_oblivious(model, images, settings_, cfg, cache, base, dev, progress)
-    adaptive = run_adaptive(model, images, settings_, cfg, cache, base, dev, progress)
+    clean = run_clean(model, images, settings_, cfg, pieces, base, dev)
+    curves = run_oblivious(model, images, settings_, cfg, pieces, base, dev, progress)
+    adaptive = run_adaptive(model, images, settings_, cfg, pieces, base, dev, progress)
     n_cost = min(cfg["throughput_images"], len(images))
-    cost = throughput(settings_, images.x[:n_cost].to(dev))
-    tol = cached_table(cache, "tv_tolerance", dict(base, keep=list(cfg["tvm_keep"]), steps=cfg["tvm_steps"],
-                                                   n=cfg["tv_check_images"], weight=cfg["tv_weight"]),
+    if cost:
+        cost_t = cached_table(pieces, "throughput", dict(base, n=n_cost, cpu=cpu_name(),
+                                                        defences=[s.key() for s in settings_.values()]),
+                              lambda: throughput(settings_, images.x[:n_cost], cfg))
+    else:
+        cost_t = pd.DataFrame(columns=["family", "defence", "images", "img_per_s", "reference",
+                                       "ref_img_per_s", "speedup"])
+    tol = cached_table(pieces, "tv_tolerance", dict(base, keep=list(cfg["tvm_keep"]), steps=cfg["tvm_steps"],
+                                                    n=cfg["tv_check_images"], weight=cfg["tv_weight"]),
                        lambda: tv_tolerance(images.x[:cfg["tv_check_images"]].to(dev), cfg))
-    examples = example_views(model, images, settings_, cfg, device=dev)
-    info = RunInfo(CHAPTER, profile, device_name(dev), model_name, time.time() - t0, cache_note(cache))
-    return Ch03Results(clean, curves, adaptive, claims_table(curves, clean), cost, tol, info,
-                       {**cfg, "n_images": len(images)}, examples, pool.classes)
+    examples = example_views(model, images, settings_, cfg, pieces, base, device=dev)
+    info = RunInfo(CHAPTER, profile, device_name(dev), model_name, time.time() - t0, pieces.note(),
+                   backend_name(dev, model=model))
+    return Ch03Results(clean, curves, adaptive, claims_table(curves, clean), cost_t, tol, info,
+                       {**cfg, "n_images": len(images), **{f"pool_{k}" if k != "pool" else "pool_size": v
+                                                           for k, v in pool.items()}},
+                       examples, imagenet_classes())
