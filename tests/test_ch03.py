@@ -135,3 +135,46 @@ def test_cli_smoke_run_writes_tables_and_figures(mirror, tmp_path, monkeypatch):
     for stem in ("examples", "bit_depth", "median", "tvm_kmeans", "tvm_pixels", "adaptive"):
         assert (out / f"ch03_{stem}.png").stat().st_size > 10_000
     assert '"profile": "smoke"' in (out / "ch03_run.json").read_text()
+
+
+def test_pieces_record_the_device_they_were_computed_on(tmp_path):
+    from advlab.cache import ResultCache
+    cache = ResultCache("ch03", root=tmp_path)
+    gpu = ch03.Pieces(cache, torch.device("cpu"))
+    gpu.device = "NVIDIA H100"                      # as if computed on a GPU
+    assert gpu.get("p", {"a": 1}, lambda: {"v": torch.ones(2)})["device"] == "NVIDIA H100"
+    here = ch03.Pieces(ResultCache("ch03", root=tmp_path), torch.device("cpu"))
+    value = here.get("p", {"a": 1}, lambda: pytest.fail("must be a cache hit"))
+    assert value["device"] == "NVIDIA H100" and torch.equal(value["v"], torch.ones(2))
+    here.get("q", {"a": 2}, lambda: {"v": torch.zeros(1)})
+    note = here.note()
+    assert "1 of 2 pieces read from the cache" in note and "NVIDIA H100: 1" in note and "cpu" in note
+
+
+def test_exercise_checkers_accept_the_solutions_and_reject_wrong_answers():
+    from advlab import exercises
+
+    def remove_bits(x, k):
+        v = torch.round(x * 255)
+        return (v - v % 2 ** k) / 255
+
+    exercises.check("ch03-ex1", remove_bits)
+    with pytest.raises(AssertionError, match="rounds down"):
+        exercises.check("ch03-ex1", lambda x, k: (torch.round(x * 255 / 2 ** k) * 2 ** k).clamp(max=255) / 255)
+    with pytest.raises(AssertionError, match="No answer"):
+        exercises.check("ch03-ex1", ...)
+
+    def success_rate(y, undefended, defended):
+        fooled = undefended != y
+        return float((fooled & (defended == y)).sum() / fooled.sum())
+
+    exercises.check("ch03-ex2", success_rate)
+    with pytest.raises(AssertionError, match="divided by all images"):
+        exercises.check("ch03-ex2", lambda y, u, d: float(((u != y) & (d == y)).float().mean()))
+
+    curves, _ = fake_curves()
+    exercises.check("ch03-ex3", "3x3", curves)
+    with pytest.raises(AssertionError, match="another window"):
+        exercises.check("ch03-ex3", "5x5", curves)
+    with pytest.raises(AssertionError, match="not one of"):
+        exercises.check("ch03-ex3", "7x7", curves)
