@@ -108,7 +108,6 @@ def test_claims_table_verdicts():
 
 def test_cli_smoke_run_writes_tables_and_figures(mirror, tmp_path, monkeypatch):
     from advlab.cli import main
-    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path / "cache"))
     assert main(["run", "ch03", "--profile", "smoke", "--out", str(tmp_path), "--quiet"]) == 0
     out = tmp_path / "ch03"
     cfg = ch03.settings("smoke")
