@@ -34,7 +34,7 @@ def test_curve_rows_and_the_undefended_baseline():
 def test_settings_profiles_and_defences():
     smoke, full, paper = (ch03.settings(p) for p in ("smoke", "full", "paper"))
     assert smoke["n_images"] < full["n_images"] and paper["n_images"] is None
-    assert max(full["deepfool_l2"]) >= 0.1 and max(paper["deepfool_l2"]) >= 0.1   # the seed's axis
+    assert max(full["deepfool_l2"]) >= 0.1 and max(paper["deepfool_l2"]) >= 0.1   # the source study's axis
     assert ch03.settings("smoke", eot_draws=8)["eot_draws"] == 8
     with pytest.raises(ValueError, match="unknown ch03 settings"):
         ch03.settings("smoke", eot=8)
