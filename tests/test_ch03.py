@@ -177,3 +177,30 @@ def test_exercise_checkers_accept_the_solutions_and_reject_wrong_answers():
         exercises.check("ch03-ex3", "5x5", curves)
     with pytest.raises(AssertionError, match="not one of"):
         exercises.check("ch03-ex3", "7x7", curves)
+
+
+def test_transform_explorer_builds_and_redraws():
+    from advlab.data import ImageSet
+    from advlab.widgets import transform_explorer
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return self.conv(x).mean((2, 3))
+
+    g = torch.Generator().manual_seed(0)
+    images = ImageSet(torch.rand(2, 3, 16, 16, generator=g), torch.tensor([0, 1]),
+                      ("zero", "one", "two", "three"), "made", ["n0_zero.JPEG", "n1_one.JPEG"])
+    cfg = ch03.settings("smoke")
+    box = transform_explorer(Tiny().eval(), images, ch03.defence_settings(cfg))
+    controls, out = box.children
+    assert len(out.outputs) == 1
+    choose, eps, which = controls.children
+    which.value = "TVM 10%"
+    eps.value = 0
+    choose.value = 1
+    assert len(out.outputs) == 1 and "image/jpeg" in out.outputs[0]["data"]
