@@ -17,7 +17,8 @@ from typing import Iterator
 
 from .inference import BACKEND_ENV, BACKENDS
 
-CHAPTERS = {"ch01": "advlab.experiments.ch01", "ch02": "advlab.experiments.ch02"}
+CHAPTERS = {"ch01": "advlab.experiments.ch01", "ch02": "advlab.experiments.ch02",
+            "ch05": "advlab.experiments.ch05"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,8 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run one chapter's experiment")
     run.add_argument("chapter", choices=sorted(CHAPTERS))
-    run.add_argument("--profile", choices=("smoke", "full"), default=None,
-                     help="default: $ADVLAB_PROFILE, else smoke")
+    run.add_argument("--profile", choices=("smoke", "full", "paper"), default=None,
+                     help="default: $ADVLAB_PROFILE, else smoke (paper: chapters that define it)")
     run.add_argument("--model", default=None,
                      help="the chapter's model (default: its own); ImageNet chapters: "
                           "efficientnet_lite0 (offline), resnet50, inception_v3")

@@ -84,13 +84,16 @@ def initial_population(n: int, popsize: int, pixels: int, channels: int, device=
 def one_pixel(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, *, targeted: bool = False,
               pixels: int = 1, popsize: int = 400, generations: int = 100,
               mutation: float = 0.5, crossover: float = 1.0, early_stop: bool = True,
-              eval_batch: int = 2048, tick: Tick | None = None) -> torch.Tensor:
+              eval_batch: int = 2048, backend: str | None = None,
+              tick: Tick | None = None) -> torch.Tensor:
     """One Pixel adversarial examples of the batch ``x`` (same device), see the module docstring.
 
     ``labels``: true labels (untargeted: minimise their probability) or targets
     (``targeted``: maximise theirs).  ``early_stop``: an image stops once a candidate succeeds
     and returns it (the successful candidate with the best energy); the others return their
     best candidate after ``generations``.  Random numbers come from the global RNG.
+    ``backend``: the inference backend of the queries (``advlab.inference``; use ``"torch"``
+    for a randomized model, whose ONNX export would freeze its randomness).
     """
     if pixels < 1 or popsize < 4 or generations < 0:
         raise ValueError(f"need pixels >= 1, popsize >= 4 (rand/1 picks three others) and "
@@ -111,7 +114,7 @@ def one_pixel(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, *, target
         out = []
         for i in range(0, len(flat), eval_batch):
             imgs = apply_pixels(x[base[i:i + eval_batch]], flat[i:i + eval_batch])
-            out.append(fast_logits(model, imgs, eval_batch))
+            out.append(fast_logits(model, imgs, eval_batch, backend=backend))
         z = torch.cat(out).to(dev).view(k, p, -1)
         prob = F.softmax(z, -1).gather(2, labels[who][:, None, None].expand(k, p, 1)).squeeze(2)
         pred = z.argmax(-1)
@@ -162,16 +165,17 @@ class OnePixel(Attack):
 
     def __init__(self, pixels: int = 1, popsize: int = 400, generations: int = 100,
                  mutation: float = 0.5, crossover: float = 1.0, early_stop: bool = True,
-                 eval_batch: int = 2048):
+                 eval_batch: int = 2048, backend: str | None = None):
         if pixels < 1 or popsize < 4 or generations < 0:
             raise ValueError(f"need pixels >= 1, popsize >= 4 and generations >= 0, got "
                              f"{pixels}, {popsize}, {generations}")
         self.pixels, self.popsize, self.generations = pixels, popsize, generations
         self.mutation, self.crossover, self.early_stop = mutation, crossover, early_stop
-        self.eval_batch = eval_batch
+        self.eval_batch, self.backend = eval_batch, backend
 
     def __call__(self, model, x, y, epsilon=None, target=None, tick=None):
         return one_pixel(model, x, y if target is None else target, targeted=target is not None,
                          pixels=self.pixels, popsize=self.popsize, generations=self.generations,
                          mutation=self.mutation, crossover=self.crossover,
-                         early_stop=self.early_stop, eval_batch=self.eval_batch, tick=tick)
+                         early_stop=self.early_stop, eval_batch=self.eval_batch,
+                         backend=self.backend, tick=tick)

@@ -232,15 +232,18 @@ class PRM(nn.Module):
 
 
 # --------------------------------------------------------------------------- training
-def prm_recipe(width: int, depth: int, lam: float, lr_mse: float, lr_ce: float,
-               classifier: str) -> dict:
-    """What :func:`train_prm`'s two stages depend on besides epochs, batch size, seed and data."""
-    return dict(arch=f"SparseUNet(width={width}, depth={depth}), first 1x1 stride-2 conv",
-                classifier=classifier, lam=lam,
-                mse=f"Adam(lr={lr_mse}), MSE(AE(x), x), cosine schedule",
-                ce=f"SGD(lr={lr_ce}, momentum=0.9, nesterov, wd=5e-4) on the AE only, "
-                   "CE(classifier((1-lam)x + lam AE(x)), y), classifier frozen, cosine schedule",
-                augment="random horizontal flip")
+def prm_recipes(width: int, depth: int, lam: float, lr_mse: float, lr_ce: float,
+                classifier: str, n_ce: int | None) -> tuple[dict, dict]:
+    """What :func:`train_prm`'s two stages depend on besides epochs, batch size, seed and data:
+    stage 1 (the AE alone) and stage 2 (the PRM in front of the classifier)."""
+    arch = f"SparseUNet(width={width}, depth={depth}), first 1x1 stride-2 conv"
+    stage1 = dict(arch=arch, loss="MSE(AE(x), x)", optimizer=f"Adam(lr={lr_mse})",
+                  schedule="cosine", augment="random horizontal flip")
+    stage2 = dict(arch=arch, classifier=classifier, lam=lam, n_images=n_ce,
+                  loss="CE(classifier((1-lam)x + lam AE(x)), y), classifier frozen",
+                  optimizer=f"SGD(lr={lr_ce}, momentum=0.9, nesterov, wd=5e-4) on the AE only",
+                  schedule="cosine", augment="random horizontal flip")
+    return stage1, stage2
 
 
 def _flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
@@ -251,37 +254,43 @@ def _flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def train_prm(classifier: nn.Module, x: torch.Tensor, y: torch.Tensor, *, classifier_name: str,
-              lam: float = 0.9, width: int = 32, depth: int = 3, epochs_mse: int = 10,
-              epochs_ce: int = 5, batch_size: int = 128, lr_mse: float = 1e-3,
-              lr_ce: float = 0.01, seed: int = 0, device=None, progress: bool = True) -> PRM:
+              lam: float = 0.9, width: int = 16, depth: int = 3, epochs_mse: int = 3,
+              epochs_ce: int = 1, n_ce: int | None = None, batch_size: int = 128,
+              lr_mse: float = 1e-3, lr_ce: float = 0.01, seed: int = 0, device=None,
+              progress: bool = True) -> PRM:
     """Train a PRM in front of the frozen ``classifier`` on images ``x`` (labels ``y``).
 
-    Stage 1 (the authors' ``train_ae``): the AE alone, MSE to the input, Adam.  Stage 2 (their
-    ``train`` of ``unet_*`` at ``--lambd``): cross-entropy of the PRM at ``lam``, SGD 0.01,
-    momentum 0.9, weight decay 5e-4, as in their code, but on the AE's weights only (their
-    optimizer also moved the classifier's).  Both stages run on :func:`advlab.train.fit`, so
-    they are seeded, cached under ``$ADVLAB_CACHE/models`` and resumable mid-epoch.
+    Stage 1 (the authors' ``train_ae``): the AE alone, MSE to the input, Adam, on all of ``x``.
+    Stage 2 (their ``train`` of ``unet_*`` at ``--lambd``): cross-entropy of the PRM at
+    ``lam`` on the first ``n_ce`` images (all by default), SGD 0.01, momentum 0.9, weight decay
+    5e-4, as in their code, but on the AE's weights only (their optimizer also moved the
+    classifier's).  Both stages run on :func:`advlab.train.fit`, so they are seeded, cached
+    under ``$ADVLAB_CACHE/models`` (stage 1's key does not depend on stage 2's settings) and
+    resumable mid-epoch.
     """
-    from ..train import fit, on_outputs
     from ..cache import tensor_digest
-    recipe = prm_recipe(width, depth, lam, lr_mse, lr_ce, classifier_name)
-    data_id = tensor_digest(x, y)
+    from ..train import fit, on_outputs
+    if n_ce is not None and not 0 < n_ce <= len(x):
+        raise ValueError(f"n_ce must be in 1..{len(x)}, got {n_ce}")
+    stage1, stage2 = prm_recipes(width, depth, lam, lr_mse, lr_ce, classifier_name, n_ce)
     ae = fit(lambda: SparseUNet(x.shape[1], width, depth), (x, x), on_outputs(F.mse_loss),
              lambda p: torch.optim.Adam(p, lr=lr_mse),
              lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, max(epochs_mse, 1)),
              epochs=epochs_mse, batch_size=batch_size, seed=seed, device=device,
-             augment=_flip, name="prm-ae", recipe=recipe, data_id=data_id, progress=progress)
+             augment=_flip, name="prm-ae", recipe=stage1, data_id=tensor_digest(x),
+             progress=progress)
     for p in classifier.parameters():
         p.requires_grad_(False)
     prm = PRM(classifier.eval(), ae, lam)
     if epochs_ce == 0:
         return prm.eval()
-    return fit(prm, (x, y), on_outputs(F.cross_entropy),
+    xc, yc = (x, y) if n_ce is None else (x[:n_ce], y[:n_ce])
+    return fit(prm, (xc, yc), on_outputs(F.cross_entropy),
                lambda p: torch.optim.SGD([q for q in p if q.requires_grad], lr=lr_ce,
                                          momentum=0.9, nesterov=True, weight_decay=5e-4),
                lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, max(epochs_ce, 1)),
                epochs=epochs_ce, batch_size=batch_size, seed=seed + 1, device=device,
-               augment=_flip, name="prm", recipe=recipe, data_id=data_id, progress=progress)
+               augment=_flip, name="prm", recipe=stage2, progress=progress)
 
 
 # --------------------------------------------------------------------------- committed weights
@@ -345,5 +354,5 @@ def shift_defence(model: nn.Module, padding: str = "replicate") -> Preprocessed:
 
 __all__ = ["MASK_KINDS", "PADDINGS", "PRM", "PRM_WEIGHTS", "SHIFTS", "SparseUNet", "blend",
            "gradient_map", "input_gradients", "iou", "lattice_mask", "load_prm",
-           "map_correlations", "pixel_mask", "pixel_shift", "prm_recipe", "shift_defence",
+           "map_correlations", "pixel_mask", "pixel_shift", "prm_recipes", "shift_defence",
            "top_fraction_iou", "train_prm"]

@@ -1,0 +1,473 @@
+"""Chapter 5: pixel robustness from input gradients, masked PGD and the Pixel Robustness
+Manipulator (Hwang et al. 2019, code niffler92/where-adversarial-added).
+
+1. Gradient maps (:func:`run_gradient_maps`): the mean absolute input gradient per pixel of each
+   CIFAR-10 ResNet and of the ImageNet model, and how much a map depends on the architecture
+   rather than the image (correlations of per-image maps within and across models, and of
+   split-half mean maps).
+2. Masked PGD (:func:`run_masked_pgd`): PGD L-inf 0.031 on every image, then the perturbation
+   kept on the top-, bottom- or random-p% pixels of the map (the study's post-hoc blend
+   ``M*x_adv + (1-M)*x``), and, as the authors' code does it, PGD restricted to those pixels
+   during the optimisation; top-1 accuracy against p.
+3. The PRM (:func:`run_prm_lambda`): a PRM in front of the frozen ResNet-20 (the committed one
+   in ``smoke``; trained by the run in ``full`` and ``paper``); IoU of the top-25% gradient
+   pixels with the stride-2 lattice, accuracy and mean gradient map against lambda.
+4. The gray-box table (:func:`run_graybox`): One Pixel, JSMA, DeepFool, C&W and PGD crafted on
+   the bare classifier, evaluated without defence, with Region-based classification,
+   Randomization, Pixel Deflection and the PRM with the random one-pixel shift; and the
+   white-box row, the same attacks through EOT over the shift with the PRM known.
+
+Accuracies come with 95% Wilson intervals; the defence rate is the authors' code's
+``1 - (clean - defended) / (clean - attacked)``, each accuracy measured on the deployed model
+(the PRM at lambda for ours, the bare classifier for the baselines), "attacked" without the
+defence's transform and "defended" with it.
+
+CIFAR-100 is left out: the mirror holds its test set only and no CIFAR-100 classifier can be had
+offline or trained in the budget.  The ImageNet PRM is left out too: the 1,000 sample images
+are the only ImageNet data here, too few to train and test it; ImageNet appears in parts 1-2.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from .. import attacks as atk
+from ..cache import ResultCache, fingerprint, tensor_digest
+from ..config import (RunInfo, device_name, get_device, profile_settings, resolve_profile,
+                      seed_everything)
+from ..data import ImageSet, load_cifar10, load_imagenet_for
+from ..defenses.pixel_deflection import pixel_deflection_defence
+from ..defenses.pixel_robustness import (PRM, blend, gradient_map, lattice_mask, load_prm,
+                                         map_correlations, pixel_mask, shift_defence,
+                                         top_fraction_iou, train_prm)
+from ..defenses.randomization import randomization_defence
+from ..defenses.region_based import RegionBased
+from ..inference import backend_name
+from ..inference import logits as fast_logits
+from ..metrics import wilson_ci
+from ..models import load_cifar_resnet, load_imagenet_model, predict, prepare_for_inference
+from .common import ChapterResults, cache_note
+
+CHAPTER = "ch05"
+EPS = 0.031                      # the authors' L-inf budget on [0, 1] images
+MASK_KINDS = ("top", "bottom", "random")
+DEFENCES = ("none", "region-based", "randomization", "pixel deflection", "PRM + shift")
+
+#: The recipe of the committed PRM (advlab/resources/prm_resnet20_cifar10.pt) and of the one
+#: the full profile trains: the authors' two stages, reduced for two CPU cores (see train_prm).
+PRM_RECIPE = dict(classifier="resnet20", lam=0.9, width=16, depth=3, epochs_mse=3, epochs_ce=1,
+                  n_ce=8000, batch_size=128, lr_mse=1e-3, lr_ce=0.01, seed=0)
+
+_ATTACKS_SMOKE = dict(one_pixel=dict(popsize=10, generations=3), jsma=dict(gamma=0.02),
+                      deepfool=dict(steps=10), cw=dict(steps=10, binary_search_steps=2),
+                      pgd=dict(steps=5))
+PROFILES = {
+    "smoke": dict(cifar_models=("resnet20", "resnet32"), n_grad=60, imagenet_grad=4,
+                  n_pgd=40, imagenet_pgd=0, pgd_steps=5, pgd_step_size=None,
+                  ps=(0.05, 0.25, 0.5), restricted_ps=(0.25,), lambdas=(0.0, 0.5, 0.9, 1.0),
+                  n_lambda=60, train_prm=False, n_table=20, graybox=_ATTACKS_SMOKE,
+                  whitebox=("pgd", "deepfool"), eot=4, region_samples=20, batch_size=64,
+                  seed=0),
+    "full": dict(cifar_models=("resnet20", "resnet32", "resnet44", "resnet56"), n_grad=500,
+                 imagenet_grad=48, n_pgd=500, imagenet_pgd=32, pgd_steps=20, pgd_step_size=None,
+                 ps=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0),
+                 restricted_ps=(0.05, 0.1, 0.3), lambdas=tuple(np.round(np.linspace(0, 1, 11), 2)),
+                 n_lambda=500, train_prm=True, n_table=200,
+                 graybox=dict(one_pixel=dict(popsize=100, generations=20), jsma=dict(gamma=0.1),
+                              deepfool=dict(steps=50), cw=dict(steps=50, binary_search_steps=3),
+                              pgd=dict(steps=20)),
+                 whitebox=("one_pixel", "jsma", "deepfool", "cw", "pgd"), eot=8,
+                 region_samples=200, batch_size=100, seed=0),
+    # The study's protocol at full size, for a GPU: every CIFAR-10 test image, 1,000 PGD steps
+    # of 0.1 std (0.0225 on [0, 1]), One Pixel with 400 x 100, 1,000 region samples.
+    "paper": dict(cifar_models=("resnet20", "resnet32", "resnet44", "resnet56"), n_grad=10_000,
+                  imagenet_grad=975, n_pgd=10_000, imagenet_pgd=975, pgd_steps=1000,
+                  pgd_step_size=0.0225, ps=tuple(np.round(np.linspace(0.05, 1, 20), 2)),
+                  restricted_ps=(0.05, 0.1, 0.2, 0.3, 0.5),
+                  lambdas=tuple(np.round(np.linspace(0, 1, 21), 2)), n_lambda=10_000,
+                  train_prm=True, n_table=10_000,
+                  graybox=dict(one_pixel=dict(popsize=400, generations=100), jsma=dict(gamma=0.1),
+                               deepfool=dict(steps=50), cw=dict(steps=100, binary_search_steps=10),
+                               pgd=dict(steps=1000, step_size=0.0225)),
+                  whitebox=("one_pixel", "jsma", "deepfool", "cw", "pgd"), eot=8,
+                  region_samples=1000, batch_size=256, seed=0),
+}
+
+def settings(profile: str | None = None, **overrides) -> dict:
+    """The profile's settings, with keyword overrides (unknown keys are an error)."""
+    return profile_settings(PROFILES, CHAPTER, profile, **overrides)
+
+
+# --------------------------------------------------------------------------- data and models
+def cifar_subset(images: ImageSet, n: int) -> ImageSet:
+    """The first ``n // 10`` images of every class, in class order (the mirror keeps the
+    official order within each class, so this is reproducible with the official files too)."""
+    classes = int(images.y.max()) + 1
+    if n % classes:
+        raise ValueError(f"n must be a multiple of the {classes} classes, got {n}")
+    order = torch.sort(images.y, stable=True).indices
+    counts = torch.bincount(images.y, minlength=classes)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(len(order)) - starts[images.y[order]]
+    return images.subset(order[rank < n // classes].sort().values)
+
+
+def cifar_model(name: str, device) -> torch.nn.Module:
+    return prepare_for_inference(load_cifar_resnet(name), device)
+
+
+def chapter_prm(cfg: dict, device, progress: bool = True) -> PRM:
+    """The PRM of the run: trained with :data:`PRM_RECIPE` (cached, resumable) when
+    ``cfg["train_prm"]``, else the committed one."""
+    r = PRM_RECIPE
+    clf = cifar_model(r["classifier"], device)
+    if not cfg["train_prm"]:
+        return load_prm(clf, r["classifier"]).to(device)
+    train = load_cifar10("train")
+    prm = train_prm(clf, train.x, train.y, classifier_name=r["classifier"], lam=r["lam"],
+                    width=r["width"], depth=r["depth"], epochs_mse=r["epochs_mse"],
+                    epochs_ce=r["epochs_ce"], n_ce=r["n_ce"], batch_size=r["batch_size"],
+                    lr_mse=r["lr_mse"], lr_ce=r["lr_ce"], seed=r["seed"], device=device,
+                    progress=progress)
+    return prm.eval()
+
+
+def accuracy_row(correct: torch.Tensor) -> dict:
+    """Accuracy of a boolean vector with its 95% Wilson interval."""
+    n, k = len(correct), int(correct.sum())
+    lo, hi = wilson_ci(k, n)
+    return {"n": n, "correct": k, "acc": k / n, "acc_lo": float(lo), "acc_hi": float(hi)}
+
+
+def least_likely(model, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """Each image's least likely class: the JSMA target of the authors' code (``target=-1``)."""
+    return fast_logits(model, x, batch_size).argmin(1)
+
+
+# --------------------------------------------------------------------------- 1. gradient maps
+def gradient_key(model_name: str, images: ImageSet, cfg: dict) -> dict:
+    return dict(model=model_name, images=fingerprint(images), batch=cfg["batch_size"])
+
+
+def per_image_maps(model, model_name: str, images: ImageSet, cfg: dict, cache: ResultCache,
+                   progress: bool = True) -> torch.Tensor:
+    """Per-image gradient maps (N, H, W) of ``model`` on ``images`` (cached)."""
+    key = gradient_key(model_name, images, cfg)
+    bs = cfg["batch_size"] if images.x.shape[-1] <= 64 else max(1, cfg["batch_size"] // 8)
+    return cache.get_or_compute("gradmap", key, lambda: {"maps": gradient_map(
+        model, images.x, images.y, bs, per_image=True, progress=progress)[1]})["maps"]
+
+
+def map_agreement(maps: dict[str, torch.Tensor]) -> pd.DataFrame:
+    """How much a gradient map is the model's rather than the image's.
+
+    Per model: the mean correlation between per-image maps of different images
+    (``within_model``) and between split-half mean maps (even vs odd images,
+    ``split_half``); per pair of models: the mean correlation of the same image's maps
+    (``same_image``) and of their mean maps (``mean_maps``)."""
+    names = list(maps)
+    n = len(next(iter(maps.values())))
+    corr = map_correlations(maps)
+    rows = []
+    off = ~torch.eye(n, dtype=torch.bool)
+    for i, a in enumerate(names):
+        block = corr[i * n:(i + 1) * n, i * n:(i + 1) * n]
+        halves = map_correlations({"even": maps[a][0::2].mean(0, keepdim=True),
+                                   "odd": maps[a][1::2].mean(0, keepdim=True)})
+        rows.append({"model": a, "other": a, "within_model": float(block[off].mean()),
+                     "split_half": float(halves[0, 1])})
+        for j, b in enumerate(names[i + 1:], start=i + 1):
+            cross = corr[i * n:(i + 1) * n, j * n:(j + 1) * n]
+            means = map_correlations({a: maps[a].mean(0, keepdim=True),
+                                      b: maps[b].mean(0, keepdim=True)})
+            rows.append({"model": a, "other": b, "same_image": float(cross.diagonal().mean()),
+                         "different_images": float(cross[off].mean()),
+                         "mean_maps": float(means[0, 1])})
+    return pd.DataFrame(rows)
+
+
+def run_gradient_maps(cfg: dict, device, cache: ResultCache, imagenet_model: str,
+                      progress: bool = True) -> tuple[dict, pd.DataFrame]:
+    """Mean maps ``{model: (H, W)}`` and the agreement table (CIFAR models and ImageNet)."""
+    cifar = cifar_subset(load_cifar10("test"), cfg["n_grad"])
+    maps = {name: per_image_maps(cifar_model(name, device), name, cifar, cfg, cache, progress)
+            for name in tqdm(cfg["cifar_models"], desc="gradient maps", disable=not progress)}
+    table = map_agreement(maps).assign(dataset="CIFAR-10")
+    means = {name: m.mean(0) for name, m in maps.items()}
+    if cfg["imagenet_grad"]:
+        net = prepare_for_inference(load_imagenet_model(imagenet_model), device)
+        imgs = load_imagenet_for(imagenet_model, cfg["imagenet_grad"], progress=progress)
+        m = per_image_maps(net, imagenet_model, imgs, cfg, cache, progress)
+        means[imagenet_model] = m.mean(0)
+        table = pd.concat([table, map_agreement({imagenet_model: m}).assign(dataset="ImageNet")])
+    return means, table.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------- 2. masked PGD
+def pgd_attack(cfg: dict, mask: torch.Tensor | None = None) -> atk.PGD:
+    """The chapter's L-inf PGD: no random start (the authors' FGM loop), ``pgd_steps`` steps of
+    ``pgd_step_size`` (default ``2.5 * eps / steps``), optionally restricted to ``mask``."""
+    return atk.PGD("linf", cfg["pgd_steps"], step_size=cfg["pgd_step_size"], random_init=False,
+                   mask=None if mask is None else mask.float())
+
+
+def run_masked_pgd(model, model_name: str, images: ImageSet, gmap: torch.Tensor, cfg: dict,
+                   cache: ResultCache, dataset: str, progress: bool = True) -> pd.DataFrame:
+    """Accuracy against p for top-, bottom- and random-p% masks: the post-hoc blend of one PGD
+    run, and PGD restricted to the mask during the optimisation for ``restricted_ps``."""
+    base = dict(model=model_name, images=fingerprint(images), eps=EPS, steps=cfg["pgd_steps"],
+                step=cfg["pgd_step_size"], batch=cfg["batch_size"], seed=cfg["seed"],
+                gmap=tensor_digest(gmap.float()), ps=list(cfg["ps"]))
+    bs = cfg["batch_size"] if images.x.shape[-1] <= 64 else max(1, cfg["batch_size"] // 8)
+
+    def full_attack():
+        adv = atk.run(model, images.x, images.y, pgd_attack(cfg), [EPS], batch_size=bs,
+                      seed=cfg["seed"], progress=progress)[EPS]
+        preds = {f"{k}_{p}": predict(model, blend(images.x, adv, pixel_mask(gmap, p, k, cfg["seed"])), bs)
+                 for k in MASK_KINDS for p in cfg["ps"]}
+        return {"clean": predict(model, images.x, bs), **preds}
+
+    preds = cache.get_or_compute("masked_pgd", base, full_attack)
+    rows = [{"dataset": dataset, "model": model_name, "method": "clean", "kind": "-", "p": 0.0,
+             **accuracy_row(preds["clean"] == images.y)}]
+    rows += [{"dataset": dataset, "model": model_name, "method": "post-hoc blend", "kind": k,
+              "p": p, **accuracy_row(preds[f"{k}_{p}"] == images.y)}
+             for k in MASK_KINDS for p in cfg["ps"]]
+    jobs = [(k, p) for k in MASK_KINDS for p in cfg["restricted_ps"]]
+    for k, p in tqdm(jobs, desc=f"restricted PGD {model_name}", disable=not progress):
+        mask = pixel_mask(gmap, p, k, cfg["seed"])
+        pred = cache.get_or_compute("restricted_pgd", {**base, "kind": k, "p": p}, lambda: {
+            "pred": predict(model, atk.run(model, images.x, images.y, pgd_attack(cfg, mask), [EPS],
+                                           batch_size=bs, seed=cfg["seed"],
+                                           progress=progress)[EPS], bs)})["pred"]
+        rows.append({"dataset": dataset, "model": model_name, "method": "restricted PGD",
+                     "kind": k, "p": p, **accuracy_row(pred == images.y)})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- 3. PRM and lambda
+def run_prm_lambda(prm: PRM, images: ImageSet, cfg: dict, cache: ResultCache,
+                   progress: bool = True) -> tuple[pd.DataFrame, dict]:
+    """IoU of the top-25% gradient pixels with the lattice, and accuracy, for every lambda;
+    and the mean gradient map per lambda."""
+    lattice = lattice_mask(*images.x.shape[-2:])
+    weights = prm_id(prm)
+    rows, maps = [], {}
+    lam0 = float(prm.lam)
+    for lam in tqdm(cfg["lambdas"], desc="PRM lambda", disable=not progress):
+        key = dict(classifier=PRM_RECIPE["classifier"], prm=weights, lam=float(lam),
+                   images=fingerprint(images), batch=cfg["batch_size"])
+
+        def compute(lam=lam):
+            prm.at(float(lam))
+            return {"map": gradient_map(prm, images.x, images.y, cfg["batch_size"],
+                                        progress=progress),
+                    "pred": predict(prm, images.x, cfg["batch_size"])}
+        piece = cache.get_or_compute("prm_lambda", key, compute)
+        maps[float(lam)] = piece["map"]
+        rows.append({"lambda": float(lam), "iou": top_fraction_iou(piece["map"], lattice),
+                     "gradient_on_lattice": float(piece["map"][lattice].sum() / piece["map"].sum()),
+                     **accuracy_row(piece["pred"] == images.y)})
+    prm.at(lam0)
+    return pd.DataFrame(rows), maps
+
+
+# --------------------------------------------------------------------------- 4. gray-box table
+def make_attack(name: str, params: dict) -> atk.Attack:
+    if name == "pgd":
+        p = dict(params)
+        return atk.PGD("linf", p.pop("steps"), step_size=p.pop("step_size", None),
+                       random_init=False, **p)
+    return atk.make(name, **params)
+
+
+def baseline_defences(clf, cfg: dict) -> dict:
+    """The three baselines in front of the bare classifier (CIFAR settings)."""
+    return {"region-based": RegionBased(clf, 0.02, cfg["region_samples"], chunk=min(50, cfg["region_samples"])),
+            "randomization": randomization_defence(clf, (28, 31), 32),
+            "pixel deflection": pixel_deflection_defence(clf, 200, 10, 0.04)}
+
+
+def defended_predictions(defence_name: str, clf, prm: PRM, defences: dict, x: torch.Tensor,
+                         cfg: dict, padding: str) -> dict:
+    """Labels of the deployed model without (``plain``) and with (``defended``) the defence's
+    transform; for ``none`` both are the bare classifier's."""
+    bs, seed = cfg["batch_size"], cfg["seed"]
+    if defence_name == "none":
+        p = predict(clf, x, bs)
+        return {"plain": p, "defended": p}
+    if defence_name == "PRM + shift":
+        return {"plain": predict(prm, x, bs),
+                "defended": shift_defence(prm, padding).predict(x, bs, seed=seed)}
+    return {"plain": predict(clf, x, bs), "defended": defences[defence_name].predict(x, bs, seed=seed)}
+
+
+def run_graybox(clf, prm: PRM, images: ImageSet, cfg: dict, cache: ResultCache,
+                padding: str = "replicate", progress: bool = True) -> pd.DataFrame:
+    """Accuracy of every defence on clean images and on each attack's examples: gray-box
+    (crafted on the bare classifier) and white-box (through EOT over the shift, PRM known)."""
+    bs, seed = cfg["batch_size"], cfg["seed"]
+    defences = baseline_defences(clf, cfg)
+    ids = dict(images=fingerprint(images), batch=bs, seed=seed, prm=prm_id(prm),
+               lam=float(prm.lam))
+    adversarial = {"clean": ("-", images.x)}
+    for name, params in tqdm(cfg["graybox"].items(), desc="gray-box attacks", disable=not progress):
+        adversarial[name] = ("gray-box", attack_images(clf, name, params, images, cfg, cache,
+                                                       {**ids, "attacker": "gray-box"}, progress))
+    eot = atk.EOT(shift_defence(prm, padding), cfg["eot"])
+    for name in tqdm(cfg["whitebox"], desc="white-box attacks", disable=not progress):
+        params = cfg["graybox"][name]
+        if name == "one_pixel":      # queries of a randomized model: torch, never an ONNX export
+            params = {**params, "backend": "torch"}
+        adversarial[f"{name} (white-box)"] = ("white-box", attack_images(
+            eot, name, params, images, cfg, cache,
+            {**ids, "attacker": "white-box", "eot": cfg["eot"], "padding": padding}, progress,
+            target_model=prm))
+    rows = []
+    for label, (attacker, x) in tqdm(adversarial.items(), desc="defences", disable=not progress):
+        for d in DEFENCES if attacker != "white-box" else ("none", "PRM + shift"):
+            key = {**ids, "examples": label, "defence": d, "padding": padding,
+                   "region": cfg["region_samples"], "graybox": cfg["graybox"], "eot": cfg["eot"]}
+            preds = cache.get_or_compute("defended", key, lambda d=d, x=x: defended_predictions(
+                d, clf, prm, defences, x, cfg, padding))
+            rows.append({"attack": label.replace(" (white-box)", ""), "attacker": attacker,
+                         "defence": d, **accuracy_row(preds["defended"] == images.y),
+                         "acc_plain": float((preds["plain"] == images.y).float().mean())})
+    table = pd.DataFrame(rows)
+    return add_defence_rate(table)
+
+
+def prm_id(prm: PRM) -> str:
+    """Identity of a PRM's autoencoder weights (the classifier is PRM_RECIPE's)."""
+    return tensor_digest(*prm.autoencoder.state_dict().values())
+
+
+def attack_images(model, name: str, params: dict, images: ImageSet, cfg: dict,
+                  cache: ResultCache, ids: dict, progress: bool, target_model=None) -> torch.Tensor:
+    """Adversarial examples of ``images`` by attack ``name`` against ``model`` (cached).  JSMA
+    aims at each image's least likely class (of ``target_model``, default ``model``)."""
+    key = {**ids, "attack": name, "params": params, "eps": EPS}
+
+    def compute():
+        attack = make_attack(name, params)
+        targets = least_likely(target_model or model, images.x) if name == "jsma" else None
+        eps = [EPS] if attack.uses_epsilon else None
+        out = atk.run(model, images.x, images.y, attack, eps, targets=targets,
+                      batch_size=cfg["batch_size"], seed=cfg["seed"], progress=progress)
+        return {"x": next(iter(out.values())).clamp(0, 1)}
+    return cache.get_or_compute("attack", key, compute)["x"]
+
+
+def add_defence_rate(table: pd.DataFrame) -> pd.DataFrame:
+    """The authors' defence rate ``1 - (clean - defended) / (clean - attacked)``, with clean
+    the deployed model's clean accuracy and attacked its accuracy on the examples without the
+    defence's transform (NaN where the attack did not lower it)."""
+    clean = table[table.attack == "clean"].set_index("defence")["acc_plain"]
+    c = table.defence.map(clean)
+    drop = c - table.acc_plain
+    rate = 1 - (c - table.acc) / drop.where(drop > 0)
+    return table.assign(defence_rate=rate.where((table.attack != "clean") & (table.defence != "none")))
+
+
+def padding_check(prm: PRM, images: ImageSet, cfg: dict, cache: ResultCache) -> pd.DataFrame:
+    """Clean accuracy of the PRM with a random shift, replicated or zero border, and without."""
+    rows = []
+    for padding in ("none", "replicate", "zeros"):
+        key = dict(prm=prm_id(prm), lam=float(prm.lam), images=fingerprint(images),
+                   padding=padding, seed=cfg["seed"], batch=cfg["batch_size"])
+        pred = cache.get_or_compute("padding", key, lambda padding=padding: {"pred": (
+            predict(prm, images.x, cfg["batch_size"]) if padding == "none" else
+            shift_defence(prm, padding).predict(images.x, cfg["batch_size"], seed=cfg["seed"]))})
+        rows.append({"padding": padding, **accuracy_row(pred["pred"] == images.y)})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- everything
+@dataclass
+class Ch05Results(ChapterResults):
+    map_agreement: pd.DataFrame
+    masked_pgd: pd.DataFrame
+    prm_lambda: pd.DataFrame
+    graybox: pd.DataFrame
+    padding: pd.DataFrame
+    gradient_maps: dict
+    lambda_maps: dict
+    info: RunInfo
+    settings: dict = field(default_factory=dict)
+
+    CHAPTER = CHAPTER
+    TABLES = ("map_agreement", "masked_pgd", "prm_lambda", "graybox", "padding")
+
+    def save(self, out) -> list:
+        """The tables and JSON (see ChapterResults), and the mean maps as a torch file."""
+        written = super().save(out)
+        path = Path(out) / f"{CHAPTER}_maps.pt"
+        torch.save({"gradient_maps": self.gradient_maps, "lambda_maps": self.lambda_maps}, path)
+        return written + [path]
+
+
+def graybox_pivot(table: pd.DataFrame) -> pd.DataFrame:
+    """The study's table layout: attacks down, defences across, accuracy with its interval."""
+    t = table.assign(cell=[f"{a:.1%} [{lo:.0%}, {hi:.0%}]" for a, lo, hi in
+                           zip(table.acc, table.acc_lo, table.acc_hi)])
+    return t.pivot_table(index=["attacker", "attack"], columns="defence", values="cell",
+                         aggfunc="first", sort=False)[[d for d in DEFENCES if d in set(t.defence)]]
+
+
+def make_figures(results: Ch05Results) -> dict:
+    """The chapter's figures, by file stem."""
+    from .. import plots
+    return {"ch05_gradient_maps": plots.plot_heatmaps(results.gradient_maps, "mean |input gradient|"),
+            "ch05_masked_pgd": plots.plot_masked_pgd(results.masked_pgd),
+            "ch05_prm_lambda": plots.plot_prm_lambda(results.prm_lambda),
+            "ch05_lambda_maps": plots.plot_heatmaps({f"lambda = {k:g}": v for k, v in
+                                                     results.lambda_maps.items()},
+                                                    "mean |input gradient| of the PRM"),
+            "ch05_graybox": plots.plot_defence_table(results.graybox)}
+
+
+def run(profile: str | None = None, model_name: str = "efficientnet_lite0", device=None,
+        use_cache: bool = True, progress: bool = True, padding: str = "replicate",
+        **overrides) -> Ch05Results:
+    """The whole chapter (see the module docstring); ``model_name``: the ImageNet model."""
+    t0 = time.time()
+    profile = resolve_profile(profile)
+    cfg = settings(profile, **overrides)
+    dev = get_device(device)
+    seed_everything(cfg["seed"])
+    cache = ResultCache(CHAPTER, enabled=use_cache)
+    gmaps, agreement = run_gradient_maps(cfg, dev, cache, model_name, progress)
+
+    cifar = load_cifar10("test")
+    clf_name = PRM_RECIPE["classifier"]
+    clf = cifar_model(clf_name, dev)
+    pgd_images = cifar_subset(cifar, cfg["n_pgd"])
+    grad_images = cifar_subset(cifar, cfg["n_grad"])
+    clf_map = gmaps.get(clf_name)
+    if clf_map is None:
+        clf_map = per_image_maps(clf, clf_name, grad_images, cfg, cache, progress).mean(0)
+    masked = [run_masked_pgd(clf, clf_name, pgd_images, clf_map, cfg, cache, "CIFAR-10", progress)]
+    if cfg["imagenet_pgd"]:
+        net = prepare_for_inference(load_imagenet_model(model_name), dev)
+        imgs = load_imagenet_for(model_name, cfg["imagenet_pgd"], progress=progress)
+        masked.append(run_masked_pgd(net, model_name, imgs, gmaps[model_name], cfg, cache,
+                                     "ImageNet", progress))
+    masked = pd.concat(masked, ignore_index=True)
+
+    prm = chapter_prm(cfg, dev, progress)
+    lam_table, lam_maps = run_prm_lambda(prm, cifar_subset(cifar, cfg["n_lambda"]), cfg, cache,
+                                         progress)
+    table_images = cifar_subset(cifar, cfg["n_table"])
+    pad = padding_check(prm, table_images, cfg, cache)
+    graybox = run_graybox(clf, prm, table_images, cfg, cache, padding, progress)
+    info = RunInfo(CHAPTER, profile, device_name(dev), f"{clf_name} + PRM; {model_name}",
+                   time.time() - t0, cache_note(cache), backend_name(dev, model=clf))
+    return Ch05Results(agreement, masked, lam_table, graybox, pad, gmaps, lam_maps, info,
+                       {**cfg, "prm_recipe": PRM_RECIPE, "padding": padding, "eps": EPS,
+                        "imagenet_model": model_name})
