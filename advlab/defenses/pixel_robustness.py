@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from ..attacks.base import model_device, model_layout
+from ..attacks.base import model_device
+from ..models.wrappers import conv_layout
 from .base import Preprocessed
 
 MASK_KINDS = ("top", "bottom", "random")
@@ -42,7 +43,7 @@ SHIFTS = ((1, 0), (0, 1), (1, 1), (-1, 0), (0, -1), (1, -1), (-1, 1), (-1, -1))
 def input_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """``d CE(model(x_i), y_i) / d x_i`` for every image of the batch (each image's own loss,
     not the batch mean), on the model's device."""
-    xg = model_layout(x.detach().to(model_device(model))).requires_grad_(True)
+    xg = conv_layout(x.detach().to(model_device(model))).requires_grad_(True)
     with torch.enable_grad():
         loss = F.cross_entropy(model(xg).float(), y.to(xg.device), reduction="sum")
         grad, = torch.autograd.grad(loss, xg)
@@ -241,7 +242,7 @@ def prm_recipes(width: int, depth: int, lam: float, lr_mse: float, lr_ce: float,
                   schedule="cosine", augment="random horizontal flip")
     stage2 = dict(arch=arch, classifier=classifier, lam=lam, n_images=n_ce,
                   loss="CE(classifier((1-lam)x + lam AE(x)), y), classifier frozen",
-                  optimizer=f"SGD(lr={lr_ce}, momentum=0.9, nesterov, wd=5e-4) on the AE only",
+                  optimizer=f"Adam(lr={lr_ce}) on the AE only",
                   schedule="cosine", augment="random horizontal flip")
     return stage1, stage2
 
@@ -256,15 +257,16 @@ def _flip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 def train_prm(classifier: nn.Module, x: torch.Tensor, y: torch.Tensor, *, classifier_name: str,
               lam: float = 0.9, width: int = 16, depth: int = 3, epochs_mse: int = 3,
               epochs_ce: int = 1, n_ce: int | None = None, batch_size: int = 128,
-              lr_mse: float = 1e-3, lr_ce: float = 0.01, seed: int = 0, device=None,
+              lr_mse: float = 1e-3, lr_ce: float = 1e-3, seed: int = 0, device=None,
               progress: bool = True) -> PRM:
     """Train a PRM in front of the frozen ``classifier`` on images ``x`` (labels ``y``).
 
     Stage 1 (the authors' ``train_ae``): the AE alone, MSE to the input, Adam, on all of ``x``.
     Stage 2 (their ``train`` of ``unet_*`` at ``--lambd``): cross-entropy of the PRM at
-    ``lam`` on the first ``n_ce`` images (all by default), SGD 0.01, momentum 0.9, weight decay
-    5e-4, as in their code, but on the AE's weights only (their optimizer also moved the
-    classifier's).  Both stages run on :func:`advlab.train.fit`, so they are seeded, cached
+    ``lam`` on the first ``n_ce`` images (all by default), on the AE's weights only (their
+    optimizer also moved the classifier's), with Adam: their SGD 0.01 with momentum 0.9 and
+    weight decay 5e-4 diverged here (NaN weights within a few batches at lambda >= 0.3, in
+    float32 on the CPU and under float16 autocast on CUDA; this U-Net has no batch norm).  Both stages run on :func:`advlab.train.fit`, so they are seeded, cached
     under ``$ADVLAB_CACHE/models`` (stage 1's key does not depend on stage 2's settings) and
     resumable mid-epoch.
     """
@@ -286,39 +288,69 @@ def train_prm(classifier: nn.Module, x: torch.Tensor, y: torch.Tensor, *, classi
         return prm.eval()
     xc, yc = (x, y) if n_ce is None else (x[:n_ce], y[:n_ce])
     return fit(prm, (xc, yc), on_outputs(F.cross_entropy),
-               lambda p: torch.optim.SGD([q for q in p if q.requires_grad], lr=lr_ce,
-                                         momentum=0.9, nesterov=True, weight_decay=5e-4),
+               lambda p: torch.optim.Adam([q for q in p if q.requires_grad], lr=lr_ce),
                lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, max(epochs_ce, 1)),
                epochs=epochs_ce, batch_size=batch_size, seed=seed + 1, device=device,
                augment=_flip, name="prm", recipe=stage2, progress=progress)
 
 
 # --------------------------------------------------------------------------- committed weights
-#: Self-trained PRM autoencoders shipped with the package (float16 state dicts), by
-#: classifier; ``resources/PRM_PROVENANCE.md`` gives the command, data, seed and sha256.
-PRM_WEIGHTS: dict[str, dict] = {}
+#: The manifest of the self-trained PRM autoencoders shipped with the package (float16 state
+#: dicts, one per lambda they were trained at): ``resources/prm_weights.json``, written by
+#: ``advlab train-prm`` with ``resources/PRM_PROVENANCE.md`` (command, data, seed, sha256).
+MANIFEST = "prm_weights.json"
 
 
-def load_prm(classifier: nn.Module, classifier_name: str = "resnet20",
-             lam: float | None = None) -> PRM:
-    """The committed PRM for ``classifier_name`` in front of ``classifier`` (eval mode, float32),
-    its sha256 checked, loaded with ``weights_only=True``."""
-    if classifier_name not in PRM_WEIGHTS:
-        raise ValueError(f"no committed PRM for {classifier_name!r}; there is one for "
-                         f"{sorted(PRM_WEIGHTS)} (train one with train_prm)")
-    spec = PRM_WEIGHTS[classifier_name]
-    ref = resources.files("advlab.resources").joinpath(spec["file"])
+def shipped_prms() -> dict:
+    """The manifest: ``{classifier: {"width", "depth", "channels", "weights": {lam: {"file",
+    "sha256"}}}}`` (lambda keys as strings, e.g. ``"0.9"``); empty if none is shipped."""
+    import json
+    ref = resources.files("advlab.resources").joinpath(MANIFEST)
+    return json.loads(ref.read_text()) if ref.is_file() else {}
+
+
+def trained_lambdas(classifier_name: str = "resnet20") -> list[float]:
+    """The lambdas a PRM is shipped for in front of ``classifier_name``."""
+    spec = shipped_prms().get(classifier_name, {})
+    return sorted(float(k) for k in spec.get("weights", {}))
+
+
+def load_autoencoder(classifier_name: str, trained_at: float) -> SparseUNet:
+    """The shipped autoencoder trained at lambda ``trained_at`` in front of ``classifier_name``
+    (float32, eval), its file's sha256 checked first, read with ``weights_only=True``."""
+    spec = shipped_prms().get(classifier_name)
+    if spec is None:
+        raise ValueError(f"no shipped PRM for {classifier_name!r}; there is one for "
+                         f"{sorted(shipped_prms())} (train one with train_prm)")
+    entry = spec["weights"].get(f"{float(trained_at):g}")
+    if entry is None:
+        raise ValueError(f"no shipped PRM for {classifier_name!r} trained at lambda "
+                         f"{trained_at:g}; there are {trained_lambdas(classifier_name)}")
+    ref = resources.files("advlab.resources").joinpath(entry["file"])
     blob = ref.read_bytes()
     digest = hashlib.sha256(blob).hexdigest()
-    if digest != spec["sha256"]:
-        raise ValueError(f"{spec['file']}: sha256 {digest} does not match {spec['sha256']}")
+    if digest != entry["sha256"]:
+        raise ValueError(f"{entry['file']}: sha256 {digest} does not match {entry['sha256']}")
     with resources.as_file(ref) as path:
         state = torch.load(path, map_location="cpu", weights_only=True)
     ae = SparseUNet(spec.get("channels", 3), spec["width"], spec["depth"])
     ae.load_state_dict({k: v.float() for k, v in state.items()})
+    return ae.eval()
+
+
+def load_prm(classifier: nn.Module, classifier_name: str = "resnet20", lam: float = 0.9,
+             trained_at: float | None = None) -> PRM:
+    """The shipped PRM in front of ``classifier`` at ``lam`` (eval mode, float32): the
+    autoencoder trained at ``trained_at`` (default: ``lam`` if one was trained there, else the
+    nearest trained lambda, which at ``lam = 0`` does not matter: the autoencoder is then out
+    of the output and of the gradient)."""
+    if trained_at is None:
+        lams = trained_lambdas(classifier_name)
+        trained_at = min(lams, key=lambda t: (abs(t - lam), t)) if lams else lam
+    ae = load_autoencoder(classifier_name, trained_at)
     for p in classifier.parameters():
         p.requires_grad_(False)
-    return PRM(classifier.eval(), ae, spec["lam"] if lam is None else lam).eval()
+    return PRM(classifier.eval(), ae, lam).eval()
 
 
 # --------------------------------------------------------------------------- the shift
@@ -352,7 +384,7 @@ def shift_defence(model: nn.Module, padding: str = "replicate") -> Preprocessed:
                         randomized=True, name=f"one-pixel shift ({padding})")
 
 
-__all__ = ["MASK_KINDS", "PADDINGS", "PRM", "PRM_WEIGHTS", "SHIFTS", "SparseUNet", "blend",
-           "gradient_map", "input_gradients", "iou", "lattice_mask", "load_prm",
+__all__ = ["MASK_KINDS", "PADDINGS", "MANIFEST", "PRM", "SHIFTS", "SparseUNet", "blend",
+           "gradient_map", "input_gradients", "iou", "lattice_mask", "load_autoencoder", "load_prm",
            "map_correlations", "pixel_mask", "pixel_shift", "prm_recipes", "shift_defence",
-           "top_fraction_iou", "train_prm"]
+           "shipped_prms", "top_fraction_iou", "train_prm", "trained_lambdas"]

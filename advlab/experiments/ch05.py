@@ -9,9 +9,10 @@ Manipulator (Hwang et al. 2019, code niffler92/where-adversarial-added).
    kept on the top-, bottom- or random-p% pixels of the map (the study's post-hoc blend
    ``M*x_adv + (1-M)*x``), and, as the authors' code does it, PGD restricted to those pixels
    during the optimisation; top-1 accuracy against p.
-3. The PRM (:func:`run_prm_lambda`): a PRM in front of the frozen ResNet-20 (the committed one
-   in ``smoke``; trained by the run in ``full`` and ``paper``); IoU of the top-25% gradient
-   pixels with the stride-2 lattice, accuracy and mean gradient map against lambda.
+3. The PRM (:func:`run_prm_lambda`): for each lambda a PRM trained at that lambda in front of
+   the frozen ResNet-20 (the shipped ones in ``smoke`` and ``full``, trained by ``advlab
+   train-prm``; trained by the run in ``paper``); IoU of the top-25% gradient pixels with the
+   stride-2 lattice, accuracy and mean gradient map against lambda.
 4. The gray-box table (:func:`run_graybox`): One Pixel, JSMA, DeepFool, C&W and PGD crafted on
    the bare classifier, evaluated without defence, with Region-based classification,
    Randomization, Pixel Deflection and the PRM with the random one-pixel shift; and the
@@ -59,10 +60,14 @@ EPS = 0.031                      # the authors' L-inf budget on [0, 1] images
 MASK_KINDS = ("top", "bottom", "random")
 DEFENCES = ("none", "region-based", "randomization", "pixel deflection", "PRM + shift")
 
-#: The recipe of the committed PRM (advlab/resources/prm_resnet20_cifar10.pt) and of the one
-#: the full profile trains: the authors' two stages, reduced for two CPU cores (see train_prm).
-PRM_RECIPE = dict(classifier="resnet20", lam=0.9, width=16, depth=3, epochs_mse=3, epochs_ce=1,
-                  n_ce=8000, batch_size=128, lr_mse=1e-3, lr_ce=0.01, seed=0)
+#: The recipe of the shipped PRMs (advlab/resources/prm_resnet20_lam*.pt, ``advlab train-prm``):
+#: the authors' two stages, reduced (a 0.12M-weight U-Net, 10 + 5 epochs on the mirror's 20,000
+#: training images); one autoencoder per lambda of :data:`PRM_LAMBDAS`, all from one stage 1.
+PRM_RECIPE = dict(classifier="resnet20", width=16, depth=3, epochs_mse=10, epochs_ce=4,
+                  n_ce=None, batch_size=128, lr_mse=1e-3, lr_ce=1e-3, seed=0)
+PRM_LAMBDAS = (0.2, 0.4, 0.6, 0.8, 0.9, 1.0)
+#: The lambda of the PRM in the gray-box table (the study's "high lambda").
+TABLE_LAMBDA = 0.9
 
 _ATTACKS_SMOKE = dict(one_pixel=dict(popsize=10, generations=3), jsma=dict(gamma=0.02),
                       deepfool=dict(steps=10), cw=dict(steps=10, binary_search_steps=2),
@@ -78,8 +83,8 @@ PROFILES = {
                  imagenet_grad=48, n_pgd=500, n_restricted=200, imagenet_pgd=32, pgd_steps=20,
                  pgd_step_size=None,
                  ps=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0),
-                 restricted_ps=(0.05, 0.1, 0.3), lambdas=tuple(np.round(np.linspace(0, 1, 11), 2)),
-                 n_lambda=500, train_prm=True, n_table=200,
+                 restricted_ps=(0.05, 0.1, 0.3), lambdas=(0.0,) + PRM_LAMBDAS,
+                 n_lambda=500, train_prm=False, n_table=200,
                  graybox=dict(one_pixel=dict(popsize=100, generations=10), jsma=dict(gamma=0.1),
                               deepfool=dict(steps=50), cw=dict(steps=50, binary_search_steps=3),
                               pgd=dict(steps=20)),
@@ -124,20 +129,95 @@ def cifar_model(name: str, device) -> torch.nn.Module:
     return prepare_for_inference(load_cifar_resnet(name), device)
 
 
-def chapter_prm(cfg: dict, device, progress: bool = True) -> PRM:
-    """The PRM of the run: trained with :data:`PRM_RECIPE` (cached, resumable) when
-    ``cfg["train_prm"]``, else the committed one."""
+def chapter_prm(cfg: dict, device, lam: float = TABLE_LAMBDA, progress: bool = True) -> PRM:
+    """The run's PRM at ``lam``: the shipped one (trained at ``lam``, or the nearest trained
+    lambda) unless ``cfg["train_prm"]``, then trained here with :data:`PRM_RECIPE` (cached under
+    ``$ADVLAB_CACHE/models``, resumable; at ``lam = 0`` the one trained at the smallest of
+    :data:`PRM_LAMBDAS`, since the autoencoder is then out of the output and the gradient)."""
     r = PRM_RECIPE
     clf = cifar_model(r["classifier"], device)
     if not cfg["train_prm"]:
-        return load_prm(clf, r["classifier"]).to(device)
+        return load_prm(clf, r["classifier"], lam).to(device)
     train = load_cifar10("train")
-    prm = train_prm(clf, train.x, train.y, classifier_name=r["classifier"], lam=r["lam"],
-                    width=r["width"], depth=r["depth"], epochs_mse=r["epochs_mse"],
-                    epochs_ce=r["epochs_ce"], n_ce=r["n_ce"], batch_size=r["batch_size"],
-                    lr_mse=r["lr_mse"], lr_ce=r["lr_ce"], seed=r["seed"], device=device,
-                    progress=progress)
-    return prm.eval()
+    prm = recipe_prm(clf, train, lam if lam > 0 else min(PRM_LAMBDAS), device, progress)
+    return prm.at(lam).eval()
+
+
+def recipe_prm(clf, train: ImageSet, lam: float, device, progress: bool = True) -> PRM:
+    """:func:`train_prm` with :data:`PRM_RECIPE` at ``lam`` on ``train``."""
+    r = PRM_RECIPE
+    return train_prm(clf, train.x, train.y, classifier_name=r["classifier"], lam=lam,
+                     width=r["width"], depth=r["depth"], epochs_mse=r["epochs_mse"],
+                     epochs_ce=r["epochs_ce"], n_ce=r["n_ce"], batch_size=r["batch_size"],
+                     lr_mse=r["lr_mse"], lr_ce=r["lr_ce"], seed=r["seed"], device=device,
+                     progress=progress)
+
+
+TRAIN_COMMAND = "advlab train-prm --device cuda --out advlab/resources"
+
+
+def train_shipped_prms(out: Path, lambdas=PRM_LAMBDAS, device=None,
+                       progress: bool = True) -> list[Path]:
+    """``advlab train-prm``: train a PRM per lambda with :data:`PRM_RECIPE` in front of the
+    pretrained ResNet-20 on the mirror's CIFAR-10 training images, and write each autoencoder
+    as a float16 state dict into ``out`` with the manifest (``prm_weights.json``: files and
+    sha256) and ``PRM_PROVENANCE.md`` (command, recipe, data, seed, sha256, time, device).
+    Resumable: each stage is cached by :func:`advlab.train.fit`."""
+    import hashlib
+    import json
+    import platform
+    from ..data import CIFAR10_MIRROR_SHA256
+    from ..defenses.pixel_robustness import MANIFEST
+    r = PRM_RECIPE
+    dev = get_device(device)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    train = load_cifar10("train")
+    manifest = {r["classifier"]: dict(width=r["width"], depth=r["depth"], channels=3, weights={})}
+    rows, written = [], []
+    t0 = time.time()
+    for lam in lambdas:
+        t1 = time.time()
+        prm = recipe_prm(cifar_model(r["classifier"], dev), train, float(lam), dev, progress)
+        state = {k: v.detach().cpu().half() for k, v in prm.autoencoder.state_dict().items()}
+        path = out / f"prm_{r['classifier']}_lam{float(lam):g}.pt"
+        torch.save(state, path)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        manifest[r["classifier"]]["weights"][f"{float(lam):g}"] = {"file": path.name,
+                                                                   "sha256": digest}
+        rows.append(f"| {float(lam):g} | `{path.name}` | {path.stat().st_size:,} | `{digest}` | "
+                    f"{time.time() - t1:.0f} |")
+        written.append(path)
+        print(rows[-1], flush=True)
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+    dname = device_name(dev)
+    text = f"""# Provenance of the shipped PRM autoencoders (Chapter 5)
+
+Float16 state dicts of `advlab.defenses.pixel_robustness.SparseUNet(3, width={r['width']},
+depth={r['depth']})`, one per lambda, listed with their sha256 in `{MANIFEST}`; loaded by
+`load_prm` / `load_autoencoder` with `weights_only=True` after the sha256 check.
+
+* command: `{TRAIN_COMMAND}` (`advlab.experiments.ch05.train_shipped_prms`; resumable)
+* recipe (`advlab.experiments.ch05.PRM_RECIPE`): `{json.dumps(r)}`, lambdas
+  `{[float(v) for v in lambdas]}`. Stage 1 (once, shared by every lambda): the autoencoder
+  alone, MSE to the input, Adam, cosine schedule, all the training images. Stage 2 (per
+  lambda): cross-entropy of `classifier((1 - lambda) x + lambda AE(x))` in front of the frozen
+  pretrained CIFAR-10 {r['classifier']} (akamaster's checkpoint, sha256 in `advlab.models`), Adam
+  ({r['lr_ce']}) on the autoencoder only (the authors' SGD 0.01 diverged, see `train_prm`),
+  cosine schedule, all the training images. Random horizontal flips; seed {r['seed']} (stage 2:
+  seed + 1); float16 autocast on CUDA (`advlab.train.fit`)
+* data: the 20,000 CIFAR-10 training images of the offline mirror,
+  `cifar10_train_part0.npz` (sha256 `{CIFAR10_MIRROR_SHA256['cifar10_train_part0.npz']}`) and
+  `cifar10_train_part1.npz` (sha256 `{CIFAR10_MIRROR_SHA256['cifar10_train_part1.npz']}`)
+* trained on: {dname} ({platform.machine()}), torch {torch.__version__}, {time.time() - t0:.0f} s
+  in all. A rerun on other hardware gives close but not bit-identical weights (cuDNN and
+  autocast are not deterministic across devices).
+
+| lambda | file | bytes | sha256 | seconds |
+|---|---|---:|---|---:|
+""" + "\n".join(rows) + "\n"
+    (out / "PRM_PROVENANCE.md").write_text(text)
+    return written + [out / MANIFEST, out / "PRM_PROVENANCE.md"]
 
 
 def accuracy_row(correct: torch.Tensor) -> dict:
@@ -258,20 +338,18 @@ def run_masked_pgd(model, model_name: str, images: ImageSet, gmap: torch.Tensor,
 
 
 # --------------------------------------------------------------------------- 3. PRM and lambda
-def run_prm_lambda(prm: PRM, images: ImageSet, cfg: dict, cache: ResultCache,
+def run_prm_lambda(cfg: dict, device, images: ImageSet, cache: ResultCache,
                    progress: bool = True) -> tuple[pd.DataFrame, dict]:
-    """IoU of the top-25% gradient pixels with the lattice, and accuracy, for every lambda;
-    and the mean gradient map per lambda."""
+    """For every lambda, the PRM trained at that lambda: IoU of its top-25% gradient pixels with
+    the lattice, the share of the gradient on the lattice, accuracy, and its mean gradient map."""
     lattice = lattice_mask(*images.x.shape[-2:])
-    weights = prm_id(prm)
     rows, maps = [], {}
-    lam0 = float(prm.lam)
     for lam in tqdm(cfg["lambdas"], desc="PRM lambda", disable=not progress):
-        key = dict(classifier=PRM_RECIPE["classifier"], prm=weights, lam=float(lam),
+        prm = chapter_prm(cfg, device, float(lam), progress)
+        key = dict(classifier=PRM_RECIPE["classifier"], prm=prm_id(prm), lam=float(lam),
                    images=fingerprint(images), batch=cfg["batch_size"])
 
-        def compute(lam=lam):
-            prm.at(float(lam))
+        def compute(prm=prm):
             return {"map": gradient_map(prm, images.x, images.y, cfg["batch_size"],
                                         progress=progress),
                     "pred": predict(prm, images.x, cfg["batch_size"])}
@@ -280,7 +358,6 @@ def run_prm_lambda(prm: PRM, images: ImageSet, cfg: dict, cache: ResultCache,
         rows.append({"lambda": float(lam), "iou": top_fraction_iou(piece["map"], lattice),
                      "gradient_on_lattice": float(piece["map"][lattice].sum() / piece["map"].sum()),
                      **accuracy_row(piece["pred"] == images.y)})
-    prm.at(lam0)
     return pd.DataFrame(rows), maps
 
 
@@ -472,14 +549,14 @@ def run(profile: str | None = None, model_name: str = "efficientnet_lite0", devi
                                      "ImageNet", len(imgs), progress))
     masked = pd.concat(masked, ignore_index=True)
 
-    prm = chapter_prm(cfg, dev, progress)
-    lam_table, lam_maps = run_prm_lambda(prm, cifar_subset(cifar, cfg["n_lambda"]), cfg, cache,
+    lam_table, lam_maps = run_prm_lambda(cfg, dev, cifar_subset(cifar, cfg["n_lambda"]), cache,
                                          progress)
+    prm = chapter_prm(cfg, dev, TABLE_LAMBDA, progress)
     table_images = cifar_subset(cifar, cfg["n_table"])
     pad = padding_check(prm, table_images, cfg, cache)
     graybox = run_graybox(clf, prm, table_images, cfg, cache, padding, progress)
     info = RunInfo(CHAPTER, profile, device_name(dev), f"{clf_name} + PRM; {model_name}",
                    time.time() - t0, cache_note(cache), backend_name(dev, model=clf))
     return Ch05Results(agreement, masked, lam_table, graybox, pad, gmaps, lam_maps, info,
-                       {**cfg, "prm_recipe": PRM_RECIPE, "padding": padding, "eps": EPS,
+                       {**cfg, "prm_recipe": PRM_RECIPE, "table_lambda": TABLE_LAMBDA, "padding": padding, "eps": EPS,
                         "imagenet_model": model_name})

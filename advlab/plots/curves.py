@@ -146,7 +146,8 @@ def plot_defence_table(table: pd.DataFrame) -> plt.Figure:
     for j, d in enumerate(defences):
         s = t[t.defence == d].set_index("label").reindex(labels)
         pos = [i + (j - (len(defences) - 1) / 2) * height for i in range(len(labels))]
-        ax.errorbar(s.acc, pos, xerr=[s.acc - s.acc_lo, s.acc_hi - s.acc], fmt="o", ms=4,
+        ax.errorbar(s.acc, pos, xerr=[(s.acc - s.acc_lo).clip(lower=0), (s.acc_hi - s.acc).clip(lower=0)],
+                    fmt="o", ms=4,
                     capsize=2, color=f"C{j}", label=d)
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
     ax.invert_yaxis()
