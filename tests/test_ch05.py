@@ -8,7 +8,8 @@ from advlab.experiments import ch05
 
 def test_settings_and_profiles():
     assert ch05.settings("smoke")["train_prm"] is False          # smoke uses the committed PRM
-    assert ch05.settings("full")["train_prm"] is True
+    assert ch05.settings("full")["train_prm"] is False           # full too (advlab train-prm)
+    assert ch05.settings("paper")["train_prm"] is True
     assert ch05.settings("paper")["graybox"]["one_pixel"] == {"popsize": 400, "generations": 100}
     assert ch05.settings("paper")["pgd_steps"] == 1000
     assert ch05.settings("smoke", n_table=30)["n_table"] == 30

@@ -202,3 +202,28 @@ def test_shift_defence_is_differentiable_and_randomized():
     assert x.grad is not None and float(x.grad.abs().sum()) > 0
     a = defence.predict(x.detach(), seed=1)
     assert torch.equal(a, defence.predict(x.detach(), seed=1))
+
+
+def test_shipped_prms_load_with_their_sha256_checked(tmp_path, monkeypatch):
+    import json
+
+    from advlab.defenses import pixel_robustness as pr
+    lams = pr.trained_lambdas("resnet20")
+    assert lams == [0.2, 0.4, 0.6, 0.8, 0.9, 1.0]
+    clf = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+    prm = pr.load_prm(clf, "resnet20", 0.9)
+    assert float(prm.lam) == pytest.approx(0.9) and not prm.training
+    assert all(p.dtype == torch.float32 for p in prm.autoencoder.parameters())
+    # lambda 0 takes the nearest trained autoencoder (it is out of the output anyway)
+    assert float(pr.load_prm(clf, "resnet20", 0.0).lam) == 0.0
+    with pytest.raises(ValueError, match="no shipped PRM for 'resnet56'"):
+        pr.load_prm(clf, "resnet56")
+    with pytest.raises(ValueError, match="trained at lambda 0.5"):
+        pr.load_autoencoder("resnet20", 0.5)
+    # a manifest whose sha256 does not match is refused
+    bad = pr.shipped_prms()
+    bad["resnet20"]["weights"]["0.9"]["sha256"] = "0" * 64
+    monkeypatch.setattr(pr, "shipped_prms", lambda: bad)
+    with pytest.raises(ValueError, match="does not match"):
+        pr.load_autoencoder("resnet20", 0.9)
+    json.dumps(bad)

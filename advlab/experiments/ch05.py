@@ -74,13 +74,13 @@ _ATTACKS_SMOKE = dict(one_pixel=dict(popsize=10, generations=3), jsma=dict(gamma
                       pgd=dict(steps=5))
 PROFILES = {
     "smoke": dict(cifar_models=("resnet20", "resnet32"), n_grad=60, imagenet_grad=4,
-                  n_pgd=40, n_restricted=20, imagenet_pgd=0, pgd_steps=5, pgd_step_size=None,
+                  n_pgd=40, n_restricted=20, imagenet_pgd=0, imagenet_restricted=0, pgd_steps=5, pgd_step_size=None,
                   ps=(0.05, 0.25, 0.5), restricted_ps=(0.25,), lambdas=(0.0, 0.5, 0.9, 1.0),
                   n_lambda=60, train_prm=False, n_table=20, graybox=_ATTACKS_SMOKE,
                   whitebox=("pgd", "deepfool"), n_white=10, eot=4, region_samples=20,
                   batch_size=64, seed=0),
     "full": dict(cifar_models=("resnet20", "resnet32", "resnet44", "resnet56"), n_grad=500,
-                 imagenet_grad=48, n_pgd=500, n_restricted=200, imagenet_pgd=32, pgd_steps=20,
+                 imagenet_grad=48, n_pgd=500, n_restricted=200, imagenet_pgd=32, imagenet_restricted=0, pgd_steps=20,
                  pgd_step_size=None,
                  ps=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0),
                  restricted_ps=(0.05, 0.1, 0.3), lambdas=(0.0,) + PRM_LAMBDAS,
@@ -94,6 +94,7 @@ PROFILES = {
     # of 0.1 std (0.0225 on [0, 1]), One Pixel with 400 x 100, 1,000 region samples.
     "paper": dict(cifar_models=("resnet20", "resnet32", "resnet44", "resnet56"), n_grad=10_000,
                   imagenet_grad=975, n_pgd=10_000, n_restricted=10_000, imagenet_pgd=975,
+                  imagenet_restricted=975,
                   pgd_steps=1000,
                   pgd_step_size=0.0225, ps=tuple(np.round(np.linspace(0.05, 1, 20), 2)),
                   restricted_ps=(0.05, 0.1, 0.2, 0.3, 0.5),
@@ -324,7 +325,7 @@ def run_masked_pgd(model, model_name: str, images: ImageSet, gmap: torch.Tensor,
               "p": p, **accuracy_row(preds[f"{k}_{p}"] == images.y)}
              for k in MASK_KINDS for p in cfg["ps"]]
     sub = images if n_restricted >= len(images) else cifar_subset(images, n_restricted)
-    jobs = [(k, p) for k in MASK_KINDS for p in cfg["restricted_ps"]]
+    jobs = [(k, p) for k in MASK_KINDS for p in cfg["restricted_ps"]] if n_restricted else []
     for k, p in tqdm(jobs, desc=f"restricted PGD {model_name}", disable=not progress):
         mask = pixel_mask(gmap, p, k, cfg["seed"])
         key = {**base, "images": fingerprint(sub), "kind": k, "p": p}
@@ -546,7 +547,7 @@ def run(profile: str | None = None, model_name: str = "efficientnet_lite0", devi
         net = prepare_for_inference(load_imagenet_model(model_name), dev)
         imgs = load_imagenet_for(model_name, cfg["imagenet_pgd"], progress=progress)
         masked.append(run_masked_pgd(net, model_name, imgs, gmaps[model_name], cfg, cache,
-                                     "ImageNet", len(imgs), progress))
+                                     "ImageNet", cfg["imagenet_restricted"], progress))
     masked = pd.concat(masked, ignore_index=True)
 
     lam_table, lam_maps = run_prm_lambda(cfg, dev, cifar_subset(cifar, cfg["n_lambda"]), cache,
@@ -560,3 +561,78 @@ def run(profile: str | None = None, model_name: str = "efficientnet_lite0", devi
     return Ch05Results(agreement, masked, lam_table, graybox, pad, gmaps, lam_maps, info,
                        {**cfg, "prm_recipe": PRM_RECIPE, "table_lambda": TABLE_LAMBDA, "padding": padding, "eps": EPS,
                         "imagenet_model": model_name})
+
+
+# --------------------------------------------------------------------------- tables for readers
+ATTACK_NAMES = {"clean": "clean images", "one_pixel": "One Pixel", "jsma": "JSMA",
+                "deepfool": "DeepFool", "cw": "C&W", "pgd": "PGD"}
+
+
+def _interval(t: pd.DataFrame) -> list:
+    return list(zip(t.acc, t.acc_lo, t.acc_hi))
+
+
+def agreement_tables(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Correlations of gradient maps: within each model, and across pairs of models."""
+    from ..report import for_readers
+    within = table[table.model == table.other]
+    across = table[table.model != table.other]
+    a = for_readers(within, {"dataset": "data set", "model": "model",
+                             "within_model": "two images, same model",
+                             "split_half": "mean maps of two halves of the images"}, labels=2)
+    b = for_readers(across, {"model": "model", "other": "other model",
+                             "same_image": "same image, two models",
+                             "different_images": "two images, two models",
+                             "mean_maps": "mean maps of the two models"}, labels=2)
+    return a, b
+
+
+def masked_table(table: pd.DataFrame, dataset: str = "CIFAR-10",
+                 method: str = "post-hoc blend") -> pd.DataFrame:
+    """Top-1 accuracy [95% Wilson interval] against p for the top, bottom and random masks."""
+    t = table[(table.dataset == dataset) & (table.method == method)]
+    out = pd.DataFrame({"pixels perturbed": [f"{p:.0%}" for p in sorted(t.p.unique())]})
+    for kind in MASK_KINDS:
+        s = t[t.kind == kind].sort_values("p")
+        out[f"{kind} p%"] = _interval(s)
+    out.attrs = {"percent": [f"{k} p%" for k in MASK_KINDS], "labels": 1}
+    return out
+
+
+def lambda_table(table: pd.DataFrame) -> pd.DataFrame:
+    """IoU with the lattice, share of the gradient on it and accuracy against lambda."""
+    t = table.sort_values("lambda")
+    out = pd.DataFrame({"lambda": [f"{v:g}" for v in t["lambda"]],
+                        "IoU of the top 25% with the lattice": t.iou.round(3).tolist(),
+                        "share of the gradient on the lattice": t.gradient_on_lattice.tolist(),
+                        "top-1 accuracy": _interval(t)})
+    out.attrs = {"percent": ["share of the gradient on the lattice", "top-1 accuracy"],
+                 "labels": 1}
+    return out
+
+
+def defence_table(table: pd.DataFrame, value: str = "acc") -> pd.DataFrame:
+    """Attacks down, defences across: accuracy [95% Wilson interval] (``value="acc"``) or the
+    authors' defence rate (``"defence_rate"``); gray-box rows, then white-box ones."""
+    t = table.assign(row=[ATTACK_NAMES.get(a, a) + ("" if w == "-" else f" ({w})")
+                          for a, w in zip(table.attack, table.attacker)])
+    if value == "defence_rate":
+        t = t[(t.attack != "clean") & (t.defence != "none")]
+    rows = list(dict.fromkeys(t.row))
+    defences = [d for d in DEFENCES if d in set(t.defence)]
+    out = pd.DataFrame({"examples": rows})
+    for d in defences:
+        s = t[t.defence == d].set_index("row").reindex(rows)
+        out[d] = (list(zip(s.acc, s.acc_lo, s.acc_hi)) if value == "acc" else s[value].tolist())
+        if value == "acc":
+            out[d] = [None if isinstance(v, tuple) and np.isnan(v[0]) else v for v in out[d]]
+    out.attrs = {"percent": defences, "labels": 1}
+    return out
+
+
+def padding_table(table: pd.DataFrame) -> pd.DataFrame:
+    out = pd.DataFrame({"one-pixel shift": [{"none": "no shift", "replicate": "replicated border",
+                                             "zeros": "zero border"}[p] for p in table.padding],
+                        "clean top-1 accuracy": _interval(table)})
+    out.attrs = {"percent": ["clean top-1 accuracy"], "labels": 1}
+    return out
