@@ -704,3 +704,16 @@ def claims_table(results: "Ch05Results") -> pd.DataFrame:
                  ", ".join(f"{ATTACK_NAMES[a]} {v:.1%}" for a, v in zip(white.attack, white.acc)),
                  "the defence fails white-box"))
     return pd.DataFrame(rows, columns=["claim of the source study", "measured here", "shown?"])
+
+
+def explorer(results: "Ch05Results", n_images: int = 20, device=None):
+    """The chapter's explorer (:func:`advlab.widgets.pixel_explorer`) on the first ``n_images``
+    CIFAR-10 test images (two of every class by default), with the run's CIFAR models and
+    their mean gradient maps; PGD as in the run (L-inf 0.031, its number of steps)."""
+    from ..widgets import pixel_explorer
+    dev = get_device(device)
+    names = [n for n in results.settings["cifar_models"] if n in results.gradient_maps]
+    models = {n: cifar_model(n, dev) for n in names}
+    images = cifar_subset(load_cifar10("test"), n_images)
+    return pixel_explorer(models, images, {n: results.gradient_maps[n] for n in names}, EPS,
+                          results.settings["pgd_steps"], results.settings["seed"])
