@@ -86,3 +86,27 @@ def test_as_jpeg_is_small_and_valid(tiny_set):
                               tiny_set.classes)
     img = plots.as_jpeg(fig)
     assert img.data[:2] == b"\xff\xd8" and len(img.data) < 200_000
+
+
+def test_pixel_explorer_builds_and_redraws(tiny_set):
+    from advlab.widgets import pixel_explorer
+    models = {"tiny": Tiny().eval(), "other": nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 4))}
+    maps = {name: torch.rand(16, 16, generator=torch.Generator().manual_seed(k))
+            for k, name in enumerate(models)}
+    box = pixel_explorer(models, tiny_set, maps, eps=0.1, steps=2)
+    (choose, model), (kind, p) = box.children[0].children, box.children[1].children
+    assert choose.options[1] == ("1: one", 1) and kind.options == ("top", "bottom", "random")
+
+    def shown() -> bytes:
+        outputs = box.children[2].outputs
+        assert len(outputs) == 1
+        return outputs[0]["data"]["image/jpeg"]
+
+    first = shown()
+    p.value = 0.5
+    assert shown() != first
+    kind.value = "bottom"
+    model.value = "other"
+    choose.value = 2
+    p.value, kind.value, model.value, choose.value = 0.1, "top", "tiny", 0
+    assert shown() == first            # the same settings draw the same picture
