@@ -708,18 +708,28 @@ FIGURE_GROUPS = {
 }
 
 
+FIGURES = ("ch03_examples", *FIGURE_GROUPS, "ch03_adaptive")
+
+
+def make_figure(results: Ch03Results, stem: str):
+    """One of the chapter's figures by file stem (see :data:`FIGURES`)."""
+    from .. import plots
+    if stem == "ch03_examples":
+        return plots.plot_processed(results.examples, results.classes)
+    if stem == "ch03_adaptive":
+        return plots.plot_adaptive_curves(results.adaptive)
+    if stem not in FIGURE_GROUPS:
+        raise ValueError(f"unknown figure {stem!r}; choose one of {FIGURES}")
+    title, families = FIGURE_GROUPS[stem]
+    sub = results.curves[results.curves.family.isin(families)]
+    return plots.plot_rate_curves(sub, title=f"Defence success rate: {title}")
+
+
 def make_figures(results: Ch03Results) -> dict:
     """The source study's Figures 2-6 (processed images and deltas; success rate against
     normalised L2 per family and attack) and the adaptive comparison, by file stem."""
-    from .. import plots
-    figs = {}
-    if results.examples:
-        figs["ch03_examples"] = plots.plot_processed(results.examples, results.classes)
-    for stem, (title, families) in FIGURE_GROUPS.items():
-        sub = results.curves[results.curves.family.isin(families)]
-        figs[stem] = plots.plot_rate_curves(sub, title=f"Defence success rate: {title}")
-    figs["ch03_adaptive"] = plots.plot_adaptive_curves(results.adaptive)
-    return figs
+    return {stem: make_figure(results, stem) for stem in FIGURES
+            if stem != "ch03_examples" or results.examples}
 
 
 def setup(profile: str | None = None, model_name: str = "efficientnet_lite0", device=None,
