@@ -315,16 +315,20 @@ def adversarial(model, images: ImageSet, attack: str, strength, cfg, pieces, bas
                    seed=cfg["seed"], progress=progress, **params)[strength / 255]
 
 
+def _oblivious_key(base, settings_, cfg, attack, strength) -> dict:
+    return _key(base, settings_, attack=attack, strength=strength,
+                steps=cfg["ifgsm_steps"] if attack == "I-FGSM" else None,
+                deepfool=(cfg["deepfool_steps"], cfg["deepfool_candidates"])
+                if attack == "DeepFool" else None)
+
+
 def run_oblivious(model, images, settings_, cfg, pieces, base, device, progress) -> pd.DataFrame:
     """The source study's experiment: every (attack, strength) against the bare classifier,
     then every defence on the result.  One cache piece per (attack, strength)."""
     mean, std = model_normalisation(model)
     rows = []
     for attack, strength in tqdm(attack_jobs(cfg), desc="oblivious attacks", disable=not progress):
-        key = _key(base, settings_, attack=attack, strength=strength,
-                   steps=cfg["ifgsm_steps"] if attack == "I-FGSM" else None,
-                   deepfool=(cfg["deepfool_steps"], cfg["deepfool_candidates"])
-                   if attack == "DeepFool" else None)
+        key = _oblivious_key(base, settings_, cfg, attack, strength)
 
         def compute():
             x_adv = adversarial(model, images, attack, strength, cfg, pieces, base, progress)
@@ -642,6 +646,16 @@ def cached_table(pieces: Pieces, name: str, key: dict, compute) -> pd.DataFrame:
                          for c, v in stored.items() if c != "device"})
 
 
+def example_index(images: ImageSet, settings_, cfg, pieces: Pieces, base: dict) -> int:
+    """The first image that FGSM at the middle strength fools (read from that attack's cache
+    piece, which :func:`run_oblivious` has filled), else 0."""
+    strength = cfg["fgsm_eps"][len(cfg["fgsm_eps"]) // 2]
+    piece = pieces.get("oblivious", _oblivious_key(base, settings_, cfg, "FGSM", strength),
+                       lambda: {"undefended": images.y})     # not reached after run_oblivious
+    fooled = (piece["undefended"] != images.y).nonzero().flatten()
+    return int(fooled[0]) if len(fooled) else 0
+
+
 def example_views(model, images: ImageSet, settings_, cfg, pieces: Pieces, base: dict,
                   index: int = 0, device=None) -> dict:
     """The source study's Figure 2 for one image: FGSM at the middle strength, each
@@ -774,7 +788,8 @@ def run(profile: str | None = None, model_name: str = "efficientnet_lite0", devi
     tol = cached_table(pieces, "tv_tolerance", dict(base, keep=list(cfg["tvm_keep"]), steps=cfg["tvm_steps"],
                                                     n=cfg["tv_check_images"], weight=cfg["tv_weight"]),
                        lambda: tv_tolerance(images.x[:cfg["tv_check_images"]].to(dev), cfg))
-    examples = example_views(model, images, settings_, cfg, pieces, base, device=dev)
+    examples = example_views(model, images, settings_, cfg, pieces, base,
+                             index=example_index(images, settings_, cfg, pieces, base), device=dev)
     info = RunInfo(CHAPTER, profile, device_name(dev), model_name, time.time() - t0, pieces.note(),
                    backend_name(dev, model=model))
     return Ch03Results(clean, curves, adaptive, claims_table(curves, clean), cost_t, tol, info,
