@@ -84,17 +84,8 @@ class Table:
     def _label_columns(self) -> list:
         return list(self.cells.columns[:self.labels])
 
-    def _shown(self) -> pd.DataFrame:
-        """Cells with a repeated value of the first label column blanked (grouped rows)."""
-        out = self.cells.copy()
-        if self.labels > 1 and len(out):
-            first = out.columns[0]
-            repeat = out[first].eq(out[first].shift())
-            out.loc[repeat, first] = ""
-        return out
-
     def _repr_html_(self) -> str:
-        shown = self._shown()
+        shown = self.cells
         styler = (shown.style.hide(axis="index")
                   .set_caption(html.escape(self.caption))
                   .set_properties(subset=self._label_columns(), **{"text-align": "left"})
@@ -106,7 +97,7 @@ class Table:
         return styler.to_html() + note
 
     def _repr_markdown_(self) -> str:
-        shown = self._shown()
+        shown = self.cells
         esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
         head = "| " + " | ".join(esc(c) for c in shown.columns) + " |"
         align = "|" + "|".join(":--" if i < self.labels else "--:" for i in range(shown.shape[1])) + "|"
@@ -119,7 +110,7 @@ class Table:
         return "\n".join(out) + "\n"
 
     def __repr__(self) -> str:
-        text = self._shown().to_string(index=False)
+        text = self.cells.to_string(index=False)
         return "\n".join(filter(None, [self.caption, text, self.note]))
 
 
@@ -140,6 +131,9 @@ def make_table(df: pd.DataFrame, name: str, caption: str, *, percent: Sequence[s
         cells = cells.set_index(cells.columns[0]).T.reset_index()
         cells.columns = ["", *cells.columns[1:]]
         labels = 1
+    if labels > 1 and len(cells):   # rows grouped by the first label: show it once per group
+        first = cells.columns[0]
+        cells.loc[cells[first].eq(cells[first].shift()), first] = ""
     code_like = [str(c) for c in cells.columns if CODE_NAME.match(str(c))]
     if code_like:
         raise ValueError(f"column headers are for readers, not code names: {code_like}")

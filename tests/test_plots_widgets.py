@@ -39,9 +39,9 @@ def test_example_views_shapes_and_vote(tiny_set):
 
 
 def test_summary_figures_from_tables():
-    per_draw = ch01.SEED_TABLE.assign(kernel="5x5", draw=0)
+    per_draw = ch01.SOURCE_TABLE.assign(kernel="5x5", draw=0)
     table = summarise_draws(per_draw, ["kernel", "noise_sigma"], ch01.METRICS, 975)
-    assert len(plots.plot_noise_curves(table, ch01.SEED_TABLE).axes) == 2
+    assert len(plots.plot_noise_curves(table, ch01.SOURCE_TABLE).axes) == 2
     import pandas as pd
     attacks = pd.DataFrame([
         {"attack": "none", "attacker": "-", "eps_255": 0.0, "acc_ns": .9, "acc_maj": .9, "reject": 0.0},
