@@ -73,20 +73,26 @@ def plot_calibration(calibration: pd.DataFrame, chosen: dict) -> plt.Figure:
     """Undefended accuracy on the 50/50 mixed set against attack strength, with the paper's
     Table 1 value as a dashed line and the chosen strength circled."""
     attacks = list(dict.fromkeys(calibration.attack))
-    fig, axes = plt.subplots(1, len(attacks), figsize=(4.2 * len(attacks), 3.2), squeeze=False,
+    # two panels a row (four attacks: a 2x2 grid) so that each panel stays readable on a page
+    cols = min(2, len(attacks))
+    rows = -(-len(attacks) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.3 * rows), squeeze=False,
                              sharey=True)
-    for ax, name in zip(axes[0], attacks):
+    for ax, name in zip(axes.flat, attacks):
         t = calibration[calibration.attack == name]
         ax.plot(t.strength, t.mixed_acc, "-o", ms=4)
         ax.axhline(float(t.target.iloc[0]), color="k", ls="--", lw=1, label="paper's Table 1")
         pick = t[t.strength == chosen[name]]
         ax.plot(pick.strength, pick.mixed_acc, "o", ms=12, mfc="none", mec="C3", mew=2,
                 label=f"chosen: {chosen[name]:g}")
-        ax.set_xlabel("gamma (max. share of pixels)" if name == "jsma" else "epsilon (L-inf)")
+        ax.set_xlabel("γ (largest share of changed pixels)" if name == "jsma" else "ε (L∞ budget)")
         ax.set_xlim(min(t.strength) * 0.9, max(t.strength) * 1.05)
         ax.set_title(ATTACK_NAMES.get(name, name))
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper right")
         ax.grid(alpha=0.3)
-    axes[0, 0].set_ylabel("undefended accuracy, mixed set")
+    for ax in axes.flat[len(attacks):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("undefended accuracy,\nmixed set")
     fig.tight_layout()
     return fig
