@@ -30,6 +30,9 @@ NAME = re.compile(r"^tab-[a-z0-9]+(-[a-z0-9]+)*$")
 #: A header that looks like a variable name (``acc_ns``, ``fit_detection_acc``): not for readers.
 CODE_NAME = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)+$")
 MISSING = "–"
+#: An interval "[49.1, 55.9]" is shown with a no-break space, so a narrow column wraps a cell
+#: between the value and its interval, never inside the interval.
+_INTERVAL = re.compile(r"\[([^\[\],]*), ([^\[\],]*)\]")
 
 
 def _percent(v: float, decimals: int) -> str:
@@ -84,8 +87,12 @@ class Table:
     def _label_columns(self) -> list:
         return list(self.cells.columns[:self.labels])
 
+    def _shown(self) -> pd.DataFrame:
+        """The cells as displayed: intervals kept on one line."""
+        return self.cells.map(lambda v: _INTERVAL.sub("[\\1,\u00a0\\2]", str(v)))
+
     def _repr_html_(self) -> str:
-        shown = self.cells
+        shown = self._shown()
         styler = (shown.style.hide(axis="index")
                   .set_caption(html.escape(self.caption))
                   .set_properties(subset=self._label_columns(), **{"text-align": "left"})
@@ -97,7 +104,7 @@ class Table:
         return styler.to_html() + note
 
     def _repr_markdown_(self) -> str:
-        shown = self.cells
+        shown = self._shown()
         esc = lambda s: str(s).replace("|", "\\|").replace("\n", " ")  # noqa: E731
         head = "| " + " | ".join(esc(c) for c in shown.columns) + " |"
         align = "|" + "|".join(":--" if i < self.labels else "--:" for i in range(shown.shape[1])) + "|"

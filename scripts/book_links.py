@@ -52,7 +52,7 @@ def badge_source(home: str, tag: str, notebook: str) -> str:
 
 
 def install_source(home: str, tag: str) -> str:
-    return ("# Colab or Binder: install the book's helper package, the release these pages were made with\n"
+    return ("# Colab or Binder: install advlab, the release these pages were made with\n"
             "try:\n"
             "    import advlab  # noqa: F401\n"
             "except ImportError:\n"

@@ -110,12 +110,13 @@ def test_tables_for_readers():
     per_draw = pd.concat([ch01.SOURCE_TABLE.assign(kernel=k, draw=0) for k in ("5x5", "7x7")])
     table = summarise_draws(per_draw, ["kernel", "noise_sigma"], ch01.METRICS, 975)
     md = make_table(ch01.noise_table(table, "5x5"), "tab-ch01-noise-5x5", "c")._repr_markdown_()
+    md = md.replace("\u00a0", " ")   # intervals are shown with a no-break space
     assert "| Noise σ | No smoothing | Single blur | Double blur | 2-of-3 vote | Reject rate |" in md
     assert any(line.startswith("| 0.125 | 65.2% [62.2, 68.2] | 71.5% [68.6, 74.2] |") for line in md.splitlines())
     comparison = make_table(ch01.comparison_table(ch01.source_comparison(table), "efficientnet_lite0"),
                             "tab-ch01-source", "c")
-    assert list(comparison.cells.columns) == ["Rate", "Model", "σ = 0", "σ = 0.125", "σ = 0.25", "σ = 0.375"]
-    assert comparison.cells.iloc[1].tolist() == ["", "Source study (ResNet-50)",
+    assert list(comparison.cells.columns) == ["Rate", "Source", "σ = 0", "σ = 0.125", "σ = 0.25", "σ = 0.375"]
+    assert comparison.cells.iloc[1].tolist() == ["", "Source study",
                                                  "88.2%", "65.2%", "34.2%", "9.0%"]
     assert "draws" in ch01.draw_spread(table)
     attacks = pd.DataFrame([{"attack": "none", "attacker": "-", "eps_255": 0.0, **dict.fromkeys(ch01.METRICS, 0.5)},
@@ -123,5 +124,9 @@ def test_tables_for_readers():
                              **dict.fromkeys(ch01.METRICS, 0.25)}])
     t = make_table(ch01.attack_table(attacks), "tab-ch01-attacks", "c")
     assert t.cells.iloc[1].tolist()[:4] == ["PGD", "ignores the defence", "2", "25.0%"]
+    one = make_table(ch01.attack_table(attacks, "ignores defence"), "tab-ch01-attacks-plain", "c")
+    assert list(one.cells.columns[:3]) == ["Attack", "ε (× 1/255)", "Undefended"]
+    assert one.cells.iloc[1].tolist()[:3] == ["PGD", "2", "25.0%"] and len(one.cells) == 2
+    assert len(ch01.attack_table(attacks, "adaptive (through blur+vote)")) == 1   # the clean row
     k = make_table(ch01.kernel_table(ch01.kernel_check()), "tab-ch01-kernels", "c")
     assert k.cells.shape == (2, 3) and k.cells.iloc[0, 2].endswith("%")

@@ -106,7 +106,7 @@ def test_tables_for_readers_put_the_headline_first():
         {"source study": "advlab, fit on validation", "paper": "advlab, fit on test (as the source study)"}))
     t2 = make_table(ch02.table2_view(ch02._beside_source(ours, ch02.SOURCE_TABLE2)), "tab-ch02-table2", "c")
     assert list(t2.cells.columns[:3]) == ["Attack", "Source", "Detection accuracy"]
-    assert t2.cells.iloc[0].tolist() == ["FGSM", "This book, L, H, C fitted on validation", "92.9%",
+    assert t2.cells.iloc[0].tolist() == ["FGSM", "This book, validation fit", "92.9%",
                                          "4,445", "515", "4,766", "194"]
     assert t2.cells.iloc[2, 0] == "" and t2.cells.iloc[4, 0] == "BIM"   # grouped by attack
     adaptive = pd.DataFrame([{"attack": "Adaptive PGD + EOT", "eps": 0.25, "n": 1000, "undefended_acc": 0.01,

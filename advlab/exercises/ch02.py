@@ -66,8 +66,9 @@ def ch02_ex3(shares: dict, model, x: torch.Tensor, pred: torch.Tensor, batch_siz
             "count the digits whose agreement is 5, divided by all digits.")
     same = float((predict(model.eval(), x, batch_size, amp=False) == pred).float().mean())
     assert math.isclose(float(shares[28]), same, abs_tol=1e-6)  # 28-pixel crops are the digit itself
-    ok("Exercise 3", f"All five crops agree on {shares[24]:.1%} of the digits at 24 pixels "
-        f"and {shares[28]:.1%} at 28, where every crop is the digit itself.")
+    # the confirmation is shown in the book: it must not give the measured shares away
+    ok("Exercise 3", "The four shares match the measurement, and at 28 pixels, where every crop "
+       "is the digit itself, the agreement is that of the deterministic LeNet.")
 
 
 CHECKERS: dict[str, Callable] = {"ch02-ex1": ch02_ex1, "ch02-ex2": ch02_ex2, "ch02-ex3": ch02_ex3}

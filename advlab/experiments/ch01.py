@@ -307,27 +307,35 @@ def draw_spread(table: pd.DataFrame) -> str:
 
 def comparison_table(comparison: pd.DataFrame, model_name: str) -> pd.DataFrame:
     """:func:`source_comparison` turned on its side: a row per rate and source, a column per
-    noise sigma."""
-    ours = f"This book ({MODEL_TITLES.get(model_name, model_name)})"
+    noise sigma (the models belong in the caption: this book's ``model_name``, the source
+    study's ResNet-50)."""
     rows = []
     for m, label in _metric_labels().items():
-        for who, name in (("advlab", ours), (SOURCE_LABEL, "Source study (ResNet-50)")):
-            rows.append({"Rate": label, "Model": name,
+        for who, name in (("advlab", "This book"), (SOURCE_LABEL, "Source study")):
+            rows.append({"Rate": label, "Source": name,
                          **{f"σ = {s:g}": comparison.loc[s, (m, who)] for s in comparison.index}})
     out = pd.DataFrame(rows)
     out.attrs = {"percent": [c for c in out.columns if c.startswith("σ")], "labels": 2}
     return out
 
 
-def attack_table(attacks: pd.DataFrame) -> pd.DataFrame:
-    """:func:`run_attacks`' rows for readers."""
+def attack_table(attacks: pd.DataFrame, attacker: str | None = None) -> pd.DataFrame:
+    """:func:`run_attacks`' rows for readers; with ``attacker`` (a key of
+    :data:`ATTACKER_LABELS`) only that attacker's rows and the clean row, without the
+    attacker column."""
     labels = _metric_labels()
+    if attacker is not None:
+        if attacker not in ATTACKER_LABELS:
+            raise KeyError(f"attacker must be one of {sorted(ATTACKER_LABELS)}, got {attacker!r}")
+        attacks = attacks[(attacks.attack == "none") | (attacks.attacker == attacker)]
     out = attacks.assign(attack=attacks.attack.replace({"none": "None (clean)"}),
                          attacker=attacks.attacker.map(ATTACKER_LABELS).fillna("–"))
     out = out.rename(columns={"attack": "Attack", "attacker": "Attacker", "eps_255": "ε (× 1/255)",
                               **{m: ("Undefended" if m == "acc_ns" else labels[m]) for m in METRICS}})
-    out = out[["Attack", "Attacker", "ε (× 1/255)", "Undefended", *[labels[m] for m in METRICS[1:]]]]
-    out.attrs = {"percent": ["Undefended", *[labels[m] for m in METRICS[1:]]], "labels": 2}
+    keep = ["Attack", *([] if attacker else ["Attacker"]), "ε (× 1/255)", "Undefended",
+            *[labels[m] for m in METRICS[1:]]]
+    out = out[keep]
+    out.attrs = {"percent": ["Undefended", *[labels[m] for m in METRICS[1:]]], "labels": len(keep) - 6}
     return out.reset_index(drop=True)
 
 

@@ -415,8 +415,8 @@ def run(profile: str | None = None, model_name: str = "lenet", device=None, use_
 
 
 # --------------------------------------------------------------------------- tables for readers
-SOURCE_LABELS = {"advlab, fit on validation": "This book, L, H, C fitted on validation",
-                 "advlab, fit on test (as the source study)": "This book, fitted on test",
+SOURCE_LABELS = {"advlab, fit on validation": "This book, validation fit",
+                 "advlab, fit on test (as the source study)": "This book, test fit",
                  "source study": "Source study", "paper": "Paper"}
 
 
