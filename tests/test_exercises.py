@@ -46,7 +46,8 @@ def run_solution(ex: str, **context) -> None:
     exec(compile(check, f"<{ex} check>", "exec"), ns)
 
 
-@pytest.mark.parametrize("ex", ["ch01-ex1", "ch01-ex2", "ch01-ex3", "ch02-ex1", "ch02-ex2"])
+@pytest.mark.parametrize("ex", ["ch00-ex1", "ch00-ex2", "ch01-ex1", "ch01-ex2", "ch01-ex3",
+                                "ch02-ex1", "ch02-ex2"])
 def test_checker_accepts_the_solution(ex, capsys):
     run_solution(ex)
     assert "correct" in capsys.readouterr().out
@@ -56,6 +57,17 @@ def test_checker_accepts_the_solution(ex, capsys):
 def test_stubs_are_reported_as_missing(ex):
     with pytest.raises(AssertionError):
         exercises.check(ex, ..., *([None] * 3 if ex == "ch02-ex3" else []))
+
+
+def test_ch00_wrong_answers_raise():
+    with pytest.raises(AssertionError, match="whole batch"):        # one norm for the batch
+        exercises.check("ch00-ex1", lambda g, eps, norm: eps * (g.sign() if norm == "linf" else g / g.norm()))
+    with pytest.raises(AssertionError, match="linf"):               # the gradient, not its sign
+        exercises.check("ch00-ex1", lambda g, eps, norm: eps * g)
+    with pytest.raises(AssertionError, match="inside the ball"):    # always onto the sphere
+        exercises.check("ch00-ex2", lambda d, eps: eps * d / d.flatten(1).norm(dim=1).view(-1, 1, 1, 1))
+    with pytest.raises(AssertionError, match="Not yet"):            # clipping pixels is not projecting
+        exercises.check("ch00-ex2", lambda d, eps: d.clamp(-eps, eps))
 
 
 def test_ch01_wrong_answers_raise():

@@ -96,3 +96,52 @@ def plot_calibration(calibration: pd.DataFrame, chosen: dict) -> plt.Figure:
         ax.set_ylabel("undefended accuracy,\nmixed set")
     fig.tight_layout()
     return fig
+
+
+def plot_budget_curves(attacks: pd.DataFrame) -> plt.Figure:
+    """Chapter 0: the target's accuracy against the budget, one panel per norm; solid lines for
+    the white-box attacks, dashed for the same attacks transferred from the surrogate."""
+    titles = {"fgsm": "FGSM (one step)", "pgd": "PGD", "fgm": "FGM (one step)", "l2_pgd": "L2 PGD"}
+    clean = float(attacks[attacks.attack == "none"].accuracy.iloc[0])
+    norms = [n for n in ("linf", "l2") if (attacks.norm == n).any()]
+    fig, axes = plt.subplots(1, len(norms), figsize=(5.2 * len(norms), 3.8), squeeze=False,
+                             sharey=True)
+    for ax, norm in zip(axes[0], norms):
+        t = attacks[attacks.norm == norm]
+        for i, name in enumerate(dict.fromkeys(t.attack)):
+            for knowledge, style in (("white box", "-o"), ("black box (transfer)", "--s")):
+                r = t[(t.attack == name) & (t.knowledge == knowledge)].sort_values("eps")
+                ax.plot([0, *r.eps], [clean, *r.accuracy], style, ms=4, color=f"C{i}",
+                        label=f"{titles.get(name, name)}, {knowledge}")
+        ax.set_xlabel("ε, " + ("L∞ (largest pixel change)" if norm == "linf" else "L2 (Euclidean)"))
+        ax.set_title("L∞ budget" if norm == "linf" else "L2 budget")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0, 0].set_ylabel("accuracy of the target LeNet")
+    fig.tight_layout()
+    return fig
+
+
+def plot_steepest_ascent(example: dict) -> plt.Figure:
+    """Chapter 0: the unit L∞ and L2 balls in two dimensions, a gradient, and the step of
+    steepest ascent each norm allows (a corner of the square, a point of the circle)."""
+    import numpy as np
+    g, linf, l2 = (example[k].numpy() for k in ("gradient", "linf", "l2"))
+    fig, ax = plt.subplots(figsize=(4.6, 4.6))
+    ax.add_patch(plt.Rectangle((-1, -1), 2, 2, fill=False, lw=1.5, color="C0", label="L∞ ball, ε = 1"))
+    t = np.linspace(0, 2 * np.pi, 200)
+    ax.plot(np.cos(t), np.sin(t), color="C1", lw=1.5, label="L2 ball, ε = 1")
+    ax.annotate("", g, (0, 0), arrowprops=dict(arrowstyle="->", color="k", lw=1.5))
+    ax.text(g[0] * 0.45 - 0.15, g[1] * 0.45 + 0.12, "gradient g", fontsize=9, rotation=20)
+    for vec, color, text in ((linf, "C0", "L∞ step: ε·sign(g)"), (l2, "C1", "L2 step: ε·g/‖g‖")):
+        ax.plot(*vec, "o", color=color, ms=8)
+        ax.annotate("", vec, (0, 0), arrowprops=dict(arrowstyle="->", color=color, lw=1.2, ls="--"))
+        ax.text(vec[0] + 0.05, vec[1] + (0.08 if color == "C0" else -0.16), text, fontsize=9, color=color)
+    ax.set_xlim(-1.4, 1.6), ax.set_ylim(-1.4, 1.6)
+    ax.set_aspect("equal")
+    ax.axhline(0, color="0.8", lw=0.8), ax.axvline(0, color="0.8", lw=0.8)
+    ax.set_xlabel("δ₁ (change of pixel 1)"), ax.set_ylabel("δ₂ (change of pixel 2)")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    return fig
