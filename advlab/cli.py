@@ -1,4 +1,5 @@
-"""Command line: ``advlab run <chapter> --profile smoke|full`` runs a chapter headless.
+"""Command line: ``advlab run <chapter> --profile smoke|full`` runs a chapter headless;
+``advlab train-prm`` trains the PRMs Chapter 5 ships.
 
 It calls the same experiment functions as the chapter's notebook and writes the tables (CSV),
 the settings and run-info (JSON) and the figures (PNG) to ``--out``.  Errors the user can fix
@@ -18,7 +19,7 @@ from typing import Iterator
 from .inference import BACKEND_ENV, BACKENDS
 
 CHAPTERS = {"ch00": "advlab.experiments.ch00", "ch01": "advlab.experiments.ch01",
-            "ch02": "advlab.experiments.ch02"}
+            "ch02": "advlab.experiments.ch02", "ch05": "advlab.experiments.ch05"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,8 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run one chapter's experiment")
     run.add_argument("chapter", choices=sorted(CHAPTERS))
-    run.add_argument("--profile", choices=("smoke", "full"), default=None,
-                     help="default: $ADVLAB_PROFILE, else smoke")
+    run.add_argument("--profile", choices=("smoke", "full", "paper"), default=None,
+                     help="default: $ADVLAB_PROFILE, else smoke (paper: chapters that define it)")
     run.add_argument("--model", default=None,
                      help="the chapter's model (default: its own); ImageNet chapters: "
                           "efficientnet_lite0 (offline), resnet50, inception_v3")
@@ -39,6 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-cache", action="store_true", help="recompute everything")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    train = sub.add_parser("train-prm", help="train the PRMs Chapter 5 ships (one per lambda)")
+    train.add_argument("--out", type=Path, default=Path("advlab/resources"),
+                       help="folder for the weights, prm_weights.json and PRM_PROVENANCE.md")
+    train.add_argument("--lambdas", type=float, nargs="+", default=None,
+                       help="default: advlab.experiments.ch05.PRM_LAMBDAS")
+    train.add_argument("--device", default=None, help="cpu, cuda ... (default: CUDA if present)")
+    train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return parser
 
 
@@ -68,7 +77,7 @@ def user_errors() -> tuple[type[Exception], ...]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return run_chapter(args)
+        return train_prm(args) if args.command == "train-prm" else run_chapter(args)
     except user_errors() as err:
         if args.debug:
             raise
@@ -91,6 +100,15 @@ def run_chapter(args: argparse.Namespace) -> int:
     written += save_figures(module.make_figures(results), out)
     print(results.info.line())
     for path in written:
+        print(f"wrote {path}")
+    return 0
+
+
+def train_prm(args: argparse.Namespace) -> int:
+    """``advlab train-prm``: Chapter 5's PRMs, written with their manifest and provenance."""
+    from .experiments import ch05
+    lambdas = ch05.PRM_LAMBDAS if args.lambdas is None else tuple(args.lambdas)
+    for path in ch05.train_shipped_prms(args.out, lambdas, args.device, progress=not args.quiet):
         print(f"wrote {path}")
     return 0
 

@@ -119,8 +119,32 @@ def test_explorer_works_with_ipywidgets_7():
                "ADVLAB_IPYWIDGETS_UNDER_TEST": folder.name}
         code = ("import ipywidgets, sys, pytest; assert ipywidgets.__version__.startswith('7'), "
                 "ipywidgets.__version__; sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', "
-                f"'{__file__}', '-k', 'explorer_builds']))")
+                f"'{__file__}', '-k', 'explorer_builds']))")   # every explorer's test
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                               env=env, cwd=root, timeout=300)
         assert proc.returncode == 0, f"{folder.name}: " + proc.stdout[-3000:] + proc.stderr[-3000:]
-        assert "1 passed" in proc.stdout
+        assert " passed" in proc.stdout and "failed" not in proc.stdout
+
+
+def test_pixel_explorer_builds_and_redraws(tiny_set):
+    from advlab.widgets import pixel_explorer
+    models = {"tiny": Tiny().eval(), "other": nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 4))}
+    maps = {name: torch.rand(16, 16, generator=torch.Generator().manual_seed(k))
+            for k, name in enumerate(models)}
+    box = pixel_explorer(models, tiny_set, maps, eps=0.1, steps=2)
+    (choose, model), (kind, p) = box.children[0].children, box.children[1].children
+    assert choose.options[1] == ("1: one", 1) and kind.options == ("top", "bottom", "random")
+
+    def shown() -> bytes:
+        outputs = box.children[2].outputs
+        assert len(outputs) == 1
+        return outputs[0]["data"]["image/jpeg"]
+
+    first = shown()
+    p.value = 0.5
+    assert shown() != first
+    kind.value = "bottom"
+    model.value = "other"
+    choose.value = 2
+    p.value, kind.value, model.value, choose.value = 0.1, "top", "tiny", 0
+    assert shown() == first            # the same settings draw the same picture

@@ -12,6 +12,7 @@ from . import standard
 from .adaptive import BPDA, EOT
 from .base import Attack, model_device, run, runner_up
 from .jsma import random_targets
+from .one_pixel import OnePixel
 from .pgd import PGD, pgd
 
 # name -> factory; keyword arguments of ``run`` go to the factory.
@@ -19,6 +20,7 @@ ATTACKS = {
     "fgsm": standard.fgsm, "fgm": standard.fgm, "bim": standard.bim, "l2_bim": standard.l2_bim,
     "pgd": standard.pgd, "l2_pgd": standard.l2_pgd, "bim_a": standard.bim_a,
     "deepfool": standard.deepfool, "cw": standard.cw, "jsma": standard.JSMA,
+    "one_pixel": OnePixel,
 }
 
 
@@ -29,5 +31,5 @@ def make(name: str, **params) -> Attack:
     return ATTACKS[name](**params)
 
 
-__all__ = ["ATTACKS", "Attack", "BPDA", "EOT", "PGD", "make", "model_device", "pgd",
+__all__ = ["ATTACKS", "Attack", "BPDA", "EOT", "OnePixel", "PGD", "make", "model_device", "pgd",
            "random_targets", "run", "runner_up"]

@@ -145,3 +145,69 @@ def plot_steepest_ascent(example: dict) -> plt.Figure:
     ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+MASK_COLOURS = {"top": "C0", "bottom": "C3", "random": "C7"}
+
+
+def plot_masked_pgd(table: pd.DataFrame) -> plt.Figure:
+    """Top-1 accuracy against the fraction p of pixels that keep the PGD perturbation, for the
+    top-, bottom- and random-p% masks of the gradient map (Chapter 5): the post-hoc blend as
+    lines with Wilson bands, PGD restricted to the mask as open markers."""
+    groups = list(dict.fromkeys(zip(table.dataset, table.model)))
+    fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.8), squeeze=False)
+    for ax, (dataset, model) in zip(axes[0], groups):
+        t = table[(table.dataset == dataset) & (table.model == model)]
+        clean = t[t.method == "clean"].acc.iloc[0]
+        for kind, colour in MASK_COLOURS.items():
+            b = t[(t.method == "post-hoc blend") & (t.kind == kind)].sort_values("p")
+            ax.plot([0, *b.p], [clean, *b.acc], "-o", color=colour, ms=3, label=f"{kind}-p% (blend)")
+            ax.fill_between(b.p, b.acc_lo, b.acc_hi, color=colour, alpha=0.15)
+            r = t[(t.method == "restricted PGD") & (t.kind == kind)]
+            if len(r):
+                ax.errorbar(r.p, r.acc, [r.acc - r.acc_lo, r.acc_hi - r.acc], fmt="s", mfc="none",
+                            color=colour, ms=6, capsize=2, label=f"{kind}-p% (restricted)")
+        ax.set(title=f"{dataset}, {model}", xlabel="p (fraction of pixels perturbed)",
+               ylabel="top-1 accuracy", ylim=(0, 1))
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_prm_lambda(table: pd.DataFrame) -> plt.Figure:
+    """The PRM's IoU of the top gradient pixels with its designated pixels, and its accuracy
+    (with Wilson bands), against lambda (Chapter 5)."""
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    ax.plot(table["lambda"], table.iou, "-o", color="C1", ms=4, label="IoU (top-25% vs lattice)")
+    ax.plot(table["lambda"], table.acc, "-s", color="C0", ms=4, label="top-1 accuracy")
+    ax.fill_between(table["lambda"], table.acc_lo, table.acc_hi, color="C0", alpha=0.2)
+    ax.axhline(0.25 / 1.75, color="grey", ls=":", lw=1, label="IoU of a random 25% mask")
+    ax.set(xlabel="lambda", ylim=(0, 1.02))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_defence_table(table: pd.DataFrame) -> plt.Figure:
+    """Accuracy of each defence (colours) under each attack (rows), gray-box and white-box,
+    with 95% Wilson intervals (Chapter 5's version of the study's table)."""
+    t = table.assign(label=[f"{a} ({w})" if w != "-" else a for a, w in zip(table.attack, table.attacker)])
+    labels = list(dict.fromkeys(t.label))
+    defences = list(dict.fromkeys(t.defence))
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * len(labels) * 1.6 + 1))
+    height = 0.8 / len(defences)
+    for j, d in enumerate(defences):
+        s = t[t.defence == d].set_index("label").reindex(labels)
+        pos = [i + (j - (len(defences) - 1) / 2) * height for i in range(len(labels))]
+        ax.errorbar(s.acc, pos, xerr=[(s.acc - s.acc_lo).clip(lower=0), (s.acc_hi - s.acc).clip(lower=0)],
+                    fmt="o", ms=4,
+                    capsize=2, color=f"C{j}", label=d)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set(xlabel="top-1 accuracy (95% Wilson interval)", xlim=(0, 1))
+    ax.grid(alpha=0.3, axis="x")
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
