@@ -163,7 +163,7 @@ def load_imagenet_samples(colour_only: bool = True, limit: int | None = None, re
     Each image is resized (shorter side ``resize``) and centre-cropped to ``crop`` x ``crop``.
     Labels are the positions of the wnids in the sorted list of all 1,000 wnids.  25 images are
     greyscale (23 single-channel files, 2 RGB files with equal channels); ``colour_only`` drops
-    them, leaving the seed's 975.  ``limit`` keeps the first ``limit`` images after filtering.
+    them, leaving the source study's 975.  ``limit`` keeps the first ``limit`` images after filtering.
 
     The decoded uint8 images are cached under ``$ADVLAB_CACHE/decoded``, keyed by the manifest
     (every file's sha256) and these arguments, so the JPEGs are decoded once per cache.

@@ -1,6 +1,6 @@
 """Every metric of the book: accuracy with honest uncertainty (Wilson and Clopper-Pearson
 intervals, spread over repeated draws), the Clopper-Pearson lower bound that certification
-needs, and detection metrics (confusion counts, the seed's Table 3 breakdown, ROC hull)."""
+needs, and detection metrics (confusion counts, the source study's Table 3 breakdown, ROC hull)."""
 from __future__ import annotations
 
 import numpy as np
@@ -95,7 +95,7 @@ def detection_counts(flagged: torch.Tensor, is_adv: torch.Tensor) -> dict:
 
 def labelled_clean_breakdown(flagged: torch.Tensor, is_adv: torch.Tensor, pred: torch.Tensor,
                              y: torch.Tensor) -> dict:
-    """The seed's Table 3 (Chapter 2): among the images declared clean, the share of
+    """The source study's Table 3 (Chapter 2): among the images declared clean, the share of
     clean/adversarial images classified correctly/incorrectly, and the classification
     accuracy on them."""
     kept = ~flagged.bool()

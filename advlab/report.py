@@ -30,6 +30,9 @@ NAME = re.compile(r"^tab-[a-z0-9]+(-[a-z0-9]+)*$")
 #: A header that looks like a variable name (``acc_ns``, ``fit_detection_acc``): not for readers.
 CODE_NAME = re.compile(r"^[a-z][a-z0-9]*(_[a-z0-9]+)+$")
 MISSING = "–"
+#: An interval "[49.1, 55.9]" is shown with a no-break space, so a narrow column wraps a cell
+#: between the value and its interval, never inside the interval.
+_INTERVAL = re.compile(r"\[([^\[\],]*), ([^\[\],]*)\]")
 
 
 def _percent(v: float, decimals: int) -> str:
@@ -85,13 +88,8 @@ class Table:
         return list(self.cells.columns[:self.labels])
 
     def _shown(self) -> pd.DataFrame:
-        """Cells with a repeated value of the first label column blanked (grouped rows)."""
-        out = self.cells.copy()
-        if self.labels > 1 and len(out):
-            first = out.columns[0]
-            repeat = out[first].eq(out[first].shift())
-            out.loc[repeat, first] = ""
-        return out
+        """The cells as displayed: intervals kept on one line."""
+        return self.cells.map(lambda v: _INTERVAL.sub("[\\1,\u00a0\\2]", str(v)))
 
     def _repr_html_(self) -> str:
         shown = self._shown()
@@ -119,7 +117,7 @@ class Table:
         return "\n".join(out) + "\n"
 
     def __repr__(self) -> str:
-        text = self._shown().to_string(index=False)
+        text = self.cells.to_string(index=False)
         return "\n".join(filter(None, [self.caption, text, self.note]))
 
 
@@ -140,6 +138,9 @@ def make_table(df: pd.DataFrame, name: str, caption: str, *, percent: Sequence[s
         cells = cells.set_index(cells.columns[0]).T.reset_index()
         cells.columns = ["", *cells.columns[1:]]
         labels = 1
+    if labels > 1 and len(cells):   # rows grouped by the first label: show it once per group
+        first = cells.columns[0]
+        cells.loc[cells[first].eq(cells[first].shift()), first] = ""
     code_like = [str(c) for c in cells.columns if CODE_NAME.match(str(c))]
     if code_like:
         raise ValueError(f"column headers are for readers, not code names: {code_like}")

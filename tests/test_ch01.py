@@ -24,24 +24,24 @@ def test_settings_and_profiles():
         ch01.settings("medium")
 
 
-def test_seed_comparison_layout():
-    # a table unlike the seed's, with a 7x7 kernel to leave out and rows out of sigma order
+def test_source_comparison_layout():
+    # a table unlike the source study's, with a 7x7 kernel to leave out and rows out of sigma order
     rng = torch.Generator().manual_seed(0)
     table = pd.DataFrame([{"kernel": k, "noise_sigma": s, **{m: float(torch.rand(1, generator=rng))
                                                        for m in ch01.METRICS}}
                           for k in ("7x7", "5x5") for s in reversed(ch01.NOISE_SIGMAS)])
-    both = ch01.seed_comparison(table)
+    both = ch01.source_comparison(table)
     assert list(both.columns) == [(m, w) for m in ch01.METRICS for w in ("advlab", ch01.SOURCE_LABEL)]
     assert sorted(both.index) == list(ch01.NOISE_SIGMAS)
     ours = table[table.kernel == "5x5"].set_index("noise_sigma")
-    seed = ch01.SEED_TABLE.set_index("noise_sigma")
+    theirs = ch01.SOURCE_TABLE.set_index("noise_sigma")
     for sigma in ch01.NOISE_SIGMAS:
         for m in ch01.METRICS:
             assert both.loc[sigma, (m, "advlab")] == ours.loc[sigma, m]
-            assert both.loc[sigma, (m, ch01.SOURCE_LABEL)] == seed.loc[sigma, m]
+            assert both.loc[sigma, (m, ch01.SOURCE_LABEL)] == theirs.loc[sigma, m]
 
 
-def test_kernel_check_rejects_the_seed_claim():
+def test_kernel_check_rejects_the_source_study_claim():
     k = ch01.kernel_check().set_index("candidate")
     assert k.max_abs_kernel_error.iloc[0] > 10 * k.max_abs_kernel_error.iloc[1]
     assert k.index[1].startswith("one 9x9")
@@ -102,3 +102,31 @@ def test_cache_keys_change_with_every_setting():
                       attack(epsilons=(2 / 255,)), attack(pgd_steps=4), attack(batch_size=8),
                       attack(model="other"), attack(attack="fgsm"), attack(attacker="b"),
                       attack(kernel=7)])
+
+
+def test_tables_for_readers():
+    from advlab.metrics import summarise_draws
+    from advlab.report import make_table
+    per_draw = pd.concat([ch01.SOURCE_TABLE.assign(kernel=k, draw=0) for k in ("5x5", "7x7")])
+    table = summarise_draws(per_draw, ["kernel", "noise_sigma"], ch01.METRICS, 975)
+    md = make_table(ch01.noise_table(table, "5x5"), "tab-ch01-noise-5x5", "c")._repr_markdown_()
+    md = md.replace("\u00a0", " ")   # intervals are shown with a no-break space
+    assert "| Noise σ | No smoothing | Single blur | Double blur | 2-of-3 vote | Reject rate |" in md
+    assert any(line.startswith("| 0.125 | 65.2% [62.2, 68.2] | 71.5% [68.6, 74.2] |") for line in md.splitlines())
+    comparison = make_table(ch01.comparison_table(ch01.source_comparison(table), "efficientnet_lite0"),
+                            "tab-ch01-source", "c")
+    assert list(comparison.cells.columns) == ["Rate", "Source", "σ = 0", "σ = 0.125", "σ = 0.25", "σ = 0.375"]
+    assert comparison.cells.iloc[1].tolist() == ["", "Source study",
+                                                 "88.2%", "65.2%", "34.2%", "9.0%"]
+    assert "draws" in ch01.draw_spread(table)
+    attacks = pd.DataFrame([{"attack": "none", "attacker": "-", "eps_255": 0.0, **dict.fromkeys(ch01.METRICS, 0.5)},
+                            {"attack": "PGD", "attacker": "ignores defence", "eps_255": 2.0,
+                             **dict.fromkeys(ch01.METRICS, 0.25)}])
+    t = make_table(ch01.attack_table(attacks), "tab-ch01-attacks", "c")
+    assert t.cells.iloc[1].tolist()[:4] == ["PGD", "ignores the defence", "2", "25.0%"]
+    one = make_table(ch01.attack_table(attacks, "ignores defence"), "tab-ch01-attacks-plain", "c")
+    assert list(one.cells.columns[:3]) == ["Attack", "ε (× 1/255)", "Undefended"]
+    assert one.cells.iloc[1].tolist()[:3] == ["PGD", "2", "25.0%"] and len(one.cells) == 2
+    assert len(ch01.attack_table(attacks, "adaptive (through blur+vote)")) == 1   # the clean row
+    k = make_table(ch01.kernel_table(ch01.kernel_check()), "tab-ch01-kernels", "c")
+    assert k.cells.shape == (2, 3) and k.cells.iloc[0, 2].endswith("%")

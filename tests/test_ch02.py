@@ -5,15 +5,15 @@ import torch
 from advlab.experiments import ch02
 
 
-def test_seed_tables_are_transcribed_consistently():
-    t2 = ch02.SEED_TABLE2
+def test_source_tables_are_transcribed_consistently():
+    t2 = ch02.SOURCE_TABLE2
     total = t2[["FN", "FP", "TN", "TP"]].sum(axis=1)
     # printed to three decimals; the paper truncates 0.98395 (JSMA) to 0.983
     assert ((t2.TN + t2.TP) / total - t2.detection_acc).abs().max() < 0.001
-    t3 = ch02.SEED_TABLE3
+    t3 = ch02.SOURCE_TABLE3
     # Table 3's accuracy is the share of correctly classified images among those kept
     assert ((t3.clean_correct + t3.adv_correct) - t3.classification_acc).abs().max() < 0.0011
-    assert set(ch02.SEED_TABLE1.attack) == {ch02.seed_name(a) for a in ch02.ATTACKS}
+    assert set(ch02.SOURCE_TABLE1.attack) == {ch02.source_attack(a) for a in ch02.ATTACKS}
 
 
 def test_choose_strengths_picks_the_closest_and_then_the_weakest():
@@ -75,7 +75,7 @@ def test_cli_smoke_run_writes_tables_and_figures(mirror, tmp_path):
     auroc = pd.read_csv(out / "ch02_auroc.csv")
     assert auroc[["uncertainty", "crops", "hybrid"]].stack().between(0, 1).all()
     adaptive = pd.read_csv(out / "ch02_adaptive.csv")
-    assert adaptive.attack.str.startswith("PGD").sum() == 2 and adaptive.detected.between(0, 1).all()
+    assert adaptive.attack.str.startswith("Adaptive PGD").sum() == 2 and adaptive.detected.between(0, 1).all()
     for stem in ("ch02_uncertainty", "ch02_roc", "ch02_calibration"):
         assert (out / f"{stem}.png").stat().st_size > 10_000
     assert '"profile": "smoke"' in (out / "ch02_run.json").read_text()
@@ -98,3 +98,20 @@ def test_cache_keys_change_with_every_setting():
             key(batch_size=100), key(seed=1), key(bim_steps=5), key(epochs=2), key(mc_passes=7),
             key(crop_size=20), ch02.piece_key(ch02.cache_key(cfg, True), digits, half="test")]
     assert key() == key() and len({config_hash(k) for k in keys}) == len(keys)
+
+
+def test_tables_for_readers_put_the_headline_first():
+    from advlab.report import make_table
+    ours = ch02.SOURCE_TABLE2.assign(source=ch02.SOURCE_TABLE2.source.replace(
+        {"source study": "advlab, fit on validation", "paper": "advlab, fit on test (as the source study)"}))
+    t2 = make_table(ch02.table2_view(ch02._beside_source(ours, ch02.SOURCE_TABLE2)), "tab-ch02-table2", "c")
+    assert list(t2.cells.columns[:3]) == ["Attack", "Source", "Detection accuracy"]
+    assert t2.cells.iloc[0].tolist() == ["FGSM", "This book, validation fit", "92.9%",
+                                         "4,445", "515", "4,766", "194"]
+    assert t2.cells.iloc[2, 0] == "" and t2.cells.iloc[4, 0] == "BIM"   # grouped by attack
+    adaptive = pd.DataFrame([{"attack": "Adaptive PGD + EOT", "eps": 0.25, "n": 1000, "undefended_acc": 0.01,
+                              "median_uncertainty": 0.0075, "detected": 0.176, "evaded_and_wrong": 0.824,
+                              "mixed_detection_acc": 0.566, "classification_acc": 0.537}])
+    t = make_table(ch02.adaptive_view(adaptive), "tab-ch02-adaptive", "c", transpose=True)
+    assert t.cells.iloc[0].tolist() == ["Accuracy on accepted images (mixed set)", "53.7%"]
+    assert t.cells.iloc[-1].tolist() == ["Median uncertainty of attacked digits", "0.0075"]

@@ -39,9 +39,9 @@ def test_example_views_shapes_and_vote(tiny_set):
 
 
 def test_summary_figures_from_tables():
-    per_draw = ch01.SEED_TABLE.assign(kernel="5x5", draw=0)
+    per_draw = ch01.SOURCE_TABLE.assign(kernel="5x5", draw=0)
     table = summarise_draws(per_draw, ["kernel", "noise_sigma"], ch01.METRICS, 975)
-    assert len(plots.plot_noise_curves(table, ch01.SEED_TABLE).axes) == 2
+    assert len(plots.plot_noise_curves(table, ch01.SOURCE_TABLE).axes) == 2
     import pandas as pd
     attacks = pd.DataFrame([
         {"attack": "none", "attacker": "-", "eps_255": 0.0, "acc_ns": .9, "acc_maj": .9, "reject": 0.0},
@@ -86,6 +86,44 @@ def test_as_jpeg_is_small_and_valid(tiny_set):
                               tiny_set.classes)
     img = plots.as_jpeg(fig)
     assert img.data[:2] == b"\xff\xd8" and len(img.data) < 200_000
+
+
+def _ipywidgets7_folders() -> list:
+    """Folders holding ipywidgets 7.x (scripts/setup.sh installs 7.5.0, the lowest release the
+    package admits, and 7.7.1, Colab's, beside the venv); $ADVLAB_IPYWIDGETS_DIRS adds more."""
+    import os
+    import sys
+    from pathlib import Path
+    found = sorted(Path(sys.prefix).glob("ipywidgets-7*"))
+    found += [Path(p) for p in os.environ.get("ADVLAB_IPYWIDGETS_DIRS", "").split(os.pathsep) if p]
+    return found
+
+
+@pytest.mark.skipif(__import__("os").environ.get("ADVLAB_IPYWIDGETS_UNDER_TEST") is not None,
+                    reason="already running under the old ipywidgets")
+def test_explorer_works_with_ipywidgets_7():
+    """Colab ships ipywidgets 7.x: the explorer must build and redraw there too (the test above,
+    run in a subprocess with ipywidgets 7 first on the path)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    folders = _ipywidgets7_folders()
+    if not folders:
+        if os.environ.get("CI"):
+            pytest.fail("scripts/setup.sh installs ipywidgets 7 beside the venv; none found")
+        pytest.skip("no ipywidgets 7 folder (scripts/setup.sh makes them)")
+    root = Path(__file__).resolve().parents[1]
+    for folder in folders:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), str(root)]),
+               "ADVLAB_IPYWIDGETS_UNDER_TEST": folder.name}
+        code = ("import ipywidgets, sys, pytest; assert ipywidgets.__version__.startswith('7'), "
+                "ipywidgets.__version__; sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', "
+                f"'{__file__}', '-k', 'explorer_builds']))")   # every explorer's test
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env=env, cwd=root, timeout=300)
+        assert proc.returncode == 0, f"{folder.name}: " + proc.stdout[-3000:] + proc.stderr[-3000:]
+        assert " passed" in proc.stdout and "failed" not in proc.stdout
 
 
 def test_pixel_explorer_builds_and_redraws(tiny_set):

@@ -8,7 +8,7 @@ image classification" (Algorithm 1), and an adaptive attack on it.
    the centre crop are resized back and reclassified (dropout off), and the image is clean when
    at least C of the five agree with the provisional class.
 
-The seed's pseudo-code says "counter > C" but its text sets C = 5 and means "all five agree",
+The source study's pseudo-code says "counter > C" but its text sets C = 5 and means "all five agree",
 so here an image is clean when ``agreement >= C``.
 """
 from __future__ import annotations

@@ -36,7 +36,7 @@ METRICS = ["acc_ns", "acc_ss", "acc_ds", "acc_maj", "reject"]
 SOURCE_LABEL = "source study (ResNet-50)"
 
 # The source study's table (ResNet-50, 975 colour sample images, one noise draw, 5x5 kernel).
-SEED_TABLE = pd.DataFrame({
+SOURCE_TABLE = pd.DataFrame({
     "noise_sigma": NOISE_SIGMAS,
     "acc_ns": [0.8820, 0.6523, 0.3425, 0.0902],
     "acc_ss": [0.8605, 0.7148, 0.5005, 0.3097],
@@ -89,7 +89,7 @@ def noise_predictions(model, images: ImageSet, noise_sigma: float, draw: int, ke
 
 
 def score(y: torch.Tensor, ns: torch.Tensor, ss: torch.Tensor, ds: torch.Tensor) -> dict:
-    """The seed's five numbers for one set of three predictions."""
+    """The source study's five numbers for one set of three predictions."""
     vote = majority_vote(ns, ss, ds)
     acc = lambda p: float((p == y).float().mean())  # noqa: E731
     return {"acc_ns": acc(ns), "acc_ss": acc(ss), "acc_ds": acc(ds), "acc_maj": acc(vote),
@@ -119,10 +119,10 @@ def run_noise(model, images: ImageSet, cfg: dict, cache: ResultCache, model_name
     return pd.DataFrame(rows)
 
 
-def seed_comparison(table: pd.DataFrame, kernel: str = "5x5") -> pd.DataFrame:
+def source_comparison(table: pd.DataFrame, kernel: str = "5x5") -> pd.DataFrame:
     """This run's means beside the source study's (which reported the 5x5 kernel)."""
     ours = table[table.kernel == kernel].set_index("noise_sigma")[METRICS]
-    theirs = SEED_TABLE.set_index("noise_sigma")[METRICS]
+    theirs = SOURCE_TABLE.set_index("noise_sigma")[METRICS]
     both = pd.concat({"advlab": ours, SOURCE_LABEL: theirs}, axis=1).swaplevel(axis=1)
     return both[[(m, w) for m in METRICS for w in ("advlab", SOURCE_LABEL)]]
 
@@ -226,21 +226,21 @@ def kernel_check(kernel_size: int = 5, blur_sigma: float = BLUR_SIGMA,
 class Ch01Results(ChapterResults):
     per_draw: pd.DataFrame
     table: pd.DataFrame
-    seed_comparison: pd.DataFrame
+    source_comparison: pd.DataFrame
     attacks: pd.DataFrame
     kernels: pd.DataFrame
     info: RunInfo
     settings: dict = field(default_factory=dict)
 
     CHAPTER = CHAPTER
-    TABLES = ("per_draw", "table", "seed_comparison", "attacks", "kernels")
-    INDEXED = ("seed_comparison",)
+    TABLES = ("per_draw", "table", "source_comparison", "attacks", "kernels")
+    INDEXED = ("source_comparison",)
 
 
 def make_figures(results: "Ch01Results") -> dict:
     """The chapter's summary figures, by file stem."""
     from .. import plots
-    return {"ch01_noise_curves": plots.plot_noise_curves(results.table, SEED_TABLE),
+    return {"ch01_noise_curves": plots.plot_noise_curves(results.table, SOURCE_TABLE),
             "ch01_attack_curves": plots.plot_attack_curves(results.attacks)}
 
 
@@ -256,7 +256,7 @@ def setup(profile: str | None = None, model_name: str = "efficientnet_lite0", de
 
 def run(profile: str | None = None, model_name: str = "efficientnet_lite0", device=None,
         use_cache: bool = True, progress: bool = True, prepared=None, **overrides) -> Ch01Results:
-    """The whole chapter: noise table over draws, seed comparison, attacks, kernel check.
+    """The whole chapter: noise table over draws, source-study comparison, attacks, kernel check.
 
     ``prepared`` takes the tuple ``setup`` returned (so a notebook loads the model once).
     """
@@ -269,5 +269,82 @@ def run(profile: str | None = None, model_name: str = "efficientnet_lite0", devi
     attacks = run_attacks(model, images, cfg, cache, model_name, progress=progress)
     info = RunInfo(CHAPTER, profile, device_name(dev), model_name, time.time() - t0, cache_note(cache),
                    backend_name(dev, model=model))
-    return Ch01Results(per_draw, table, seed_comparison(table), attacks, kernel_check(x=images.x[:16]), info,
-                       {**cfg, "n_images": len(images)})
+    return Ch01Results(per_draw, table, source_comparison(table), attacks,
+                       kernel_check(x=images.x[:16]), info, {**cfg, "n_images": len(images)})
+
+
+# --------------------------------------------------------------------------- tables for readers
+MODEL_TITLES = {"efficientnet_lite0": "EfficientNet-Lite0", "resnet50": "ResNet-50",
+                "inception_v3": "Inception v3"}
+ATTACKER_LABELS = {"ignores defence": "ignores the defence",
+                   "adaptive (through blur+vote)": "attacks through blur and vote"}
+
+
+def _metric_labels() -> dict[str, str]:
+    from ..plots import LABELS
+    return {m: LABELS[m][0].upper() + LABELS[m][1:] for m in METRICS}
+
+
+def noise_table(table: pd.DataFrame, kernel: str = "5x5") -> pd.DataFrame:
+    """One kernel's rows of :func:`run_noise`'s summary for readers: per noise sigma, each
+    rate as (mean over draws, 95% Wilson interval)."""
+    t = table[table.kernel == kernel]
+    labels = _metric_labels()
+    out = pd.DataFrame({"Noise σ": t.noise_sigma.to_numpy()})
+    for m in METRICS:
+        out[labels[m]] = list(zip(t[m], t[f"{m}_lo"], t[f"{m}_hi"]))
+    out.attrs = {"percent": list(labels.values()), "labels": 1}
+    return out
+
+
+def draw_spread(table: pd.DataFrame) -> str:
+    """A sentence on how much the rates move from one noise draw to the next."""
+    acc = table[[f"{m}_std" for m in METRICS if m != "reject"]].to_numpy().max()
+    rej = table["reject_std"].max()
+    return (f"Standard deviation over the {int(table.draws.max())} noise draws: at most "
+            f"{100 * acc:.1f} points for an accuracy and {100 * rej:.1f} for the reject rate.")
+
+
+def comparison_table(comparison: pd.DataFrame, model_name: str) -> pd.DataFrame:
+    """:func:`source_comparison` turned on its side: a row per rate and source, a column per
+    noise sigma (the models belong in the caption: this book's ``model_name``, the source
+    study's ResNet-50)."""
+    rows = []
+    for m, label in _metric_labels().items():
+        for who, name in (("advlab", "This book"), (SOURCE_LABEL, "Source study")):
+            rows.append({"Rate": label, "Source": name,
+                         **{f"σ = {s:g}": comparison.loc[s, (m, who)] for s in comparison.index}})
+    out = pd.DataFrame(rows)
+    out.attrs = {"percent": [c for c in out.columns if c.startswith("σ")], "labels": 2}
+    return out
+
+
+def attack_table(attacks: pd.DataFrame, attacker: str | None = None) -> pd.DataFrame:
+    """:func:`run_attacks`' rows for readers; with ``attacker`` (a key of
+    :data:`ATTACKER_LABELS`) only that attacker's rows and the clean row, without the
+    attacker column."""
+    labels = _metric_labels()
+    if attacker is not None:
+        if attacker not in ATTACKER_LABELS:
+            raise KeyError(f"attacker must be one of {sorted(ATTACKER_LABELS)}, got {attacker!r}")
+        attacks = attacks[(attacks.attack == "none") | (attacks.attacker == attacker)]
+    out = attacks.assign(attack=attacks.attack.replace({"none": "None (clean)"}),
+                         attacker=attacks.attacker.map(ATTACKER_LABELS).fillna("–"))
+    out = out.rename(columns={"attack": "Attack", "attacker": "Attacker", "eps_255": "ε (× 1/255)",
+                              **{m: ("Undefended" if m == "acc_ns" else labels[m]) for m in METRICS}})
+    keep = ["Attack", *([] if attacker else ["Attacker"]), "ε (× 1/255)", "Undefended",
+            *[labels[m] for m in METRICS[1:]]]
+    out = out[keep]
+    out.attrs = {"percent": ["Undefended", *[labels[m] for m in METRICS[1:]]], "labels": len(keep) - 6}
+    return out.reset_index(drop=True)
+
+
+def kernel_table(kernels: pd.DataFrame) -> pd.DataFrame:
+    """:func:`kernel_check` for readers."""
+    from ..report import for_readers
+    columns = {"candidate": "One blur instead of two 5x5 passes",
+               "max_abs_kernel_error": "Largest kernel difference",
+               "relative_error": "Relative to the kernel's peak"}
+    if "max_pixel_error_255" in kernels:
+        columns["max_pixel_error_255"] = "Largest pixel difference (grey levels)"
+    return for_readers(kernels, columns, percent=["relative_error"])

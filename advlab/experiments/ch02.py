@@ -1,13 +1,13 @@
 """Chapter 2: detecting adversarial MNIST digits with MC-dropout uncertainty and five-crop
-agreement (seed 001, a reproduction of Alshemali et al. 2019).
+agreement (the source study: a reproduction of Alshemali et al. 2019).
 
 Protocol.  The 10,000 MNIST test digits are split in two halves: images 0-4999 are the
 validation half (strength calibration and threshold fitting), images 5000-9999 the test half.
 In each half the digits the undefended LeNet misclassifies are dropped; every remaining digit
 enters the mixed set once clean and once attacked (FGSM, BIM, JSMA), about 4,960 + 4,960
-images, the size of the seed's Table 2.  The detector's L, H and C are fitted on the
+images, the size of the source study's Table 2.  The detector's L, H and C are fitted on the
 validation half and applied to the test half; fitting them on the test half itself (what the
-seed did) is reported beside.
+source study did) is reported beside.
 """
 from __future__ import annotations
 
@@ -29,25 +29,24 @@ from ..inference import backend_name
 from ..metrics import detection_counts, labelled_clean_breakdown, roc_hull
 from ..models import predict
 from ..models.mnist import RECIPE, trained_lenet
+from .common import cache_note
 
 CHAPTER = "ch02"
 ATTACKS = ("fgsm", "bim", "bim_a", "jsma")
 HALF = 5000  # the test set is split into two halves of this size
-ATTACK_LABELS = {"fgsm": "FGSM", "bim": "BIM (all 10 steps)", "bim_a": "BIM-A (stops when misclassified)",
-                 "jsma": "JSMA"}
 
-# The seed's tables: its reproduction ("seed") and the original paper ("paper").
-SEED_TABLE1 = pd.DataFrame({"attack": ["fgsm", "bim", "jsma"], "seed": [0.585, 0.496, 0.511],
+# The source study's tables: its own reproduction ("source study") and the original paper ("paper").
+SOURCE_TABLE1 = pd.DataFrame({"attack": ["fgsm", "bim", "jsma"], "source_study": [0.585, 0.496, 0.511],
                             "paper": [0.590, 0.500, 0.520]})
-SEED_TABLE2 = pd.DataFrame([
-    ("fgsm", "seed", 515, 194, 4766, 4445, 0.929), ("fgsm", "paper", 252, 134, 4796, 4725, 0.961),
-    ("bim", "seed", 323, 28, 4928, 4633, 0.965), ("bim", "paper", 249, 104, 4826, 4728, 0.964),
-    ("jsma", "seed", 116, 66, 4893, 4843, 0.982), ("jsma", "paper", 85, 74, 4856, 4892, 0.983),
+SOURCE_TABLE2 = pd.DataFrame([
+    ("fgsm", "source study", 515, 194, 4766, 4445, 0.929), ("fgsm", "paper", 252, 134, 4796, 4725, 0.961),
+    ("bim", "source study", 323, 28, 4928, 4633, 0.965), ("bim", "paper", 249, 104, 4826, 4728, 0.964),
+    ("jsma", "source study", 116, 66, 4893, 4843, 0.982), ("jsma", "paper", 85, 74, 4856, 4892, 0.983),
 ], columns=["attack", "source", "FN", "FP", "TN", "TP", "detection_acc"])
-SEED_TABLE3 = pd.DataFrame([
-    ("fgsm", "seed", 0.958, 0.0, 0.002, 0.039, 0.961), ("fgsm", "paper", 0.973, 0.0, 0.017, 0.010, 0.990),
-    ("bim", "seed", 0.993, 0.0, 0.000, 0.006, 0.994), ("bim", "paper", 0.978, 0.0, 0.012, 0.001, 0.990),
-    ("jsma", "seed", 0.986, 0.0, 0.011, 0.002, 0.998), ("jsma", "paper", 0.985, 0.0, 0.014, 0.001, 0.999),
+SOURCE_TABLE3 = pd.DataFrame([
+    ("fgsm", "source study", 0.958, 0.0, 0.002, 0.039, 0.961), ("fgsm", "paper", 0.973, 0.0, 0.017, 0.010, 0.990),
+    ("bim", "source study", 0.993, 0.0, 0.000, 0.006, 0.994), ("bim", "paper", 0.978, 0.0, 0.012, 0.001, 0.990),
+    ("jsma", "source study", 0.986, 0.0, 0.011, 0.002, 0.998), ("jsma", "paper", 0.985, 0.0, 0.014, 0.001, 0.999),
 ], columns=["attack", "source", "clean_correct", "clean_incorrect", "adv_correct",
             "adv_incorrect", "classification_acc"])
 
@@ -120,12 +119,17 @@ def run_attack(model, images: ImageSet, name: str, strength: float, cfg: dict,
                    seed=cfg["seed"], progress=progress, **params)[float(strength)]
 
 
+def attack_name(name: str) -> str:
+    """The attack's name for readers ("BIM-A"), from the attack itself."""
+    return atk.make(name).name
+
+
 def strengths(cfg: dict, name: str) -> tuple[float, ...]:
     return tuple(cfg["jsma_gamma"] if name == "jsma" else cfg["bim_eps" if name == "bim_a" else f"{name}_eps"])
 
 
-def seed_name(name: str) -> str:
-    """The seed's attack a row is compared with: it does not say which BIM it ran."""
+def source_attack(name: str) -> str:
+    """The source study's attack a row is compared with: it does not say which BIM it ran."""
     return "bim" if name == "bim_a" else name
 
 
@@ -160,7 +164,7 @@ def calibrate(model, images: ImageSet, cfg: dict, cache: ResultCache, key: dict,
             adv_acc = float((pred == sub.y).float().mean())
             rows.append(dict(attack=name, strength=s, adv_acc=adv_acc, mixed_acc=(1 + adv_acc) / 2))
     table = pd.DataFrame(rows)
-    table["target"] = table.attack.map(seed_name).map(dict(zip(SEED_TABLE1.attack, SEED_TABLE1.paper)))
+    table["target"] = table.attack.map(source_attack).map(dict(zip(SOURCE_TABLE1.attack, SOURCE_TABLE1.paper)))
     return table
 
 
@@ -234,9 +238,8 @@ def run_adaptive(model, images: ImageSet, th: md.Thresholds, eps: float, cfg: di
     n = min(cfg["adaptive_images"], len(images))
     sub = images.subset(torch.arange(n))
     take = lambda d: {k: v[:n] for k, v in d.items()}  # noqa: E731
-    variants = [(f"{ATTACK_LABELS[name]}, ignores the detector", name) for name in plain]
-    variants += [("PGD + EOT over masks and crops", 0.0),
-                 ("PGD + EOT + uncertainty penalty", cfg["unc_weight"])]
+    variants = [(f"{attack_name(name)}, ignores the detector", name) for name in plain]
+    variants += [("Adaptive PGD + EOT", 0.0), ("Adaptive PGD + EOT + uncertainty penalty", cfg["unc_weight"])]
     rows = []
     for label, which in variants:
         if isinstance(which, str):
@@ -303,12 +306,12 @@ class Ch02Results:
         return written + [path]
 
 
-def _beside_seed(ours: pd.DataFrame, seed: pd.DataFrame) -> pd.DataFrame:
-    """Our rows of each attack followed by the seed's rows for the attack it compares with."""
+def _beside_source(ours: pd.DataFrame, source: pd.DataFrame) -> pd.DataFrame:
+    """Our rows of each attack followed by the source study's rows for the attack it compares with."""
     parts = []
     for name in ATTACKS:
         parts += [ours[ours.attack == name],
-                  seed[seed.attack == seed_name(name)].assign(attack=name)]
+                  source[source.attack == source_attack(name)].assign(attack=name)]
     return pd.concat(parts)
 
 
@@ -369,7 +372,7 @@ def run(profile: str | None = None, model_name: str = "lenet", device=None, use_
         t1.append(dict(attack=name, strength=chosen[name], n_mixed=len(test.y),
                        mixed_acc=float((test.pred_plain == test.y).float().mean()),
                        adv_acc=adv_acc, attack_success=1 - adv_acc))
-        for fit_on, fit_set in (("validation", val), ("test (as the seed)", test)):
+        for fit_on, fit_set in (("validation", val), ("test (as the source study)", test)):
             th, fit_acc = md.fit_thresholds(fit_set.uncertainty, fit_set.agreement, fit_set.is_adv,
                                             cfg["grid"])
             th_rows.append(dict(attack=name, fit_on=fit_on, low=th.low, high=th.high,
@@ -396,17 +399,98 @@ def run(profile: str | None = None, model_name: str = "lenet", device=None, use_
                             cache, score_key, progress)
 
     table1 = pd.DataFrame(t1)
-    for col in ("seed", "paper"):
-        table1[col] = table1.attack.map(seed_name).map(dict(zip(SEED_TABLE1.attack, SEED_TABLE1[col])))
-    table2 = _beside_seed(pd.DataFrame(t2), SEED_TABLE2)
-    table3 = _beside_seed(pd.DataFrame(t3), SEED_TABLE3)
+    for col in ("source_study", "paper"):
+        table1[col] = table1.attack.map(source_attack).map(dict(zip(SOURCE_TABLE1.attack, SOURCE_TABLE1[col])))
+    table2 = _beside_source(pd.DataFrame(t2), SOURCE_TABLE2)
+    table3 = _beside_source(pd.DataFrame(t3), SOURCE_TABLE3)
     auroc = pd.concat(aurocs)[["attack", "uncertainty", "crops", "hybrid"]]
     examples = {"clean": halves.test.x[:8], "y": halves.test.y[:8],
                 **{name: advs["test", name][:8] for name in ATTACKS}}
-    note = f"{cache.hits} of {cache.hits + cache.misses} pieces read from the cache" if cache.hits else ""
     info = RunInfo(CHAPTER, profile, device_name(dev), f"LeNet ({cfg['epochs']} epochs)",
-                   time.time() - t0, note, backend_name(dev, model=model))
+                   time.time() - t0, cache_note(cache), backend_name(dev, model=model))
     return Ch02Results(halves.clean_acc, calibration, chosen, table1, thresholds,
                        table2.reset_index(drop=True), table3.reset_index(drop=True),
                        auroc.reset_index(drop=True), adaptive, info, curves, unc, examples,
                        {**cfg, "n_val": len(halves.val), "n_test": len(halves.test)})
+
+
+# --------------------------------------------------------------------------- tables for readers
+SOURCE_LABELS = {"advlab, fit on validation": "This book, validation fit",
+                 "advlab, fit on test (as the source study)": "This book, test fit",
+                 "source study": "Source study", "paper": "Paper"}
+
+
+def _attack_names(t: pd.DataFrame) -> pd.DataFrame:
+    return t.assign(attack=t.attack.map(attack_name))
+
+
+def _by_source(t: pd.DataFrame) -> pd.DataFrame:
+    return _attack_names(t).assign(source=t.source.map(SOURCE_LABELS))
+
+
+def table1_view(table1: pd.DataFrame) -> pd.DataFrame:
+    """Table 1 (the calibrated strengths and the undefended accuracy) for readers."""
+    from ..report import for_readers
+    return for_readers(_attack_names(table1), {
+        "attack": "Attack", "strength": "Strength (ε or γ)", "n_mixed": "Mixed images",
+        "mixed_acc": "Accuracy, this book", "source_study": "Accuracy, source study",
+        "paper": "Accuracy, paper", "attack_success": "Attack success"},
+        percent=["mixed_acc", "source_study", "paper", "attack_success"])
+
+
+def thresholds_view(thresholds: pd.DataFrame) -> pd.DataFrame:
+    """The fitted L, H and C for readers."""
+    from ..report import for_readers
+    t = _attack_names(thresholds).assign(fit_on=thresholds.fit_on.str.replace(" (as the source study)", ""))
+    return for_readers(t, {"attack": "Attack", "fit_on": "Fitted on", "low": "L", "high": "H",
+                           "count": "C", "fit_detection_acc": "Detection accuracy where fitted"},
+                       percent=["fit_detection_acc"], labels=2)
+
+
+def table2_view(table2: pd.DataFrame) -> pd.DataFrame:
+    """Table 2 (detection on the mixed test set, adversarial = positive), headline first."""
+    from ..report import for_readers
+    return for_readers(_by_source(table2), {
+        "attack": "Attack", "source": "Source", "detection_acc": "Detection accuracy",
+        "TP": "Attacks flagged (TP)", "FN": "Attacks missed (FN)", "TN": "Clean passed (TN)",
+        "FP": "Clean flagged (FP)"}, percent=["detection_acc"], labels=2)
+
+
+def table3_view(table3: pd.DataFrame) -> pd.DataFrame:
+    """Table 3's headline: accuracy on the images the detector lets through."""
+    from ..report import for_readers
+    return for_readers(_by_source(table3), {
+        "attack": "Attack", "source": "Source", "classification_acc": "Accuracy on accepted images",
+        "kept": "Accepted images", "crops_used": "Sent to the crops"},
+        percent=["classification_acc", "crops_used"], labels=2)
+
+
+def table3_breakdown_view(table3: pd.DataFrame) -> pd.DataFrame:
+    """Table 3's breakdown of the accepted images (shares of all accepted images)."""
+    from ..report import for_readers
+    return for_readers(_by_source(table3), {
+        "attack": "Attack", "source": "Source", "clean_correct": "Clean, right",
+        "clean_incorrect": "Clean, wrong", "adv_correct": "Attacked, right",
+        "adv_incorrect": "Attacked, wrong"},
+        percent=["clean_correct", "clean_incorrect", "adv_correct", "adv_incorrect"], labels=2)
+
+
+def auroc_view(auroc: pd.DataFrame) -> pd.DataFrame:
+    """Area under each detector's ROC curve."""
+    from ..report import for_readers
+    return for_readers(_attack_names(auroc), {"attack": "Attack", "uncertainty": "Uncertainty alone",
+                                              "crops": "Crops alone", "hybrid": "Hybrid (hull)"})
+
+
+def adaptive_view(adaptive: pd.DataFrame) -> pd.DataFrame:
+    """The detector against attacks that ignore it and against adaptive PGD, one column per
+    attack (show it transposed), the accuracy on accepted images first."""
+    from ..report import for_readers
+    return for_readers(adaptive, {
+        "attack": "Attack", "classification_acc": "Accuracy on accepted images (mixed set)",
+        "evaded_and_wrong": "Attacked digits let through and misclassified",
+        "detected": "Attacked digits flagged", "mixed_detection_acc": "Detection accuracy (mixed set)",
+        "undefended_acc": "Undefended accuracy on attacked digits",
+        "median_uncertainty": "Median uncertainty of attacked digits"},
+        percent=["classification_acc", "evaded_and_wrong", "detected", "mixed_detection_acc",
+                 "undefended_acc"])

@@ -61,7 +61,7 @@ def _efficientnet_lite0() -> nn.Module:
 
 def _torchvision(name: str) -> nn.Module:
     import torchvision.models as tvm
-    # ResNet-50 V1: the weights `pretrained=True` gave, which the seed of Chapter 1 used.
+    # ResNet-50 V1: the weights `pretrained=True` gave, which Chapter 1's source study used.
     builder, weights = {"resnet50": (tvm.resnet50, tvm.ResNet50_Weights.IMAGENET1K_V1),
                         "inception_v3": (tvm.inception_v3, tvm.Inception_V3_Weights.IMAGENET1K_V1)}[name]
     try:  # torchvision verifies the download's hash prefix itself

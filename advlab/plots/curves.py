@@ -73,21 +73,76 @@ def plot_calibration(calibration: pd.DataFrame, chosen: dict) -> plt.Figure:
     """Undefended accuracy on the 50/50 mixed set against attack strength, with the paper's
     Table 1 value as a dashed line and the chosen strength circled."""
     attacks = list(dict.fromkeys(calibration.attack))
-    fig, axes = plt.subplots(1, len(attacks), figsize=(4.2 * len(attacks), 3.2), squeeze=False,
+    # two panels a row (four attacks: a 2x2 grid) so that each panel stays readable on a page
+    cols = min(2, len(attacks))
+    rows = -(-len(attacks) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.3 * rows), squeeze=False,
                              sharey=True)
-    for ax, name in zip(axes[0], attacks):
+    for ax, name in zip(axes.flat, attacks):
         t = calibration[calibration.attack == name]
         ax.plot(t.strength, t.mixed_acc, "-o", ms=4)
         ax.axhline(float(t.target.iloc[0]), color="k", ls="--", lw=1, label="paper's Table 1")
         pick = t[t.strength == chosen[name]]
         ax.plot(pick.strength, pick.mixed_acc, "o", ms=12, mfc="none", mec="C3", mew=2,
                 label=f"chosen: {chosen[name]:g}")
-        ax.set_xlabel("gamma (max. share of pixels)" if name == "jsma" else "epsilon (L-inf)")
+        ax.set_xlabel("γ (largest share of changed pixels)" if name == "jsma" else "ε (L∞ budget)")
         ax.set_xlim(min(t.strength) * 0.9, max(t.strength) * 1.05)
         ax.set_title(ATTACK_NAMES.get(name, name))
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="upper right")
         ax.grid(alpha=0.3)
-    axes[0, 0].set_ylabel("undefended accuracy, mixed set")
+    for ax in axes.flat[len(attacks):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("undefended accuracy,\nmixed set")
+    fig.tight_layout()
+    return fig
+
+
+def plot_budget_curves(attacks: pd.DataFrame) -> plt.Figure:
+    """Chapter 0: the target's accuracy against the budget, one panel per norm; solid lines for
+    the white-box attacks, dashed for the same attacks transferred from the surrogate."""
+    titles = {"fgsm": "FGSM (one step)", "pgd": "PGD", "fgm": "FGM (one step)", "l2_pgd": "L2 PGD"}
+    clean = float(attacks[attacks.attack == "none"].accuracy.iloc[0])
+    norms = [n for n in ("linf", "l2") if (attacks.norm == n).any()]
+    fig, axes = plt.subplots(1, len(norms), figsize=(5.2 * len(norms), 3.8), squeeze=False,
+                             sharey=True)
+    for ax, norm in zip(axes[0], norms):
+        t = attacks[attacks.norm == norm]
+        for i, name in enumerate(dict.fromkeys(t.attack)):
+            for knowledge, style in (("white box", "-o"), ("black box (transfer)", "--s")):
+                r = t[(t.attack == name) & (t.knowledge == knowledge)].sort_values("eps")
+                ax.plot([0, *r.eps], [clean, *r.accuracy], style, ms=4, color=f"C{i}",
+                        label=f"{titles.get(name, name)}, {knowledge}")
+        ax.set_xlabel("ε, " + ("L∞ (largest pixel change)" if norm == "linf" else "L2 (Euclidean)"))
+        ax.set_title("L∞ budget" if norm == "linf" else "L2 budget")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0, 0].set_ylabel("accuracy of the target LeNet")
+    fig.tight_layout()
+    return fig
+
+
+def plot_steepest_ascent(example: dict) -> plt.Figure:
+    """Chapter 0: the unit L∞ and L2 balls in two dimensions, a gradient, and the step of
+    steepest ascent each norm allows (a corner of the square, a point of the circle)."""
+    import numpy as np
+    g, linf, l2 = (example[k].numpy() for k in ("gradient", "linf", "l2"))
+    fig, ax = plt.subplots(figsize=(4.6, 4.6))
+    ax.add_patch(plt.Rectangle((-1, -1), 2, 2, fill=False, lw=1.5, color="C0", label="L∞ ball, ε = 1"))
+    t = np.linspace(0, 2 * np.pi, 200)
+    ax.plot(np.cos(t), np.sin(t), color="C1", lw=1.5, label="L2 ball, ε = 1")
+    ax.annotate("", g, (0, 0), arrowprops=dict(arrowstyle="->", color="k", lw=1.5))
+    ax.text(g[0] * 0.45 - 0.15, g[1] * 0.45 + 0.12, "gradient g", fontsize=9, rotation=20)
+    for vec, color, text in ((linf, "C0", "L∞ step: ε·sign(g)"), (l2, "C1", "L2 step: ε·g/‖g‖")):
+        ax.plot(*vec, "o", color=color, ms=8)
+        ax.annotate("", vec, (0, 0), arrowprops=dict(arrowstyle="->", color=color, lw=1.2, ls="--"))
+        ax.text(vec[0] + 0.05, vec[1] + (0.08 if color == "C0" else -0.16), text, fontsize=9, color=color)
+    ax.set_xlim(-1.4, 1.6), ax.set_ylim(-1.4, 1.6)
+    ax.set_aspect("equal")
+    ax.axhline(0, color="0.8", lw=0.8), ax.axvline(0, color="0.8", lw=0.8)
+    ax.set_xlabel("δ₁ (change of pixel 1)"), ax.set_ylabel("δ₂ (change of pixel 2)")
+    ax.legend(loc="lower left", fontsize=8)
     fig.tight_layout()
     return fig
 

@@ -12,7 +12,7 @@ def plot_examples(views: dict, classes, max_chars: int = 18) -> plt.Figure:
     """
     x, preds, sigmas, y = views["x"], views["preds"], views["sigmas"], views["y"]
     n, s = x.shape[0], x.shape[1]
-    fig, axes = plt.subplots(n, s, figsize=(2.6 * s, 3.3 * n + 0.3), squeeze=False)
+    fig, axes = plt.subplots(n, s, figsize=(2.6 * s, 3.6 * n + 0.4), squeeze=False)
     short = lambda i: "REJECT" if i < 0 else classes[i][:max_chars]  # noqa: E731
     for i in range(n):
         for j in range(s):
@@ -21,12 +21,12 @@ def plot_examples(views: dict, classes, max_chars: int = 18) -> plt.Figure:
             ax.set_xticks([]), ax.set_yticks([])
             p = preds[i, j].tolist()
             ok = lambda v: "✓" if v == int(y[i]) else "✗"  # noqa: E731
-            head = f"noise sigma = {sigmas[j]}\n" if i == 0 else ""
+            head = f"noise σ = {sigmas[j]}\n" if i == 0 else ""
             ax.set_title(f"{head}NS {short(p[0])} {ok(p[0])}\nSS {short(p[1])} {ok(p[1])}\n"
-                         f"DS {short(p[2])} {ok(p[2])}\nvote {short(p[3])} {ok(p[3])}", fontsize=7,
+                         f"DS {short(p[2])} {ok(p[2])}\nvote {short(p[3])} {ok(p[3])}", fontsize=9,
                          loc="left")
             if j == 0:
-                ax.set_ylabel(classes[int(y[i])][:max_chars], fontsize=9)
+                ax.set_ylabel(classes[int(y[i])][:max_chars], fontsize=11)
     fig.tight_layout()
     return fig
 
@@ -37,7 +37,7 @@ def show_kernels(kernels: dict[str, torch.Tensor]) -> plt.Figure:
     vmax = max(float(k.max()) for k in kernels.values())
     for ax, (name, k) in zip(axes[0], kernels.items()):
         ax.imshow(k.numpy(), cmap="viridis", vmin=0, vmax=vmax)
-        ax.set_title(name, fontsize=9)
+        ax.set_title(name, fontsize=11)
         ax.set_xticks([]), ax.set_yticks([])
     fig.tight_layout()
     return fig
