@@ -52,10 +52,12 @@ def check_success_rate(fn) -> None:
     ok("ch03-ex2", "3 of the 5 fooling images are recovered: 60%.")
 
 
-def check_best_window(answer: str, curves: pd.DataFrame) -> None:
+def check_best_window(answer: str, curves: pd.DataFrame | None = None) -> None:
     """ch03-ex3: the median window with the highest defence success rate against DeepFool,
     averaged over the DeepFool strengths of ``curves`` (the chapter's results)."""
     given(answer, "answer (a window such as '3x3')")
+    if curves is None:
+        raise AssertionError("Pass the chapter's results: exercises.check('ch03-ex3', answer, results.curves).")
     d = curves[(curves.attack == "DeepFool") & (curves.family == "median")]
     means = d.groupby("defence").rate.mean()
     best = means.idxmax()
