@@ -572,11 +572,31 @@ def _references(x: torch.Tensor, cfg: dict) -> dict:
                             each(lambda a, h=h, w=w: ndimage.median_filter(a, size=(h, w, 1), mode="mirror")))
     refs["TVM 100%"] = ("skimage denoise_tv_chambolle, per image (its own stopping rule)",
                         each(lambda a: denoise_tv_chambolle(a, weight=cfg["tv_weight"], channel_axis=-1)))
+    art = art_total_var_min()
+    if art is not None:
+        xa = x.cpu().permute(0, 2, 3, 1).numpy()
+        for keep in cfg["tvm_keep"]:
+            if keep < 1:
+                tvm = art(prob=keep, norm=2, lamb=cfg["tv_weight"], max_iter=10, verbose=False)
+                refs[f"TVM {round(100 * keep)}%"] = (
+                    "ART TotalVarMin (its default 10 L-BFGS-B iterations), per image",
+                    lambda tvm=tvm: [tvm(xa[i:i + 1]) for i in range(len(xa))])
     for k in cfg["kmeans_k"]:
         refs[f"K-means k={k}"] = ("sklearn KMeans(n_init=1) on all pixels, per image", each(lambda a, k=k: sk_kmeans(a, k)))
     for q in cfg["jpeg_quality"]:
         refs[f"JPEG {q}"] = ("PIL, per image", each(lambda a, q=q: pil_jpeg(a, q)))
     return refs
+
+
+def art_total_var_min():
+    """The Adversarial Robustness Toolbox's ``TotalVarMin`` class when ART is importable (it is
+    not a dependency; install it for the cost table only, e.g. ``pip install --no-deps
+    --target /tmp/art adversarial-robustness-toolbox`` and add that folder to PYTHONPATH)."""
+    try:
+        from art.defences.preprocessor import TotalVarMin
+    except Exception:   # not installed, or an ART that does not import here
+        return None
+    return TotalVarMin
 
 
 def throughput(settings_: dict[str, Setting], x: torch.Tensor, cfg: dict, repeats: int = 2) -> pd.DataFrame:
@@ -780,6 +800,7 @@ def run(profile: str | None = None, model_name: str = "efficientnet_lite0", devi
     n_cost = min(cfg["throughput_images"], len(images))
     if cost:
         cost_t = cached_table(pieces, "throughput", dict(base, n=n_cost, cpu=cpu_name(), threads=1, budget=cfg["cost_budget_s"],
+                                                        art=art_total_var_min() is not None,
                                                         defences=[s.key() for s in settings_.values()]),
                               lambda: throughput(settings_, images.x[:n_cost], cfg))
     else:
