@@ -19,7 +19,8 @@ from typing import Iterator
 from .inference import BACKEND_ENV, BACKENDS
 
 CHAPTERS = {"ch00": "advlab.experiments.ch00", "ch01": "advlab.experiments.ch01",
-            "ch02": "advlab.experiments.ch02", "ch05": "advlab.experiments.ch05"}
+            "ch02": "advlab.experiments.ch02", "ch03": "advlab.experiments.ch03",
+            "ch05": "advlab.experiments.ch05"}
 
 
 def build_parser() -> argparse.ArgumentParser:

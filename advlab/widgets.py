@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
+import torch
 
 from .data import ImageSet
 from .defenses.blur_vote import BLUR_SIGMA_DEFAULT, BlurVote, add_noise, three_views
@@ -45,6 +46,53 @@ def smoothing_explorer(model, images: ImageSet, kernel: int = 5, seed: int = 0) 
     sigma.observe(redraw, "value")
     redraw()
     return W.VBox([W.HBox([choose, sigma]), out])
+
+
+def transform_explorer(model, images: ImageSet, settings_: dict, seed: int = 0) -> W.VBox:
+    """Chapter 3: pick an image, an FGSM strength and a transform with its setting; see the
+    adversarial image, the transformed image and their difference, with the three labels
+    (clean, attacked, attacked then transformed)."""
+    from . import attacks
+    from .inference import predict
+    choose = W.Dropdown(options=[(n.split("_", 1)[1].rsplit(".", 1)[0] if "_" in n else n, i)
+                                 for i, n in enumerate(images.names)], description="image")
+    eps = W.IntSlider(value=4, min=0, max=16, step=1, description="FGSM (x/255)",
+                      continuous_update=False)
+    which = W.Dropdown(options=list(settings_), description="transform")
+    out = W.Output()
+
+    def label(i: int) -> str:
+        return images.classes[i] if images.classes else str(i)
+
+    def redraw(*_):
+        i, s = choose.value, settings_[which.value]
+        x, y = images.x[i:i + 1], images.y[i:i + 1]
+        adv = x if eps.value == 0 else attacks.run(model, x, y, "fgsm", [eps.value / 255], seed=seed,
+                                                   progress=False)[eps.value / 255]
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            with torch.no_grad():
+                z = s.transform(adv)
+        p_clean, p_adv, p_def = (int(predict(model, t, 1, amp=False)[0]) for t in (x, adv, z))
+        delta = z - adv
+        gain = 0.5 / max(float(delta.abs().max()), 1e-6)
+        fig, axes = plt.subplots(1, 3, figsize=(10, 3.8))
+        for ax, im, title in zip(axes, (adv, z, 0.5 + gain * delta),
+                                 (f"FGSM {eps.value}/255\n{label(p_adv)}", f"{which.value}\n{label(p_def)}",
+                                  f"transformed - adversarial (x{gain:.0f})")):
+            ax.imshow(im[0].permute(1, 2, 0).clamp(0, 1).numpy())
+            ax.set_title(title, fontsize=9)
+            ax.axis("off")
+        mark = lambda p: "correct" if p == int(y[0]) else "wrong"  # noqa: E731
+        fig.suptitle(f"true: {label(int(y[0]))}  |  clean: {mark(p_clean)}, attacked: {mark(p_adv)}, "
+                     f"transformed: {mark(p_def)}", fontsize=10)
+        out.outputs = ()
+        out.append_display_data(as_jpeg(fig))
+
+    for w in (choose, eps, which):
+        w.observe(redraw, "value")
+    redraw()
+    return W.VBox([W.HBox([choose, eps, which]), out])
 
 
 def pixel_explorer(models: dict, images: ImageSet, maps: dict, eps: float = 0.031,

@@ -211,3 +211,64 @@ def plot_defence_table(table: pd.DataFrame) -> plt.Figure:
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def _rate_panel(ax, t: pd.DataFrame, y: str, colour, label: str, style: str = "-") -> None:
+    """One curve of ``y`` against mean normalised L2 with its 95% interval as a band."""
+    t = t.sort_values("l2")
+    ax.plot(t.l2, t[y], style, color=colour, marker="o", ms=3.5, label=label)
+    ax.fill_between(t.l2, t[f"{y}_lo"], t[f"{y}_hi"], color=colour, alpha=0.15, lw=0)
+
+
+def plot_rate_curves(curves: pd.DataFrame, y: str = "rate", title: str | None = None) -> plt.Figure:
+    """Chapter 3 (the source study's Figures 3-6): ``y`` (the defence success rate, or
+    ``"acc"``) of each defence in ``curves`` against the attack's mean normalised L2, one
+    panel per attack, with 95% Wilson bands."""
+    curves = curves[curves.defence != "undefended"]
+    attacks = list(dict.fromkeys(curves.attack))
+    defences = list(dict.fromkeys(curves.defence))
+    colours = dict(zip(defences, sns.color_palette("colorblind", len(defences))))
+    fig, axes = plt.subplots(1, len(attacks), figsize=(4.4 * len(attacks), 3.6), squeeze=False,
+                             sharey=True)
+    for ax, name in zip(axes[0], attacks):
+        for d in defences:
+            _rate_panel(ax, curves[(curves.attack == name) & (curves.defence == d)], y, colours[d], d)
+        ax.set(title=name, xlabel="normalised L2 of the perturbation", ylim=(0, 1))
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("defence success rate" if y == "rate" else "defended accuracy")
+    axes[0, -1].legend(fontsize=8, loc="best")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    return fig
+
+
+def plot_adaptive_curves(adaptive: pd.DataFrame) -> plt.Figure:
+    """Chapter 3: accuracy of each defence under L2 PGD that ignores it (dashed) and that
+    goes through it with BPDA and EOT (solid), one panel per family; the undefended
+    classifier under the same PGD in grey."""
+    fams = [f for f in dict.fromkeys(adaptive.family) if f != "none"]
+    cols = min(3, len(fams))
+    rows = -(-len(fams) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.4 * cols, 3.4 * rows), squeeze=False, sharey=True)
+    bare = adaptive[(adaptive.defence == "undefended") & (adaptive.attacker == "oblivious")]
+    for ax, fam in zip(axes.flat, fams):
+        t = adaptive[adaptive.family == fam]
+        names = list(dict.fromkeys(t.defence))
+        colours = dict(zip(names, sns.color_palette("colorblind", len(names))))
+        for d in names:
+            for who, style in (("oblivious", "--"), ("adaptive", "-")):
+                _rate_panel(ax, t[(t.defence == d) & (t.attacker == who)], "acc", colours[d],
+                            f"{d}, {who}", style)
+        _rate_panel(ax, bare, "acc", "grey", "no defence", ":")
+        ax.set(title=fam, xlabel="normalised L2 of the perturbation", ylim=(0, 1))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(fams):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("accuracy under L2 PGD")
+    fig.suptitle("L2 PGD ignoring the defence (dashed) and through it with BPDA + EOT (solid)",
+                 fontsize=11)
+    fig.tight_layout()
+    return fig

@@ -69,3 +69,34 @@ def as_jpeg(fig: plt.Figure, quality: int = 85, dpi: int = 100):
     fig.savefig(buf, format="jpeg", dpi=dpi, pil_kwargs={"quality": quality})
     plt.close(fig)
     return Image(data=buf.getvalue(), format="jpeg")
+
+
+def plot_processed(examples: dict, classes, max_chars: int = 16) -> plt.Figure:
+    """Chapter 3 (the source study's Figure 2): the clean and adversarial image, then each
+    transform's output beside its delta (output - adversarial input, mid-grey = 0, stretched
+    by the factor in the title), one row per family; labels with a tick when correct."""
+    outputs, fams, labels = examples["outputs"], examples["families"], examples["labels"]
+    y = examples["y"]
+    by_family = {}
+    for name, fam in fams.items():
+        by_family.setdefault(fam, []).append(name)
+    cols = 2 * max(max(len(v) for v in by_family.values()), 1)
+    rows = 1 + len(by_family)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.75 * cols, 2.0 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    label = lambda i: f"{classes[i][:max_chars] if classes else i} {'✓' if i == y else '✗'}"  # noqa: E731
+    show = lambda ax, im, title: (ax.imshow(im.permute(1, 2, 0).clamp(0, 1).numpy()),  # noqa: E731
+                                  ax.set_title(title, fontsize=7))
+    strength = examples.get("strength")
+    show(axes[0, 0], examples["x"], f"clean\n{label(y)}")
+    show(axes[0, 1], examples["x_adv"], f"{examples['attack']} {strength:g}/255\n{label(examples['adv_label'])}")
+    for r, (fam, names) in enumerate(by_family.items(), start=1):
+        for j, name in enumerate(names):
+            out = outputs[name]
+            delta = out - examples["x_adv"]
+            gain = 0.5 / max(float(delta.abs().max()), 1e-6)
+            show(axes[r, 2 * j], out, f"{name}\n{label(labels[name])}")
+            show(axes[r, 2 * j + 1], 0.5 + gain * delta, f"delta (x{gain:.0f})")
+    fig.tight_layout()
+    return fig
