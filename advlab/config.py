@@ -2,8 +2,10 @@
 
 Environment variables (all optional):
 
-``ADVLAB_PROFILE``  ``smoke`` (seconds to a minute on a laptop CPU; what CI runs) or ``full``
-                    (the source study's protocol at full size).  Default: ``smoke``.
+``ADVLAB_PROFILE``  ``smoke`` (seconds to a minute on a laptop CPU; what CI runs), ``full``
+                    (the stored outputs) or ``paper`` (a chapter's protocol at the source
+                    study's size where ``full`` cannot reach it on a CPU; meant for a GPU;
+                    only chapters that define it).  Default: ``smoke``.
 ``ADVLAB_DEVICE``   ``cpu``, ``cuda``, ``cuda:1`` ...  Default: CUDA when available.
 ``ADVLAB_DATA``     folder holding offline mirrors (``MNIST/raw``, ``imagenet-samples`` ...).
 ``ADVLAB_MODELS``   folder holding offline model weights.
@@ -22,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-PROFILES = ("smoke", "full")
+PROFILES = ("smoke", "full", "paper")
 
 
 def resolve_profile(profile: str | None = None) -> str:
@@ -36,7 +38,10 @@ def resolve_profile(profile: str | None = None) -> str:
 def profile_settings(profiles: dict[str, dict], chapter: str, profile: str | None = None,
                      **overrides) -> dict:
     """A chapter's settings for ``profile`` with keyword overrides (unknown keys are an error)."""
-    cfg = dict(profiles[resolve_profile(profile)])
+    name = resolve_profile(profile)
+    if name not in profiles:
+        raise ValueError(f"{chapter} has no {name!r} profile; choose one of {sorted(profiles)}")
+    cfg = dict(profiles[name])
     unknown = set(overrides) - set(cfg)
     if unknown:
         raise ValueError(f"unknown {chapter} settings {sorted(unknown)}; known: {sorted(cfg)}")
