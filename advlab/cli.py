@@ -53,6 +53,25 @@ def build_parser() -> argparse.ArgumentParser:
                        help="do not write the weights into advlab/resources/denoisers")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    cert = sub.add_parser("certify", help="Cohen et al.'s CERTIFY on test images; shards across "
+                                          "processes under torchrun")
+    cert.add_argument("--dataset", choices=("cifar10", "imagenet"), default="cifar10")
+    cert.add_argument("--model", default=None,
+                      help="classifier (default: resnet56 / efficientnet_lite0)")
+    cert.add_argument("--denoiser", default=None, help="a committed denoiser, e.g. cifar10-stab-wb")
+    cert.add_argument("--sigma", type=float, default=0.25)
+    # Cohen et al.'s names; lower-case --n would clash with torchrun's own options
+    cert.add_argument("--N0", type=int, default=100, help="selection samples")
+    cert.add_argument("--N", type=int, default=10_000, help="estimation samples")
+    cert.add_argument("--alpha", type=float, default=0.001)
+    cert.add_argument("--images", type=int, default=500,
+                      help="how many test images, evenly spread (CIFAR-10: every 10000/k-th)")
+    cert.add_argument("--batch-size", type=int, default=400)
+    cert.add_argument("--seed", type=int, default=0)
+    cert.add_argument("--device", default=None)
+    cert.add_argument("--out", type=Path, required=True, help="CSV file (written by rank 0)")
+    cert.add_argument("--quiet", action="store_true", help="no progress bars")
+    cert.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return parser
 
 
@@ -82,7 +101,8 @@ def user_errors() -> tuple[type[Exception], ...]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return {"run": run_chapter, "train-denoiser": train_denoiser}[args.command](args)
+        return {"run": run_chapter, "train-denoiser": train_denoiser,
+                "certify": certify}[args.command](args)
     except user_errors() as err:
         if args.debug:
             raise
@@ -143,6 +163,43 @@ def train_denoiser(args: argparse.Namespace) -> int:
                                    f"{_device_line(args.device)}"})
     print(f"wrote {path}")
     return 0
+
+
+def certify(args: argparse.Namespace) -> int:
+    """``advlab certify``: one (classifier, denoiser, sigma) over evenly spread test images,
+    one CSV row per image (Cohen et al.'s log columns).  Under ``torchrun --nproc_per_node K``
+    the images are shared between the K processes (gloo on the CPU, NCCL on GPUs) and merged
+    by image id: the same file as one process writes."""
+    from .config import get_device
+    from .defenses.randomized import Smooth, init_distributed
+    from .experiments import ch04
+    from .models import prepare_for_inference
+    from .models.dncnn import load_denoiser
+    rank, world = init_distributed()
+    device = get_device(args.device)
+    if device.type == "cuda" and world > 1:
+        device = torch_device_of_rank()
+    model = args.model or ch04.DEFAULT_TARGETS[args.dataset]
+    clf = ch04.load_target(args.dataset, model, device)
+    den = (prepare_for_inference(load_denoiser(args.denoiser), device) if args.denoiser else None)
+    images, ids = (ch04.cifar_images(args.images) if args.dataset == "cifar10"
+                   else ch04.imagenet_images(args.images, progress=not args.quiet))
+    smooth = Smooth(clf, ch04.NUM_CLASSES[args.dataset], args.sigma, den, alpha=args.alpha,
+                    batch_size=args.batch_size, seed=args.seed)
+    certs = smooth.certify(images.x, args.N0, args.N, args.alpha, ids,
+                           progress=not args.quiet and rank == 0)
+    if rank == 0:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        certs.frame(images.y).to_csv(args.out, index=False)
+        print(f"certified {len(certs)} images on {world} process(es); wrote {args.out}")
+    return 0
+
+
+def torch_device_of_rank():
+    import os
+
+    import torch
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def _device_line(device) -> str:

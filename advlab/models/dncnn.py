@@ -93,7 +93,7 @@ IMAGENET_SIGMAS = (0.25, 0.5)
 IMAGENET_TRAIN_PARITY = 0
 
 _CIFAR_ARCH = dict(depth=10, width=32)
-_IMAGENET_ARCH = dict(depth=6, width=24)
+_IMAGENET_ARCH = dict(depth=6, width=16)
 
 #: The book's denoisers.  Changing a recipe retrains (the cache key covers every entry).
 #: ``init``: the recipe whose trained weights start this one (Stab+MSE).  ``n_train``: training
@@ -101,26 +101,26 @@ _IMAGENET_ARCH = dict(depth=6, width=24)
 #: sample images).  ``crop``: MSE training on random square crops of that size.
 RECIPES: dict[str, dict] = {
     "cifar10-mse": dict(dataset="cifar10", arch=_CIFAR_ARCH, objective="mse", sigmas=CIFAR_SIGMAS,
-                        classifiers=(), init=None, epochs=4, batch_size=64, lr=1e-3,
-                        weight_decay=1e-4, n_train=20000, crop=None, seed=0),
+                        classifiers=(), init=None, epochs=2, batch_size=64, lr=1e-3,
+                        weight_decay=1e-4, n_train=8000, crop=None, seed=0),
     "cifar10-stab-wb": dict(dataset="cifar10", arch=_CIFAR_ARCH, objective="stab",
                             sigmas=CIFAR_SIGMAS, classifiers=("resnet56",), init="cifar10-mse",
-                            epochs=1, batch_size=64, lr=1e-4, weight_decay=1e-4, n_train=10000,
+                            epochs=1, batch_size=64, lr=1e-4, weight_decay=1e-4, n_train=2000,
                             crop=None, seed=0),
     "cifar10-stab-bb": dict(dataset="cifar10", arch=_CIFAR_ARCH, objective="stab",
                             sigmas=CIFAR_SIGMAS, classifiers=("resnet20", "resnet32", "resnet44"),
                             init="cifar10-mse", epochs=1, batch_size=64, lr=1e-4,
-                            weight_decay=1e-4, n_train=10000, crop=None, seed=0),
+                            weight_decay=1e-4, n_train=2000, crop=None, seed=0),
     "imagenet-mse": dict(dataset="imagenet", arch=_IMAGENET_ARCH, objective="mse",
-                         sigmas=IMAGENET_SIGMAS, classifiers=(), init=None, epochs=30,
-                         batch_size=32, lr=1e-3, weight_decay=1e-4, n_train=None, crop=64, seed=0),
+                         sigmas=IMAGENET_SIGMAS, classifiers=(), init=None, epochs=8,
+                         batch_size=32, lr=1e-3, weight_decay=1e-4, n_train=None, crop=48, seed=0),
     "imagenet-stab-wb": dict(dataset="imagenet", arch=_IMAGENET_ARCH, objective="stab",
                              sigmas=IMAGENET_SIGMAS, classifiers=("efficientnet_lite0",),
-                             init="imagenet-mse", epochs=2, batch_size=16, lr=1e-4,
+                             init="imagenet-mse", epochs=1, batch_size=16, lr=1e-4,
                              weight_decay=1e-4, n_train=None, crop=None, seed=0),
     "imagenet-stab-bb": dict(dataset="imagenet", arch=_IMAGENET_ARCH, objective="stab",
                              sigmas=IMAGENET_SIGMAS, classifiers=("efficientnet_lite1",),
-                             init="imagenet-mse", epochs=2, batch_size=16, lr=1e-4,
+                             init="imagenet-mse", epochs=1, batch_size=16, lr=1e-4,
                              weight_decay=1e-4, n_train=None, crop=None, seed=0),
 }
 #: The classifier each dataset's white-box denoiser is for (black-box ones never train on it).
@@ -251,10 +251,11 @@ def random_crops(x: torch.Tensor, size: int, batch_size: int):
 
 # --------------------------------------------------------------------------- training
 def train_denoiser(name: str, device=None, progress: bool = True, retrain: bool = False,
-                   **overrides) -> DnCNN:
+                   init_overrides: dict | None = None, **overrides) -> DnCNN:
     """Train the denoiser of recipe ``name`` (see :data:`RECIPES`) with :func:`advlab.train.fit`
-    and return it in eval mode; cached under ``$ADVLAB_CACHE/models`` by recipe (the recipe it
-    starts from is trained first when ``init`` names one)."""
+    and return it in eval mode; cached under ``$ADVLAB_CACHE/models`` by recipe.  When ``init``
+    names a recipe, that one is trained first (with this one's ``arch`` and ``sigmas``, and
+    ``init_overrides``) and this one starts from its weights."""
     from ..config import get_device
     from ..inference import predict
     cfg = recipe(name, **overrides)
@@ -262,7 +263,8 @@ def train_denoiser(name: str, device=None, progress: bool = True, retrain: bool 
     train, data_id = training_images(cfg, progress)
     if cfg["init"]:  # Stab+MSE: start from the trained MSE denoiser (same arch and sigmas)
         inherited = {k: overrides[k] for k in ("arch", "sigmas") if k in overrides}
-        model = train_denoiser(cfg["init"], device, progress, False, **inherited).cpu()
+        model = train_denoiser(cfg["init"], device, progress, False,
+                               **{**inherited, **(init_overrides or {})}).cpu()
     else:
         model = lambda: DnCNN(**cfg["arch"])  # noqa: E731
     sched = lambda opt: torch.optim.lr_scheduler.StepLR(  # noqa: E731

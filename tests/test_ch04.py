@@ -1,0 +1,67 @@
+"""Chapter 4: certification sharded over two processes with torchrun equals one process;
+tables and settings; the committed denoisers; the CLI smoke run."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from advlab.experiments import ch04
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _certify(tmp_path: Path, name: str, nproc: int) -> pd.DataFrame:
+    out = tmp_path / f"{name}.csv"
+    args = ["-m", "advlab.cli", "certify", "--dataset", "cifar10", "--model", "resnet20",
+            "--sigma", "0.25", "--N0", "20", "--N", "120", "--images", "5", "--batch-size", "64",
+            "--out", str(out), "--quiet", "--device", "cpu"]
+    cmd = [sys.executable] + (["-m", "torch.distributed.run", "--standalone",
+                               f"--nproc_per_node={nproc}"] + args if nproc > 1 else args)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert f"on {nproc} process(es)" in proc.stdout
+    return pd.read_csv(out)
+
+
+def test_torchrun_two_processes_equal_one(mirror, models_mirror, tmp_path):
+    one = _certify(tmp_path, "one", 1)
+    two = _certify(tmp_path, "two", 2)
+    assert one.id.tolist() == [0, 2000, 4000, 6000, 8000]
+    pd.testing.assert_frame_equal(one, two)
+    assert (one.radius >= 0).all() and one.correct.sum() >= 3
+
+
+def test_settings_profiles_and_seed_tables():
+    assert ch04.settings("paper")["cifar_n"] == 10_000 and ch04.settings("paper")["cifar_images"] == 500
+    assert ch04.settings("full")["cifar_n"] < ch04.settings("paper")["cifar_n"]
+    with pytest.raises(ValueError, match="unknown ch04 settings"):
+        ch04.settings("smoke", sigmaz=1)
+    assert ch04.SEED_TABLES["cifar10"].loc["white-box"].tolist() == [56, 41, 28, 19, 16, 13]
+    assert ch04.SEED_TABLES["imagenet"].loc["black-box"].tolist() == [48, 31, 19, 12, 7, 4]
+
+
+def test_best_over_sigma_and_caps():
+    # two sigmas, three images; sigma 0.5 wins at large radii, sigma 0.25 at small ones
+    rows = []
+    for sigma, radii, preds in ((0.25, [0.6, 0.3, 0.1], [0, 1, 2]), (0.5, [1.2, 0.0, 0.9], [0, -1, 5])):
+        for i in range(3):
+            rows.append(dict(dataset="cifar10", config="white-box", sigma=sigma, id=i, label=[0, 1, 2][i],
+                             predict=preds[i], radius=radii[i], p_lower=0.9, count=0,
+                             correct=int(preds[i] == [0, 1, 2][i])))
+    per_image = pd.DataFrame(rows)
+    cfg = dict(ch04.settings("smoke"), cifar_n=100)
+    best = ch04.best_over_sigma(per_image, cfg).set_index("radius")
+    assert best.loc[0.25, "certified_acc"] == pytest.approx(2 / 3) and best.loc[0.25, "sigma"] == 0.25
+    assert best.loc[0.75, "certified_acc"] == pytest.approx(1 / 3) and best.loc[0.75, "sigma"] == 0.5
+    assert best.loc[0.25, "clean_acc"] == pytest.approx(1.0)
+    # N = 100 caps sigma 0.5 at 0.5 * Phi^-1(0.001^(1/100)) = 0.75
+    assert not best.loc[0.75, "capped"] and best.loc[1.0, "capped"]
+    table = ch04.seed_comparison(best.reset_index(), "cifar10")
+    assert table.loc["advlab: white-box", "0.25"].startswith("67 [")
+    assert table.loc["paper (ResNet-110): white-box", "0.25"] == "56"
