@@ -35,6 +35,25 @@ def test_fgsm_matches_the_closed_form():
     assert torch.allclose(adv, (x + eps * xg.grad.sign()).clamp(0, 1), atol=1e-6)
 
 
+def test_fgsm_is_foolboxs_and_takes_one_gradient_for_all_epsilons():
+    model = conv_model()
+    x, y = data(10, (3, 8, 8), 4)
+    eps = [0.01, 0.03, 0.1]
+    calls = []
+    model.register_forward_hook(lambda *a: calls.append(1))
+    ours = attacks.run(model, x, y, "fgsm", eps, batch_size=len(x), progress=False)
+    assert len(calls) == 1
+    _, ref, _ = fb.attacks.FGSM()(fb.PyTorchModel(model, bounds=(0, 1)), x, y, epsilons=eps)
+    for e, r in zip(eps, ref):
+        assert torch.allclose(ours[e], r, atol=1e-6)
+    target = (y + 1) % 4              # foolbox's FGSM is untargeted only: the closed form
+    ours_t = attacks.run(model, x, y, "fgsm", eps, targets=target, progress=False)
+    xg = x.clone().requires_grad_(True)
+    F.cross_entropy(model(xg), target).backward()
+    for e in eps:
+        assert torch.allclose(ours_t[e], (x - e * xg.grad.sign()).clamp(0, 1), atol=1e-6)
+
+
 @pytest.mark.parametrize("name,norm", [("bim", "linf"), ("pgd", "linf"), ("l2_bim", "l2"),
                                        ("l2_pgd", "l2"), ("fgm", "l2")])
 def test_standard_attacks_stay_in_the_ball_and_raise_the_loss(name, norm):

@@ -1,6 +1,7 @@
 """The standard attacks, run through foolbox 3 (Rauber et al. 2017/2020), in the book's shape.
 
-``fgsm``      Goodfellow et al. 2015: one signed-gradient step of size epsilon (L-inf).
+``fgsm``      Goodfellow et al. 2015: one signed-gradient step of size epsilon (L-inf); ours,
+              because it reuses one gradient for every epsilon (tested against foolbox's).
 ``fgm``       its L2 twin: one step of L2 length epsilon along the gradient.
 ``bim``       Kurakin et al. 2017 (I-FGSM): iterated FGSM, no random start (L-inf).
 ``l2_bim``    the same in L2.
@@ -12,6 +13,7 @@
 from __future__ import annotations
 
 import foolbox as fb
+import torch
 
 from .base import Attack
 
@@ -38,8 +40,31 @@ def _rel(steps: int, rel_stepsize: float | None) -> float:
     return rel_stepsize if rel_stepsize is not None else 2.5 / steps
 
 
+class FGSM(Attack):
+    """FGSM (Goodfellow et al. 2015): ``clip(x + eps * sign(grad), 0, 1)`` with the gradient of
+    the cross-entropy at ``x``.  The same steps as foolbox's ``FGSM`` (tested against it), but
+    one gradient serves every epsilon, so a sweep over k epsilons costs one backward pass
+    instead of k."""
+
+    name, norm = "FGSM", "linf"
+
+    def __call__(self, model, x, y, epsilon=None, target=None, tick=None):
+        return self.at_epsilons(model, x, y, [epsilon], target, tick)[0]
+
+    def at_epsilons(self, model, x, y, epsilons, target=None, tick=None):
+        from .pgd import cross_entropy
+        xg = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            loss = cross_entropy(model(xg), y if target is None else target).sum()
+            grad, = torch.autograd.grad(loss, xg)
+        direction = (-1.0 if target is not None else 1.0) * grad.sign()
+        if tick:
+            tick(len(x) * len(epsilons))
+        return [(x + e * direction).clamp(0, 1).detach() for e in epsilons]
+
+
 def fgsm() -> Attack:
-    return FoolboxAttack("FGSM", "linf", fb.attacks.FGSM())
+    return FGSM()
 
 
 def fgm() -> Attack:

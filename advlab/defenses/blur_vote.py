@@ -17,6 +17,7 @@ from torch import nn
 
 from ..config import per_image_normal
 from ..models import predict
+from ..models.wrappers import conv_layout
 from .base import ABSTAIN, Defence
 
 BLUR_SIGMA_DEFAULT = 1.0
@@ -87,7 +88,7 @@ class BlurVote(Defence):
     def predict_views(self, x: torch.Tensor, batch_size: int = 128) -> dict[str, torch.Tensor]:
         """Labels of the input, its single and double blur, and the vote (CPU tensors)."""
         device = next(self.model.parameters()).device
-        views = three_views(x.to(device), self.blur)
+        views = three_views(conv_layout(x.to(device)), self.blur)
         labels = [predict(self.model, v, batch_size, device) for v in views]
         return {"ns": labels[0], "ss": labels[1], "ds": labels[2], "vote": majority_vote(*labels)}
 

@@ -23,6 +23,7 @@ from torchvision.transforms.v2.functional import five_crop
 from tqdm import tqdm
 
 from ..attacks import PGD, run, runner_up
+from ..inference import predict
 
 N_CROPS = 5
 
@@ -110,16 +111,20 @@ def crop_views(x: torch.Tensor, size: int) -> torch.Tensor:
 @torch.no_grad()
 def crop_agreement(model: nn.Module, x: torch.Tensor, pred: torch.Tensor, size: int,
                    batch_size: int = 1000) -> torch.Tensor:
-    """How many of the five resized crops (classified with dropout off) agree with ``pred``."""
+    """How many of the five resized crops (classified with dropout off, through the fast
+    inference path) agree with ``pred``."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     out = []
-    for i in range(0, len(x), batch_size):
-        views = crop_views(x[i:i + batch_size].to(device), size)
-        labels = model(views.flatten(0, 1)).argmax(1).view(N_CROPS, -1)
-        out.append((labels == pred[i:i + batch_size].to(device)).sum(0).cpu())
-    model.train(was_training)
+    try:
+        for i in range(0, len(x), batch_size):
+            views = crop_views(x[i:i + batch_size].to(device), size)
+            labels = predict(model, views.flatten(0, 1), len(views) * views.shape[1], device,
+                             amp=False).view(N_CROPS, -1)
+            out.append((labels == pred[i:i + batch_size]).sum(0))
+    finally:
+        model.train(was_training)
     return torch.cat(out)
 
 

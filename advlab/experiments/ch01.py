@@ -27,6 +27,7 @@ from ..defenses.blur_vote import (BlurVote, add_noise, compose_kernels, equivale
 from ..inference import backend_name
 from ..metrics import summarise_draws
 from ..models import load_imagenet_model, predict, prepare_for_inference
+from ..models.wrappers import conv_layout
 from .common import ChapterResults, cache_note
 
 CHAPTER = "ch01"
@@ -78,7 +79,7 @@ def noise_predictions(model, images: ImageSet, noise_sigma: float, draw: int, ke
     out = {"ns": []} | {f"{v}{k}": [] for k in kernels for v in ("ss", "ds")}
     for i in tqdm(range(0, len(images), batch_size), desc=f"noise sigma={noise_sigma} draw={draw}",
                   disable=not progress, leave=False):
-        x = add_noise(images.x[i:i + batch_size], noise_sigma, seeds[i:i + batch_size])
+        x = conv_layout(add_noise(images.x[i:i + batch_size], noise_sigma, seeds[i:i + batch_size]))
         out["ns"].append(predict(model, x, batch_size))
         for k, blur in blurs.items():
             _, single, double = three_views(x, blur)
