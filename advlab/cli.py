@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     cert.add_argument("--dataset", choices=("cifar10", "imagenet"), default="cifar10")
     cert.add_argument("--model", default=None,
                       help="classifier (default: resnet56 / efficientnet_lite0)")
-    cert.add_argument("--denoiser", default=None, help="a committed denoiser, e.g. cifar10-stab-wb")
+    cert.add_argument("--denoiser", default=None, help="a committed denoiser, e.g. cifar10-stab-wb-0.25")
     cert.add_argument("--sigma", type=float, default=0.25)
     # Cohen et al.'s names; lower-case --n would clash with torchrun's own options
     cert.add_argument("--N0", type=int, default=100, help="selection samples")
@@ -152,12 +152,13 @@ def train_denoiser(args: argparse.Namespace) -> int:
                                  retrain=args.retrain, **overrides)
     seconds = time.perf_counter() - started
     print(f"denoiser {args.name}: ready in {seconds:.0f} s")
-    report = dncnn.denoiser_report(args.name, model, progress=not args.quiet)
+    report = dncnn.denoiser_report(args.name, model, progress=not args.quiet, device=args.device)
     for k, v in report.items():
         print(f"{k}: {v}")
     if overrides or args.no_commit:
         return 0
-    command = "advlab train-denoiser " + shlex.quote(args.name)
+    command = "advlab train-denoiser " + shlex.quote(args.name) + (
+        f" --device {shlex.quote(args.device)}" if args.device else "")
     path = dncnn.commit_denoiser(args.name, model, command, {
         **report, "training time": f"{seconds:.0f} s (this run; cached parts excluded) on "
                                    f"{_device_line(args.device)}"})

@@ -65,3 +65,27 @@ def test_best_over_sigma_and_caps():
     table = ch04.seed_comparison(best.reset_index(), "cifar10")
     assert table.loc["advlab: white-box", "0.25"].startswith("67 [")
     assert table.loc["paper (ResNet-110): white-box", "0.25"] == "56"
+
+
+def test_exercise_checkers_accept_the_solution_and_reject_wrong_answers():
+    from scipy.stats import beta, norm
+
+    from advlab import exercises
+    from advlab.defenses.randomized import max_certifiable_radius, radius
+    from advlab.exercises import ch04 as ex
+    from advlab.metrics import clopper_pearson_lower
+    # the solutions, as the notebook computes them
+    p_a = beta.ppf(ex.EX1["alpha"], ex.EX1["n_a"], ex.EX1["n"] - ex.EX1["n_a"] + 1)
+    exercises.check("ch04-ex1", ex.EX1["sigma"] * norm.ppf(p_a))
+    # the package agrees with the by-hand answers
+    lower = float(clopper_pearson_lower(ex.EX1["n_a"], ex.EX1["n"], ex.EX1["alpha"]))
+    assert float(radius(lower, ex.EX1["sigma"])) == pytest.approx(ex.ex1_truth(), abs=1e-9)
+    exercises.check("ch04-ex2", max_certifiable_radius(ex.EX2["sigma"], ex.EX2["n"], ex.EX2["alpha"]))
+    for wrong, hint in ((ex.EX1["sigma"] * norm.ppf(0.97), "point estimate"), (0.1, "Not yet"),
+                        (None, "No answer")):
+        with pytest.raises(AssertionError, match=hint):
+            exercises.check("ch04-ex1", wrong)
+    with pytest.raises(AssertionError, match="infinite"):
+        exercises.check("ch04-ex2", float("inf"))
+    with pytest.raises(AssertionError, match="Not yet"):
+        exercises.check("ch04-ex2", 1.0)

@@ -41,7 +41,9 @@ from .common import ChapterResults, cache_note
 
 CHAPTER = "ch04"
 RADII = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
-CONFIGS = ("no denoiser", "black-box", "white-box")
+CONFIGS = ("no denoiser", "mse", "black-box", "white-box")
+#: ImageNet: no denoiser is committed for 224 px images (see PROTOCOL_NOTES).
+IMAGENET_CONFIGS = ("no denoiser",)
 #: Which denoiser recipe each configuration uses (per data set: ``<dataset>-<suffix>``).
 DENOISER_OF = {"no denoiser": None, "mse": "mse", "black-box": "stab-bb", "white-box": "stab-wb"}
 NUM_CLASSES = {"cifar10": 10, "imagenet": 1000}
@@ -79,20 +81,23 @@ PROTOCOL_NOTES = (
 
 PROFILES = {
     "smoke": dict(cifar_images=4, cifar_sigmas=(0.25,), cifar_n0=20, cifar_n=100,
-                  imagenet_images=2, imagenet_sigmas=(0.25,), imagenet_n0=10, imagenet_n=40,
-                  configs=CONFIGS, alpha=0.001, batch_size=200, imagenet_batch_size=20,
-                  denoisers="committed", attack_images=2, attack_eps=(0.25,), attack_sigma=0.25,
-                  attack_config="white-box", attack_steps=2, attack_samples=2, attack_predict_n=40,
-                  example_images=3, hist_n=100, throughput_n=200, seed=0),
-    "full": dict(cifar_images=100, cifar_sigmas=(0.25, 0.5, 1.0), cifar_n0=100, cifar_n=1000,
-                 imagenet_images=20, imagenet_sigmas=(0.25, 0.5), imagenet_n0=20, imagenet_n=100,
-                 configs=CONFIGS, alpha=0.001, batch_size=400, imagenet_batch_size=25,
-                 denoisers="committed", attack_images=30, attack_eps=(0.25, 0.5),
-                 attack_sigma=0.25, attack_config="white-box", attack_steps=10, attack_samples=8,
-                 attack_predict_n=500, example_images=4, hist_n=1000, throughput_n=1000, seed=0),
+                  imagenet_images=0, imagenet_sigmas=(0.25,), imagenet_n0=10, imagenet_n=40,
+                  cifar_configs=("no denoiser", "white-box"), imagenet_configs=IMAGENET_CONFIGS,
+                  alpha=0.001, batch_size=200, imagenet_batch_size=20, denoisers="committed",
+                  attack_images=2, attack_eps=(0.25,), attack_sigma=0.25,
+                  attack_config="white-box", attack_steps=2, attack_samples=2,
+                  attack_predict_n=40, example_images=3, hist_n=100, throughput_n=100, seed=0),
+    "full": dict(cifar_images=100, cifar_sigmas=(0.25, 0.5, 1.0), cifar_n0=100,
+                 cifar_n=1000, imagenet_images=20, imagenet_sigmas=(0.25, 0.5),
+                 imagenet_n0=100, imagenet_n=200, cifar_configs=CONFIGS,
+                 imagenet_configs=IMAGENET_CONFIGS, alpha=0.001, batch_size=1000,
+                 imagenet_batch_size=50, denoisers="committed", attack_images=50,
+                 attack_eps=(0.25, 0.5), attack_sigma=0.25, attack_config="white-box",
+                 attack_steps=10, attack_samples=8, attack_predict_n=500, example_images=4,
+                 hist_n=1000, throughput_n=1000, seed=0),
     "paper": dict(cifar_images=500, cifar_sigmas=(0.12, 0.25, 0.5, 1.0), cifar_n0=100,
                   cifar_n=10_000, imagenet_images=487, imagenet_sigmas=(0.25, 0.5, 1.0),
-                  imagenet_n0=100, imagenet_n=10_000, configs=CONFIGS, alpha=0.001,
+                  imagenet_n0=100, imagenet_n=10_000, cifar_configs=CONFIGS, imagenet_configs=IMAGENET_CONFIGS, alpha=0.001,
                   batch_size=2000, imagenet_batch_size=400, denoisers="paper",
                   attack_images=100, attack_eps=(0.25, 0.5), attack_sigma=0.25,
                   attack_config="white-box", attack_steps=20, attack_samples=16,
@@ -128,23 +133,25 @@ def imagenet_images(n: int, progress: bool = True) -> tuple[ImageSet, torch.Tens
 
 def denoiser_for(dataset: str, config: str, sigma: float, cfg: dict, target: str,
                  device, progress: bool = True):
-    """The denoiser of a configuration: ``None``, the committed blind one, or (``paper``
-    profile, or a target other than the committed one's) one trained for this sigma."""
+    """The denoiser of a configuration at ``sigma``: ``None``, the committed one
+    (``cifar10-<objective>-<sigma>``), or (``paper`` profile, or a target other than the
+    committed one's) one trained here."""
     suffix = DENOISER_OF[config]
     if suffix is None:
         return None
-    name = f"{dataset}-{suffix}"
+    if dataset != "cifar10":
+        raise ValueError(f"no {dataset} denoiser is committed; Chapter 4 certifies {dataset} "
+                         "without a denoiser only")
+    name = f"{dataset}-{suffix}-{sigma:g}"
     if cfg["denoisers"] == "committed" and target == DEFAULT_TARGETS[dataset]:
         return prepare_for_inference(load_denoiser(name), device)
     over: dict = {}
     init_over: dict = {}
-    if cfg["denoisers"] == "paper":
-        over = dict(arch=PAPER_ARCH, sigmas=(sigma,), n_train=None, epochs=20, batch_size=256)
+    if cfg["denoisers"] == "paper":  # DnCNN 17x64; MSE 90 epochs, Stab+MSE 20, all images
+        over = dict(arch=PAPER_ARCH, n_train=None, epochs=20, batch_size=256)
         init_over = dict(epochs=90, n_train=None, batch_size=256)
-    if target != DEFAULT_TARGETS[dataset]:  # e.g. ResNet-50 online: never train through it for black-box
-        over["classifiers"] = ((target,) if suffix == "stab-wb" else
-                               tuple(c for c in ("efficientnet_lite0", "efficientnet_lite1")
-                                     if c != target))
+    if target != DEFAULT_TARGETS[dataset] and suffix == "stab-wb":
+        over["classifiers"] = (target,)
     model = train_denoiser(name, device, progress, init_overrides=init_over or None, **over)
     return prepare_for_inference(model, device)
 
@@ -156,6 +163,26 @@ def load_target(dataset: str, name: str, device):
     if dataset == "cifar10":
         return prepare_for_inference(load_cifar_resnet(name), device)
     return prepare_for_inference(load_imagenet_model(name), device)
+
+
+# --------------------------------------------------------------------------- cache pieces
+class _Pieces:
+    """A :class:`ResultCache` whose pieces also store the device they were computed on; it
+    remembers the devices of every piece it served (computed now or read back)."""
+
+    def __init__(self, cache: ResultCache, device):
+        self.cache, self.device, self.devices = cache, device_name(device), {}
+
+    def get(self, name: str, key: dict, compute) -> dict:
+        value = self.cache.get_or_compute(name, key, lambda: {**compute(), "device": self.device})
+        dev = value.get("device", "unrecorded")
+        self.devices[dev] = self.devices.get(dev, 0) + 1
+        return value
+
+    def note(self) -> str:
+        where = ", ".join(f"{n} on {d}" for d, n in self.devices.items())
+        return "; ".join(x for x in (cache_note(self.cache), f"pieces computed: {where}" if where
+                                     else "") if x)
 
 
 # --------------------------------------------------------------------------- certification
@@ -178,24 +205,25 @@ def _batch(dataset: str, cfg: dict) -> int:
 
 
 def certify_all(dataset: str, target: str, classifier, images: ImageSet, ids: torch.Tensor,
-                cfg: dict, cache: ResultCache, device, progress: bool = True) -> pd.DataFrame:
+                cfg: dict, cache: _Pieces, device, progress: bool = True) -> pd.DataFrame:
     """CERTIFY every (configuration, sigma), one cached piece each; one row per image."""
     p = _prefix(dataset)
     rows = []
-    jobs = [(c, s) for c in cfg["configs"] for s in cfg[f"{p}_sigmas"]]
+    jobs = [(c, s) for c in cfg[f"{p}_configs"] for s in cfg[f"{p}_sigmas"]]
     for config, sigma in tqdm(jobs, desc=f"{dataset} certification", disable=not progress):
         denoiser = denoiser_for(dataset, config, sigma, cfg, target, device, progress)
         smooth = Smooth(classifier, NUM_CLASSES[dataset], sigma, denoiser, alpha=cfg["alpha"],
                         batch_size=_batch(dataset, cfg), seed=cfg["seed"])
         key = certify_key(dataset, target, denoiser, config, sigma, cfg, images, ids)
-        certs = Certificates.from_dict(cache.get_or_compute(
-            f"certify-{dataset}", key,
-            lambda: smooth.certify(images.x, cfg[f"{p}_n0"], cfg[f"{p}_n"], cfg["alpha"], ids,
-                                   progress=progress).to_dict()))
+        piece = cache.get(f"certify-{dataset}", key,
+                          lambda: smooth.certify(images.x, cfg[f"{p}_n0"], cfg[f"{p}_n"],
+                                                 cfg["alpha"], ids, progress=progress).to_dict())
+        certs = Certificates.from_dict({k: v for k, v in piece.items() if k != "device"})
         frame = certs.frame(images.y)
         frame.insert(0, "sigma", sigma)
         frame.insert(0, "config", config)
         frame.insert(0, "dataset", dataset)
+        frame["computed_on"] = piece["device"]
         rows.append(frame)
     return pd.concat(rows, ignore_index=True)
 
@@ -262,7 +290,7 @@ def seed_comparison(best: pd.DataFrame, dataset: str) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- adaptive attack
 def run_adaptive(classifier, images: ImageSet, ids: torch.Tensor, per_image: pd.DataFrame,
-                 cfg: dict, cache: ResultCache, device, target: str,
+                 cfg: dict, cache: _Pieces, device, target: str,
                  progress: bool = True) -> pd.DataFrame:
     """SmoothAdv (Salman et al. 2019): L2 PGD on the smoothed soft classifier
     (``Smooth.forward``: ``attack_samples`` fresh noise draws per step), at each radius of
@@ -294,7 +322,7 @@ def run_adaptive(classifier, images: ImageSet, ids: torch.Tensor, per_image: pd.
             return {"adv_pred": pred, "clean_pred": clean,
                     "l2": (adv - sub.x).flatten(1).norm(dim=1)}
 
-        out = cache.get_or_compute("adaptive", key, compute)
+        out = cache.get("adaptive", key, compute)
         certified = torch.tensor(((mine.correct == 1) & (mine.radius >= eps)).to_numpy())
         for group, mask in (("certified at eps", certified), ("not certified at eps", ~certified)):
             adv, y = out["adv_pred"][mask], sub.y[mask]
@@ -302,7 +330,7 @@ def run_adaptive(classifier, images: ImageSet, ids: torch.Tensor, per_image: pd.
                              clean_correct=int((out["clean_pred"][mask] == y).sum()),
                              adv_correct=int((adv == y).sum()), adv_abstain=int((adv == ABSTAIN).sum()),
                              adv_other_class=int(((adv != y) & (adv != ABSTAIN)).sum()),
-                             max_l2=float(out["l2"].max())))
+                             max_l2=float(out["l2"].max()), computed_on=out["device"]))
     return pd.DataFrame(rows)
 
 
@@ -335,7 +363,7 @@ def vote_histograms(classifier, images: ImageSet, ids: torch.Tensor, sigma: floa
     each configuration (the same noise for all)."""
     x, i = images.x[index:index + 1], ids[index:index + 1]
     rows = {}
-    for config in cfg["configs"]:
+    for config in cfg["cifar_configs"]:
         den = denoiser_for("cifar10", config, sigma, cfg, target, device)
         smooth = Smooth(classifier, 10, sigma, den, batch_size=cfg["batch_size"], seed=cfg["seed"])
         rows[config] = smooth.sample_counts(x, cfg["hist_n"], 1, i)[0].numpy()
@@ -428,7 +456,7 @@ def run(profile: str | None = None, model_name: str = "efficientnet_lite0", devi
     cfg = settings(profile, **overrides)
     dev = get_device(device)
     seed_everything(cfg["seed"])
-    cache = ResultCache(CHAPTER, enabled=use_cache)
+    cache = _Pieces(ResultCache(CHAPTER, enabled=use_cache), dev)
     cifar_clf = load_target("cifar10", cifar_model, dev)
     c_images, c_ids = cifar_images(cfg["cifar_images"])
     per_image = [certify_all("cifar10", cifar_model, cifar_clf, c_images, c_ids, cfg, cache, dev,
@@ -444,14 +472,14 @@ def run(profile: str | None = None, model_name: str = "efficientnet_lite0", devi
                              progress) if cfg["attack_images"] else pd.DataFrame())
     examples = example_views(cifar_clf, c_images, c_ids, cfg["cifar_sigmas"], cfg, cifar_model, dev)
     votes = vote_histograms(cifar_clf, c_images, c_ids, cfg["cifar_sigmas"][0], cfg, cifar_model, dev)
-    speed = cache.get_or_compute(
+    speed = cache.get(
         "throughput", dict(certify_key("cifar10", cifar_model, None, "white-box", 0.25, cfg,
                                        c_images, c_ids), n=cfg["throughput_n"], host=device_name(dev)),
         lambda: {"table": throughput(cifar_clf, c_images, c_ids, cfg, cifar_model, dev)
                  .to_dict(orient="list")})
     info = RunInfo(CHAPTER, profile, device_name(dev), f"{cifar_model} + {model_name}",
-                   time.time() - t0, cache_note(cache), backend_name(dev, model=cifar_clf))
+                   time.time() - t0, cache.note(), backend_name(dev, model=cifar_clf))
     return Ch04Results(per_image, curves(per_image, cfg=cfg), best, seed_comparison(best, "cifar10"),
                        seed_comparison(best, "imagenet") if cfg["imagenet_images"] else pd.DataFrame(),
-                       adaptive, votes, pd.DataFrame(speed["table"]), info,
+                       adaptive, votes, pd.DataFrame(speed["table"]).assign(computed_on=speed["device"]), info,
                        {**cfg, "protocol_notes": PROTOCOL_NOTES}, examples)
