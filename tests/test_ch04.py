@@ -89,3 +89,50 @@ def test_exercise_checkers_accept_the_solution_and_reject_wrong_answers():
         exercises.check("ch04-ex2", float("inf"))
     with pytest.raises(AssertionError, match="Not yet"):
         exercises.check("ch04-ex2", 1.0)
+
+
+def test_committed_denoisers_load_checked_and_within_size_limits(tmp_path, monkeypatch):
+    from advlab.models import dncnn
+    records = dncnn.manifest()
+    names = {f"cifar10-{k}-{s:g}" for k in ("mse", "stab-wb", "stab-bb") for s in dncnn.CIFAR_SIGMAS}
+    assert names <= set(records)
+    sizes = [(dncnn.resource_dir() / r.file).stat().st_size for r in records.values()]
+    assert max(sizes) <= 2_000_000 and sum(sizes) <= 5_000_000
+    den = dncnn.load_denoiser("cifar10-stab-wb-0.25")
+    assert not den.training and den.depth == dncnn.RECIPES["cifar10-stab-wb-0.25"]["arch"]["depth"]
+    x = torch.rand(2, 3, 32, 32)
+    assert den(x).shape == x.shape
+    # a tampered file is refused
+    folder = tmp_path / "denoisers"
+    folder.mkdir()
+    for f in dncnn.resource_dir().iterdir():
+        (folder / f.name).write_bytes(f.read_bytes())
+    rec = records["cifar10-mse-0.25"]
+    data = bytearray((folder / rec.file).read_bytes())
+    data[-1] ^= 1
+    (folder / rec.file).write_bytes(bytes(data))
+    monkeypatch.setattr(dncnn, "resource_dir", lambda: folder)
+    with pytest.raises(ValueError, match="sha256"):
+        dncnn.load_denoiser("cifar10-mse-0.25")
+    with pytest.raises(FileNotFoundError, match="train-denoiser"):
+        dncnn.load_denoiser("imagenet-mse")
+
+
+def test_dncnn_starts_as_identity_and_recipes_are_per_sigma():
+    from advlab.models import dncnn
+    net = dncnn.DnCNN(depth=5, width=8)
+    x = torch.rand(2, 3, 16, 16)
+    assert torch.equal(net.eval()(x), x)  # last convolution initialised at zero
+    with pytest.raises(ValueError, match="DnCNN needs"):
+        dncnn.DnCNN(depth=1)
+    for s in dncnn.CIFAR_SIGMAS:
+        wb = dncnn.recipe(f"cifar10-stab-wb-{s:g}")
+        bb = dncnn.recipe(f"cifar10-stab-bb-{s:g}")
+        assert wb["sigmas"] == bb["sigmas"] == (s,) and wb["init"] == f"cifar10-mse-{s:g}"
+        assert wb["classifiers"] == ("resnet56",)
+        assert "resnet56" not in bb["classifiers"]  # black-box: never the target
+    with pytest.raises(ValueError, match="unknown denoiser recipe keys"):
+        dncnn.recipe("cifar10-mse-0.25", epoch=3)
+    gen = torch.Generator().manual_seed(0)
+    noisy = dncnn.noisy((0.5,))(torch.zeros(64, 3, 8, 8), gen)
+    assert abs(float(noisy.std()) - 0.5) < 0.02
