@@ -22,7 +22,7 @@ from advlab.experiments import ch04
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000)
-    parser.add_argument("--batch-size", type=int, default=400)
+    parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--configs", default="no denoiser,white-box")
     parser.add_argument("--device", default=None)
     args = parser.parse_args()
