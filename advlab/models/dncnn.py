@@ -6,8 +6,8 @@ a 3x3 convolution with bias and a ReLU, ``depth - 2`` blocks of 3x3 convolution 
 BatchNorm (eps 1e-4) and ReLU, a last 3x3 convolution to the image channels (no bias), and the
 residual output ``x - net(x)``: the network predicts the noise.  Convolutions are initialised
 orthogonally and the last one at zero, so an untrained DnCNN is the identity.  The paper uses
-depth 17 and width 64 (0.56 M parameters); the book's committed CPU denoisers are smaller (see
-:data:`RECIPES`).  One deviation: BatchNorm's running-average momentum is PyTorch's 0.1, not
+depth 17 and width 64 (0.56 M parameters); the book's committed denoisers have width 32 and
+were trained briefly on a GPU (see :data:`RECIPES` and ``advlab/resources/denoisers``).  One deviation: BatchNorm's running-average momentum is PyTorch's 0.1, not
 the code's 0.95 (which keeps almost only the last batch's statistics for evaluation).
 
 Training (all through :func:`advlab.train.fit`, so seeded, resumable and cached by recipe):
@@ -21,8 +21,9 @@ Training (all through :func:`advlab.train.fit`, so seeded, resumable and cached 
   "Stab+MSE").
 
 ``delta ~ N(0, sigma^2 I)`` is added to [0, 1] images without clipping, as in certification.
-With several ``sigmas`` each image draws its own sigma from them: one blind denoiser for every
-noise level (Zhang et al.'s DnCNN-B), where the paper trains one denoiser per sigma.
+The committed CIFAR-10 recipes have one sigma each, as in the paper.  With several ``sigmas``
+each image draws its own sigma from them: one blind denoiser for every noise level (Zhang et
+al.'s DnCNN-B; the ImageNet recipes).
 """
 from __future__ import annotations
 
