@@ -1,5 +1,6 @@
 """Chapter 4: certification sharded over two processes with torchrun equals one process;
 tables and settings; the committed denoisers; the CLI smoke run."""
+import json
 import os
 import subprocess
 import sys
@@ -99,6 +100,8 @@ def test_committed_denoisers_load_checked_and_within_size_limits(tmp_path, monke
     assert names <= set(records)
     sizes = [(dncnn.resource_dir() / r.file).stat().st_size for r in records.values()]
     assert max(sizes) <= 2_000_000 and sum(sizes) <= 5_000_000
+    for name, rec in records.items():  # `advlab train-denoiser NAME` reproduces what is committed
+        assert rec.recipe == json.loads(json.dumps(dncnn.recipe(name))), name
     den = dncnn.load_denoiser("cifar10-stab-wb-0.25")
     assert not den.training and den.depth == dncnn.RECIPES["cifar10-stab-wb-0.25"]["arch"]["depth"]
     x = torch.rand(2, 3, 32, 32)
