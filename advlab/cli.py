@@ -1,5 +1,6 @@
 """Command line: ``advlab run <chapter> --profile smoke|full`` runs a chapter headless;
-``advlab train-prm`` trains the PRMs Chapter 5 ships.
+``advlab train-denoiser <name>`` trains one of Chapter 4's denoisers; ``advlab train-prm`` trains the
+PRMs Chapter 5 ships; ``advlab certify`` runs CERTIFY alone (sharded under ``torchrun``).
 
 It calls the same experiment functions as the chapter's notebook and writes the tables (CSV),
 the settings and run-info (JSON) and the figures (PNG) to ``--out``.  Errors the user can fix
@@ -16,11 +17,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from .config import PROFILES
 from .inference import BACKEND_ENV, BACKENDS
 
 CHAPTERS = {"ch00": "advlab.experiments.ch00", "ch01": "advlab.experiments.ch01",
             "ch02": "advlab.experiments.ch02", "ch03": "advlab.experiments.ch03",
-            "ch05": "advlab.experiments.ch05"}
+            "ch04": "advlab.experiments.ch04", "ch05": "advlab.experiments.ch05"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run one chapter's experiment")
     run.add_argument("chapter", choices=sorted(CHAPTERS))
-    run.add_argument("--profile", choices=("smoke", "full", "paper"), default=None,
+    run.add_argument("--profile", choices=PROFILES, default=None,
                      help="default: $ADVLAB_PROFILE, else smoke (paper: chapters that define it)")
     run.add_argument("--model", default=None,
                      help="the chapter's model (default: its own); ImageNet chapters: "
@@ -41,14 +43,45 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-cache", action="store_true", help="recompute everything")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    train = sub.add_parser("train-prm", help="train the PRMs Chapter 5 ships (one per lambda)")
-    train.add_argument("--out", type=Path, default=Path("advlab/resources"),
+    prm = sub.add_parser("train-prm", help="train the PRMs Chapter 5 ships (one per lambda)")
+    prm.add_argument("--out", type=Path, default=Path("advlab/resources"),
                        help="folder for the weights, prm_weights.json and PRM_PROVENANCE.md")
-    train.add_argument("--lambdas", type=float, nargs="+", default=None,
+    prm.add_argument("--lambdas", type=float, nargs="+", default=None,
                        help="default: advlab.experiments.ch05.PRM_LAMBDAS")
+    prm.add_argument("--device", default=None, help="cpu, cuda ... (default: CUDA if present)")
+    prm.add_argument("--quiet", action="store_true", help="no progress bars")
+    prm.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    from .models.dncnn import RECIPES
+    train = sub.add_parser("train-denoiser", help="train a Chapter 4 denoiser (advlab.models.dncnn)")
+    train.add_argument("name", choices=sorted(RECIPES))
     train.add_argument("--device", default=None, help="cpu, cuda ... (default: CUDA if present)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                       help="override a recipe entry, e.g. --set epochs=90 --set sigmas=[0.25] "
+                            "--set 'arch={\"depth\": 17, \"width\": 64}' (then not committed)")
+    train.add_argument("--retrain", action="store_true", help="ignore the cached weights")
+    train.add_argument("--no-commit", action="store_true",
+                       help="do not write the weights into advlab/resources/denoisers")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    cert = sub.add_parser("certify", help="Cohen et al.'s CERTIFY on test images; shards across "
+                                          "processes under torchrun")
+    cert.add_argument("--dataset", choices=("cifar10", "imagenet"), default="cifar10")
+    cert.add_argument("--model", default=None,
+                      help="classifier (default: resnet56 / efficientnet_lite0)")
+    cert.add_argument("--denoiser", default=None, help="a committed denoiser, e.g. cifar10-stab-wb-0.25")
+    cert.add_argument("--sigma", type=float, default=0.25)
+    # Cohen et al.'s names; lower-case --n would clash with torchrun's own options
+    cert.add_argument("--N0", type=int, default=100, help="selection samples")
+    cert.add_argument("--N", type=int, default=10_000, help="estimation samples")
+    cert.add_argument("--alpha", type=float, default=0.001)
+    cert.add_argument("--images", type=int, default=500,
+                      help="how many test images, evenly spread (CIFAR-10: every 10000/k-th)")
+    cert.add_argument("--batch-size", type=int, default=400)
+    cert.add_argument("--seed", type=int, default=0)
+    cert.add_argument("--device", default=None)
+    cert.add_argument("--out", type=Path, required=True, help="CSV file (written by rank 0)")
+    cert.add_argument("--quiet", action="store_true", help="no progress bars")
+    cert.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return parser
 
 
@@ -78,7 +111,9 @@ def user_errors() -> tuple[type[Exception], ...]:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return train_prm(args) if args.command == "train-prm" else run_chapter(args)
+        commands = {"run": run_chapter, "train-denoiser": train_denoiser, "train-prm": train_prm,
+                    "certify": certify}
+        return commands[args.command](args)
     except user_errors() as err:
         if args.debug:
             raise
@@ -112,6 +147,85 @@ def train_prm(args: argparse.Namespace) -> int:
     for path in ch05.train_shipped_prms(args.out, lambdas, args.device, progress=not args.quiet):
         print(f"wrote {path}")
     return 0
+
+
+def train_denoiser(args: argparse.Namespace) -> int:
+    """``advlab train-denoiser``: train (or read from the cache) one recipe of
+    ``advlab.models.dncnn.RECIPES``; without overrides, commit it with its provenance."""
+    import json
+    import shlex
+    import time
+
+    from .models import dncnn
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set takes KEY=JSON, got {item!r}")
+        try:
+            overrides[key] = json.loads(value)
+        except json.JSONDecodeError:
+            overrides[key] = value
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    started = time.perf_counter()
+    model = dncnn.train_denoiser(args.name, args.device, progress=not args.quiet,
+                                 retrain=args.retrain, **overrides)
+    seconds = time.perf_counter() - started
+    print(f"denoiser {args.name}: ready in {seconds:.0f} s")
+    report = dncnn.denoiser_report(args.name, model, progress=not args.quiet, device=args.device)
+    for k, v in report.items():
+        print(f"{k}: {v}")
+    if overrides or args.no_commit:
+        return 0
+    command = "advlab train-denoiser " + shlex.quote(args.name) + (
+        f" --device {shlex.quote(args.device)}" if args.device else "")
+    path = dncnn.commit_denoiser(args.name, model, command, {
+        **report, "training time": f"{seconds:.0f} s (this run; cached parts excluded) on "
+                                   f"{_device_line(args.device)}"})
+    print(f"wrote {path}")
+    return 0
+
+
+def certify(args: argparse.Namespace) -> int:
+    """``advlab certify``: one (classifier, denoiser, sigma) over evenly spread test images,
+    one CSV row per image (Cohen et al.'s log columns).  Under ``torchrun --nproc_per_node K``
+    the images are shared between the K processes (gloo on the CPU, NCCL on GPUs) and merged
+    by image id: the same file as one process writes."""
+    from .config import get_device
+    from .defenses.randomized import Smooth, init_distributed
+    from .experiments import ch04
+    from .models import prepare_for_inference
+    from .models.dncnn import load_denoiser
+    rank, world = init_distributed()
+    device = get_device(args.device)
+    if device.type == "cuda" and world > 1:
+        device = torch_device_of_rank()
+    model = args.model or ch04.DEFAULT_TARGETS[args.dataset]
+    clf = ch04.load_target(args.dataset, model, device)
+    den = (prepare_for_inference(load_denoiser(args.denoiser), device) if args.denoiser else None)
+    images, ids = (ch04.cifar_images(args.images) if args.dataset == "cifar10"
+                   else ch04.imagenet_images(args.images, progress=not args.quiet))
+    smooth = Smooth(clf, ch04.NUM_CLASSES[args.dataset], args.sigma, den, alpha=args.alpha,
+                    batch_size=args.batch_size, seed=args.seed)
+    certs = smooth.certify(images.x, args.N0, args.N, args.alpha, ids,
+                           progress=not args.quiet and rank == 0)
+    if rank == 0:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        certs.frame(images.y).to_csv(args.out, index=False)
+        print(f"certified {len(certs)} images on {world} process(es); wrote {args.out}")
+    return 0
+
+
+def torch_device_of_rank():
+    import os
+
+    import torch
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _device_line(device) -> str:
+    from .config import device_name, get_device
+    return device_name(get_device(device))
 
 
 if __name__ == "__main__":

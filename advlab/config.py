@@ -3,8 +3,9 @@
 Environment variables (all optional):
 
 ``ADVLAB_PROFILE``  ``smoke`` (seconds to a minute on a laptop CPU; what CI runs), ``full``
-                    (the stored outputs) or ``paper`` (the source study's protocol at full
-                    size, for a GPU; only chapters that define it).  Default: ``smoke``.
+                    (the stored outputs) or ``paper`` (a chapter's protocol at the source
+                    study's size where ``full`` cannot reach it on a CPU; meant for a GPU;
+                    only chapters that define it).  Default: ``smoke``.
 ``ADVLAB_DEVICE``   ``cpu``, ``cuda``, ``cuda:1`` ...  Default: CUDA when available.
 ``ADVLAB_DATA``     folder holding offline mirrors (``MNIST/raw``, ``imagenet-samples`` ...).
 ``ADVLAB_MODELS``   folder holding offline model weights.
@@ -41,7 +42,7 @@ def profile_settings(profiles: dict[str, dict], chapter: str, profile: str | Non
     """A chapter's settings for ``profile`` with keyword overrides (unknown keys are an error)."""
     name = resolve_profile(profile)
     if name not in profiles:
-        raise ValueError(f"{chapter} has no profile {name!r}; choose one of {sorted(profiles)}")
+        raise ValueError(f"{chapter} has no {name!r} profile; choose one of {sorted(profiles)}")
     cfg = dict(profiles[name])
     unknown = set(overrides) - set(cfg)
     if unknown:

@@ -262,11 +262,17 @@ def load_mnist(split: str = "train", download: bool = True) -> ImageSet:
 
 
 # --------------------------------------------------------------------------- CIFAR-10
-def load_cifar10(split: str = "test", download: bool = True) -> ImageSet:
+#: Training images in each of the mirror's ``cifar10_train_part*.npz`` files.
+CIFAR10_MIRROR_PART_SIZE = 10_000
+
+
+def load_cifar10(split: str = "test", download: bool = True, first: int | None = None) -> ImageSet:
     """CIFAR-10 ``train`` or ``test`` as (N, 3, 32, 32) floats in [0, 1].
 
     The offline mirror holds the full test set (grouped by class, official order within each
     class) and 20,000 of the 50,000 training images; with internet the official files are used.
+    ``first``: a hint that only the first ``first`` training images are needed; when they lie
+    in the mirror's first file (10,000 images), only that file is read (and needs to exist).
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
@@ -274,6 +280,8 @@ def load_cifar10(split: str = "test", download: bool = True) -> ImageSet:
     if data_root() is not None:
         names = ["cifar10_test.npz"] if split == "test" else ["cifar10_train_part0.npz",
                                                                "cifar10_train_part1.npz"]
+        if split == "train" and first is not None and first <= CIFAR10_MIRROR_PART_SIZE:
+            names = names[:1]
         paths = [data_root() / n for n in names]
         tried += [str(p) for p in paths]
         if all(p.exists() for p in paths):
