@@ -158,7 +158,7 @@ def is_greyscale(img: Image.Image, tolerance: int = GREY_TOLERANCE) -> bool:
 
 def load_imagenet_samples(colour_only: bool = True, limit: int | None = None, resize: int = 256,
                           crop: int = 224, download: bool = True, progress: bool = True) -> ImageSet:
-    """The 1,000 one-per-class ImageNet sample images (seed 000's test set).
+    """The 1,000 one-per-class ImageNet sample images (the test set of Chapter 1's source study).
 
     Each image is resized (shorter side ``resize``) and centre-cropped to ``crop`` x ``crop``.
     Labels are the positions of the wnids in the sorted list of all 1,000 wnids.  25 images are

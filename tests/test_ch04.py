@@ -44,8 +44,8 @@ def test_settings_profiles_and_seed_tables():
     assert ch04.settings("full")["cifar_n"] < ch04.settings("paper")["cifar_n"]
     with pytest.raises(ValueError, match="unknown ch04 settings"):
         ch04.settings("smoke", sigmaz=1)
-    assert ch04.SEED_TABLES["cifar10"].loc["white-box"].tolist() == [56, 41, 28, 19, 16, 13]
-    assert ch04.SEED_TABLES["imagenet"].loc["black-box"].tolist() == [48, 31, 19, 12, 7, 4]
+    assert ch04.SOURCE_TABLES["cifar10"].loc["white-box"].tolist() == [56, 41, 28, 19, 16, 13]
+    assert ch04.SOURCE_TABLES["imagenet"].loc["black-box"].tolist() == [48, 31, 19, 12, 7, 4]
 
 
 def test_best_over_sigma_and_caps():

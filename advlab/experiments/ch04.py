@@ -53,7 +53,7 @@ NUM_CLASSES = {"cifar10": 10, "imagenet": 1000}
 # paper's full table, whose brackets give the clean accuracy of the sigma that won; Cohen et
 # al.'s noise-trained ResNet-110 row as the paper quotes it.
 _R = [f"{r:g}" for r in RADII]
-SEED_TABLES = {
+SOURCE_TABLES = {
     "cifar10": pd.DataFrame([
         ("no denoiser", 7, 3, 0, 0, 0, 0), ("black-box", 45, 20, 15, 13, 11, 10),
         ("white-box", 56, 41, 28, 19, 16, 13),
@@ -68,7 +68,7 @@ SEED_CLEAN_CIFAR = pd.DataFrame([
     ("no denoiser", 10, 9, 9, 16, 16, 16), ("black-box", 81, 68, 21, 21, 16, 16),
     ("white-box", 72, 62, 62, 44, 42, 44), ("Cohen et al. noise-trained (quoted)", 77, 77, 65, 65, 45, 45),
 ], columns=["config", *_R]).set_index("config")
-SEED_MODELS = {"cifar10": "ResNet-110", "imagenet": "ResNet-50"}
+SOURCE_MODELS = {"cifar10": "ResNet-110", "imagenet": "ResNet-50"}
 
 PROTOCOL_NOTES = (
     "CIFAR-10 target: ResNet-56 (the largest pretrained CIFAR ResNet in the mirror; the paper's "
@@ -285,9 +285,9 @@ def seed_comparison(best: pd.DataFrame, dataset: str) -> pd.DataFrame:
         rows[f"advlab: {config}"] = {f"{r.radius:g}": f"{100 * r.certified_acc:.0f}"
                                      f" [{100 * r.lo:.0f}, {100 * r.hi:.0f}]"
                                      + ("*" if r.capped else "") for r in g.itertuples()}
-    seed = SEED_TABLES[dataset]
-    for config in seed.index:
-        rows[f"paper ({SEED_MODELS[dataset]}): {config}"] = {k: f"{v}" for k, v in seed.loc[config].items()}
+    source = SOURCE_TABLES[dataset]
+    for config in source.index:
+        rows[f"paper ({SOURCE_MODELS[dataset]}): {config}"] = {k: f"{v}" for k, v in source.loc[config].items()}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("row")
 
 
