@@ -45,12 +45,18 @@ class Defence(nn.Module):
         Default: the arg-max of ``forward`` in batches.  ``seed``: seed the global RNG for
         the call (restored afterwards).
         """
+        return self.batched_labels(x, lambda b: self(b).argmax(1), batch_size, seed)
+
+    def batched_labels(self, x: torch.Tensor, labels: Callable[[torch.Tensor], torch.Tensor],
+                       batch_size: int, seed: int | None = None) -> torch.Tensor:
+        """``labels(batch)`` over ``x`` in batches on the defence's device, concatenated on the
+        CPU; ``seed`` seeds the global RNG for the call (restored afterwards)."""
         device = model_device(self)
         cuda = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda, enabled=seed is not None):
             if seed is not None:
                 torch.manual_seed(seed)
-            out = [self(x[i:i + batch_size].to(device)).argmax(1).cpu()
+            out = [labels(x[i:i + batch_size].to(device)).cpu()
                    for i in range(0, len(x), batch_size)]
         return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
 
@@ -80,14 +86,9 @@ class Preprocessed(Defence):
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 128, seed: int | None = None) -> torch.Tensor:
         device = model_device(self.model)
-        cuda = [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda, enabled=seed is not None):
-            if seed is not None:
-                torch.manual_seed(seed)
-            out = [model_predict(self.model, self.transform(x[i:i + batch_size].to(device)),
-                                 batch_size, device)
-                   for i in range(0, len(x), batch_size)]
-        return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+        return self.batched_labels(
+            x, lambda b: model_predict(self.model, self.transform(b), batch_size, device),
+            batch_size, seed)
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, differentiable={self.differentiable}, randomized={self.randomized}"

@@ -57,14 +57,7 @@ class RegionBased(Defence):
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 128, seed: int | None = None) -> torch.Tensor:
-        device = model_device(self.model)
-        cuda = [device] if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda, enabled=seed is not None):
-            if seed is not None:
-                torch.manual_seed(seed)
-            out = [self.votes(x[i:i + batch_size], batch_size).argmax(1)
-                   for i in range(0, len(x), batch_size)]
-        return torch.cat(out) if out else torch.empty(0, dtype=torch.long)
+        return self.batched_labels(x, lambda b: self.votes(b, batch_size).argmax(1), batch_size, seed)
 
     def extra_repr(self) -> str:
         return f"radius={self.radius}, samples={self.samples}"
