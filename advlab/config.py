@@ -43,12 +43,15 @@ def profile_settings(profiles: dict[str, dict], chapter: str, profile: str | Non
     name = resolve_profile(profile)
     if name not in profiles:
         raise ValueError(f"{chapter} has no {name!r} profile; choose one of {sorted(profiles)}")
-    cfg = dict(profiles[name])
-    unknown = set(overrides) - set(cfg)
+    return with_overrides(profiles[name], overrides, f"{chapter} settings")
+
+
+def with_overrides(settings: dict, overrides: dict, what: str) -> dict:
+    """A copy of ``settings`` updated by ``overrides``; a key it lacks is a ValueError."""
+    unknown = set(overrides) - set(settings)
     if unknown:
-        raise ValueError(f"unknown {chapter} settings {sorted(unknown)}; known: {sorted(cfg)}")
-    cfg.update(overrides)
-    return cfg
+        raise ValueError(f"unknown {what} {sorted(unknown)}; known: {sorted(settings)}")
+    return {**settings, **overrides}
 
 
 def resolve_progress(progress: bool | None = None) -> bool:

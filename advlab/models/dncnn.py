@@ -40,6 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn import init
 
+from ..config import with_overrides
 from ..cache import atomic_save
 from ..train import fit
 
@@ -147,11 +148,7 @@ def recipe(name: str, **overrides) -> dict:
     """The recipe called ``name`` with overrides (unknown keys or names are a ValueError)."""
     if name not in RECIPES:
         raise ValueError(f"unknown denoiser {name!r}; choose one of {sorted(RECIPES)}")
-    cfg = dict(RECIPES[name])
-    unknown = set(overrides) - set(cfg)
-    if unknown:
-        raise ValueError(f"unknown denoiser recipe keys {sorted(unknown)}; known: {sorted(cfg)}")
-    cfg.update(overrides)
+    cfg = with_overrides(RECIPES[name], overrides, "denoiser recipe keys")
     if cfg["objective"] == "stab" and cfg["dataset"] in TARGETS and not cfg["classifiers"]:
         raise ValueError("the stability objective needs at least one classifier")
     return cfg
