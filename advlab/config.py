@@ -42,7 +42,7 @@ def profile_settings(profiles: dict[str, dict], chapter: str, profile: str | Non
     """A chapter's settings for ``profile`` with keyword overrides (unknown keys are an error)."""
     name = resolve_profile(profile)
     if name not in profiles:
-        raise ValueError(f"{chapter} has no {name!r} profile; choose one of {sorted(profiles)}")
+        raise ValueError(f"{chapter} has no profile {name!r}; choose one of {sorted(profiles)}")
     return with_overrides(profiles[name], overrides, f"{chapter} settings")
 
 
