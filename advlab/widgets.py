@@ -11,6 +11,21 @@ from .experiments.ch01 import noise_seeds
 from .plots import as_jpeg
 
 
+def _show(out: W.Output, fig) -> None:
+    """Replace ``out``'s content by ``fig``.  Set directly instead of capturing with
+    ``with out:``, which can stall headless runners (nbclient) waiting on the capture's
+    messages."""
+    out.outputs = ()
+    out.append_display_data(as_jpeg(fig))
+
+
+def _wire(controls: tuple, redraw) -> None:
+    """Redraw whenever a control changes, and once now."""
+    for w in controls:
+        w.observe(redraw, "value")
+    redraw()
+
+
 def smoothing_explorer(model, images: ImageSet, kernel: int = 5, seed: int = 0) -> W.VBox:
     """Pick an image and a noise sigma; see the three views, their labels and the vote."""
     vote = BlurVote(model, kernel, BLUR_SIGMA_DEFAULT)
@@ -37,14 +52,9 @@ def smoothing_explorer(model, images: ImageSet, kernel: int = 5, seed: int = 0) 
         verdict = "correct" if int(p["vote"][0]) == int(images.y[i]) else "wrong"
         fig.suptitle(f"true: {images.classes[int(images.y[i])]}  |  vote: "
                      f"{name(int(p['vote'][0]))} ({verdict})", fontsize=10)
-        # Set the Output's content directly instead of capturing with `with out:`, which can
-        # stall headless runners (nbclient) waiting on the capture's messages.
-        out.outputs = ()
-        out.append_display_data(as_jpeg(fig))
+        _show(out, fig)
 
-    choose.observe(redraw, "value")
-    sigma.observe(redraw, "value")
-    redraw()
+    _wire((choose, sigma), redraw)
     return W.VBox([W.HBox([choose, sigma]), out])
 
 
@@ -86,12 +96,9 @@ def transform_explorer(model, images: ImageSet, settings_: dict, seed: int = 0) 
         mark = lambda p: "correct" if p == int(y[0]) else "wrong"  # noqa: E731
         fig.suptitle(f"true: {label(int(y[0]))}  |  clean: {mark(p_clean)}, attacked: {mark(p_adv)}, "
                      f"transformed: {mark(p_def)}", fontsize=10)
-        out.outputs = ()
-        out.append_display_data(as_jpeg(fig))
+        _show(out, fig)
 
-    for w in (choose, eps, which):
-        w.observe(redraw, "value")
-    redraw()
+    _wire((choose, eps, which), redraw)
     return W.VBox([W.HBox([choose, eps, which]), out])
 
 
@@ -140,12 +147,9 @@ def pixel_explorer(models: dict, images: ImageSet, maps: dict, eps: float = 0.03
         verdict = "still correct" if int(labels[1]) == int(y[0]) else "fooled"
         fig.suptitle(f"{name}, true: {images.classes[int(y[0])]}; masked PGD "
                      f"(eps {eps:g}, {int(mask.sum())} pixels): {verdict}", fontsize=10)
-        out.outputs = ()
-        out.append_display_data(as_jpeg(fig))
+        _show(out, fig)
 
-    for w in (choose, model_name, kind, p):
-        w.observe(redraw, "value")
-    redraw()
+    _wire((choose, model_name, kind, p), redraw)
     return W.VBox([W.HBox([choose, model_name]), W.HBox([kind, p]), out])
 
 
@@ -189,10 +193,7 @@ def certify_explorer(classifier, denoisers: dict, images: ImageSet, ids=None, n0
                      f"p_A >= {float(cert.p_lower[0]):.3f} | radius {float(cert.radius[0]):.3f} "
                      f"(at most {max_certifiable_radius(s, n, alpha):.3f} with N={n})", fontsize=9)
         fig.tight_layout()
-        out.outputs = ()
-        out.append_display_data(as_jpeg(fig))
+        _show(out, fig)
 
-    for w in (choose, config, sigma):
-        w.observe(redraw, "value")
-    redraw()
+    _wire((choose, config, sigma), redraw)
     return W.VBox([W.HBox([choose, config, sigma]), out])
