@@ -47,12 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     prm.add_argument("--out", type=Path, default=Path("advlab/resources"),
                        help="folder for the weights, prm_weights.json and PRM_PROVENANCE.md")
     prm.add_argument("--lambdas", type=float, nargs="+", default=None,
-                       help="default: advlab.experiments.ch05.PRM_LAMBDAS")
+                       help="default: advlab.training.prm.PRM_LAMBDAS")
     prm.add_argument("--device", default=None, help="cpu, cuda ... (default: CUDA if present)")
     prm.add_argument("--quiet", action="store_true", help="no progress bars")
     prm.add_argument("--debug", action="store_true", help="show the traceback of an error")
-    from .models.dncnn import RECIPES
-    train = sub.add_parser("train-denoiser", help="train a Chapter 4 denoiser (advlab.models.dncnn)")
+    from .training.denoisers import RECIPES
+    train = sub.add_parser("train-denoiser", help="train a Chapter 4 denoiser (advlab.training.denoisers)")
     train.add_argument("name", choices=sorted(RECIPES))
     train.add_argument("--device", default=None, help="cpu, cuda ... (default: CUDA if present)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
@@ -142,21 +142,21 @@ def run_chapter(args: argparse.Namespace) -> int:
 
 def train_prm(args: argparse.Namespace) -> int:
     """``advlab train-prm``: Chapter 5's PRMs, written with their manifest and provenance."""
-    from .experiments import ch05
-    lambdas = ch05.PRM_LAMBDAS if args.lambdas is None else tuple(args.lambdas)
-    for path in ch05.train_shipped_prms(args.out, lambdas, args.device, progress=not args.quiet):
+    from .training import prm
+    lambdas = prm.PRM_LAMBDAS if args.lambdas is None else tuple(args.lambdas)
+    for path in prm.train_shipped_prms(args.out, lambdas, args.device, progress=not args.quiet):
         print(f"wrote {path}")
     return 0
 
 
 def train_denoiser(args: argparse.Namespace) -> int:
     """``advlab train-denoiser``: train (or read from the cache) one recipe of
-    ``advlab.models.dncnn.RECIPES``; without overrides, commit it with its provenance."""
+    ``advlab.training.denoisers.RECIPES``; without overrides, commit it with its provenance."""
     import json
     import shlex
     import time
 
-    from .models import dncnn
+    from .training import denoisers as dncnn
     overrides = {}
     for item in args.set:
         key, sep, value = item.partition("=")
@@ -192,10 +192,10 @@ def certify(args: argparse.Namespace) -> int:
     the images are shared between the K processes (gloo on the CPU, NCCL on GPUs) and merged
     by image id: the same file as one process writes."""
     from .config import get_device
-    from .defenses.randomized import Smooth, init_distributed
+    from .defences.smoothing import Smooth, init_distributed
     from .experiments import ch04
     from .models import prepare_for_inference
-    from .models.dncnn import load_denoiser
+    from .training.denoisers import load_denoiser
     rank, world = init_distributed()
     device = get_device(args.device)
     if device.type == "cuda" and world > 1:

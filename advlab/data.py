@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import hashlib
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -22,6 +21,7 @@ from tqdm import tqdm
 
 from .cache import atomic_save, config_hash, load_or_discard
 from .config import cache_root, data_root
+from .download import verify
 
 IMAGENET_SAMPLES_REPO = "https://github.com/EliSchwartz/imagenet-sample-images"
 IMAGENET_SAMPLES_COMMIT = "bc69043"
@@ -52,10 +52,6 @@ class DataUnavailableError(FileNotFoundError):
     """No verified copy of a data set could be found or downloaded."""
 
 
-class ChecksumError(ValueError):
-    """A data file does not match its published checksum."""
-
-
 @dataclass
 class ImageSet:
     """Images in [0, 1] (N, C, H, W) with integer labels and per-image metadata."""
@@ -82,21 +78,6 @@ class ImageSet:
         return ImageSet(self.x[index], self.y[index], self.classes, self.source,
                         [self.names[i] for i in pick] if self.names else [],
                         None if self.grey is None else self.grey[index])
-
-
-def file_digest(path: Path, algorithm: str = "sha256") -> str:
-    h = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def verify(path: Path, expected: str, algorithm: str = "sha256") -> None:
-    actual = file_digest(path, algorithm)
-    if actual != expected:
-        raise ChecksumError(f"{path}: {algorithm} {actual} does not match the published {expected}; "
-                            "the file is corrupt or not the official one (delete it to re-download)")
 
 
 def _missing(what: str, mirror_sub: str, tried: list[str], download_hint: str) -> DataUnavailableError:
@@ -204,17 +185,6 @@ def _decode_imagenet_samples(manifest: list[dict], colour_only: bool, limit: int
             break
     return {"x": torch.stack(xs), "y": torch.tensor(ys), "grey": torch.tensor(greys),
             "names": names, "source": str(folder)}
-
-
-def load_imagenet_for(model_name: str, limit: int | None = None, colour_only: bool = True,
-                      progress: bool = True) -> ImageSet:
-    """The sample images preprocessed as ``model_name`` expects (its resize and centre crop)."""
-    from .models.imagenet import SPECS
-    if model_name not in SPECS:
-        raise ValueError(f"unknown ImageNet model {model_name!r}; choose one of {sorted(SPECS)}")
-    spec = SPECS[model_name]
-    return load_imagenet_samples(colour_only=colour_only, limit=limit, resize=spec.resize,
-                                 crop=spec.crop, progress=progress)
 
 
 # --------------------------------------------------------------------------- MNIST

@@ -58,7 +58,7 @@ def summarise_draws(per_draw: pd.DataFrame, by: list[str], metrics: list[str], n
     return out.reset_index()
 
 
-def normalized_l2(x: torch.Tensor, x_adv: torch.Tensor, mean=None, std=None) -> torch.Tensor:
+def normalised_l2(x: torch.Tensor, x_adv: torch.Tensor, mean=None, std=None) -> torch.Tensor:
     """Guo et al. 2018's normalised L2 dissimilarity ``||x - x_adv||_2 / ||x||_2`` of each image
     (a CPU float64 tensor, one value per image).
 

@@ -6,8 +6,7 @@ import matplotlib.pyplot as plt
 import torch
 
 from .data import ImageSet
-from .defenses.blur_vote import BLUR_SIGMA_DEFAULT, BlurVote, add_noise, three_views
-from .experiments.ch01 import noise_seeds
+from .defences.blur_vote import BLUR_SIGMA_DEFAULT, BlurVote, add_noise, noise_seeds, three_views
 from .plots import as_jpeg
 
 
@@ -40,7 +39,7 @@ def smoothing_explorer(model, images: ImageSet, kernel: int = 5, seed: int = 0) 
 
     def redraw(*_):
         i = choose.value
-        x = add_noise(images.x[i:i + 1], sigma.value, noise_seeds(images.subset([i]), 0, seed))
+        x = add_noise(images.x[i:i + 1], sigma.value, noise_seeds(images.y[i:i + 1], 0, seed))
         p = vote.predict_views(x)
         views = three_views(x, vote.blur)
         fig, axes = plt.subplots(1, 3, figsize=(10, 3.8))
@@ -111,7 +110,7 @@ def pixel_explorer(models: dict, images: ImageSet, maps: dict, eps: float = 0.03
     import torch
 
     from . import attacks as atk
-    from .defenses.pixel_robustness import MASK_KINDS, blend, input_gradients, pixel_mask
+    from .pixel_maps import MASK_KINDS, blend, input_gradients, pixel_mask
     from .inference import predict
     choose = W.Dropdown(options=[(f"{i}: {images.classes[int(images.y[i])]}", i)
                                  for i in range(len(images))], description="image")
@@ -160,7 +159,7 @@ def certify_explorer(classifier, denoisers: dict, images: ImageSet, ids=None, n0
     (``n`` samples), the lower bound p_A and the certified radius."""
     import torch
 
-    from .defenses.randomized import Smooth, max_certifiable_radius
+    from .defences.smoothing import Smooth, max_certifiable_radius
     ids = torch.arange(len(images)) if ids is None else ids
     choose = W.Dropdown(options=[(f"{i}: {images.classes[int(images.y[i])]}", i)
                                  for i in range(len(images))], description="image")

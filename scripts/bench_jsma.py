@@ -10,7 +10,7 @@ Usage::
     ADVLAB_DATA=/work/shared/data python scripts/bench_jsma.py --n 100 --out bench_jsma.json
 
 The images are the first ``n`` MNIST test digits that the model classifies correctly; every
-target is drawn uniformly from the nine other classes (``advlab.jsma.random_targets``) and handed
+target is drawn uniformly from the nine other classes (``advlab.attacks.targets.random_targets``) and handed
 to torchattacks through ``set_mode_targeted_by_label`` so that both attack the same targets.
 """
 from __future__ import annotations
@@ -33,9 +33,10 @@ except ImportError:
 
 from advlab.config import get_device
 from advlab.data import load_mnist
-from advlab.attacks.jsma import jsma_with_stats, max_iterations, random_targets
+from advlab.attacks.jsma import jsma_with_stats, max_iterations
+from advlab.attacks.targets import random_targets
 from advlab.models import predict
-from advlab.models.mnist import trained_lenet
+from advlab.training.lenet import trained_lenet
 
 TORCHATTACKS_NOTES = [
     "iteration budget ceil(gamma*n/2) (cleverhans and advlab: floor)",

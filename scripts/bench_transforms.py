@@ -20,13 +20,13 @@ import numpy as np
 import pandas as pd
 import torch
 
-from advlab.defenses import transforms as T
+from advlab.defences import transforms as T
 
 
 def load(n: int) -> torch.Tensor:
     """``n`` sample images at 224 pixels (the offline mirror), else uniform noise."""
     try:
-        from advlab.data import load_imagenet_for
+        from advlab.zoo import load_imagenet_for
         return load_imagenet_for("efficientnet_lite0", limit=n, progress=False).x
     except Exception as err:  # no mirror: time on noise, which is as costly
         print(f"no sample images ({type(err).__name__}); timing on noise")

@@ -5,10 +5,10 @@ import pytest
 import torch
 from torch import nn
 
-from advlab.defenses.pixel_deflection import (deflect, pixel_deflection,
+from advlab.defences.pixel_deflection import (deflect, pixel_deflection,
                                               pixel_deflection_defence, wavelet_denoise)
-from advlab.defenses.randomization import random_resize_pad, randomization_defence
-from advlab.defenses.region_based import RegionBased, hypercube_samples
+from advlab.defences.resize_pad import random_resize_pad, randomization_defence
+from advlab.defences.region_based import RegionBased, hypercube_samples
 
 
 class FirstPixel(nn.Module):

@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advlab.defenses.base import ABSTAIN, Defence
-from advlab.defenses.blur_vote import (BlurVote, add_noise, compose_kernels, equivalent_gaussian,
+from advlab.defences.base import ABSTAIN, Defence
+from advlab.defences.blur_vote import (BlurVote, add_noise, compose_kernels, equivalent_gaussian,
                                        gaussian_blur, gaussian_kernel, kernel_distance,
                                        majority_vote, three_views)
 

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from advlab.experiments import ch01
+from advlab.defences.blur_vote import noise_seeds
 
 
 def test_score_on_hand_made_predictions():
@@ -53,8 +54,8 @@ def test_kernel_check_rejects_the_source_study_claim():
 def test_noise_seeds_do_not_depend_on_the_subset():
     from advlab.data import ImageSet
     s = ImageSet(torch.zeros(3, 3, 2, 2), torch.tensor([4, 8, 15]), ("c",) * 16, "t", ["a", "b", "c"])
-    assert ch01.noise_seeds(s, 1, 0)[1] == ch01.noise_seeds(s.subset([1]), 1, 0)[0]
-    assert len(set(ch01.noise_seeds(s, 0, 0).tolist() + ch01.noise_seeds(s, 1, 0).tolist())) == 6
+    assert noise_seeds(s.y, 1, 0)[1] == noise_seeds(s.subset([1]).y, 1, 0)[0]
+    assert len(set(noise_seeds(s.y, 0, 0).tolist() + noise_seeds(s.y, 1, 0).tolist())) == 6
 
 
 def test_cli_smoke_run_writes_tables_and_figures(mirror, tmp_path):

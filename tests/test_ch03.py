@@ -53,12 +53,12 @@ def test_settings_profiles_and_defences():
 
 
 def test_deepfool_is_stretched_to_the_budget():
-    from advlab.metrics import normalized_l2
+    from advlab.metrics import normalised_l2
     g = torch.Generator().manual_seed(0)
     x = 0.25 + 0.5 * torch.rand(3, 3, 8, 8, generator=g)
     delta = 1e-3 * torch.randn(3, 3, 8, 8, generator=g)
     adv = ch03.scale_to_l2(x, delta, 0.05)
-    assert torch.allclose(normalized_l2(x, adv), torch.full((3,), 0.05, dtype=torch.float64), rtol=1e-5)
+    assert torch.allclose(normalised_l2(x, adv), torch.full((3,), 0.05, dtype=torch.float64), rtol=1e-5)
     cos = torch.nn.functional.cosine_similarity((adv - x).flatten(1), delta.flatten(1))
     assert bool((cos > 0.9999).all())
 

@@ -73,7 +73,7 @@ def test_exercise_checkers_accept_the_solution_and_reject_wrong_answers():
     from scipy.stats import beta, norm
 
     from advlab import exercises
-    from advlab.defenses.randomized import max_certifiable_radius, radius
+    from advlab.defences.smoothing import max_certifiable_radius, radius
     from advlab.exercises import ch04 as ex
     from advlab.metrics import clopper_pearson_lower
     # the solutions, as the notebook computes them
@@ -94,7 +94,8 @@ def test_exercise_checkers_accept_the_solution_and_reject_wrong_answers():
 
 
 def test_committed_denoisers_load_checked_and_within_size_limits(tmp_path, monkeypatch):
-    from advlab.models import dncnn
+    from advlab.models import dncnn as stored
+    from advlab.training import denoisers as dncnn
     records = dncnn.manifest()
     names = {f"cifar10-{k}-{s:g}" for k in ("mse", "stab-wb", "stab-bb") for s in dncnn.CIFAR_SIGMAS}
     assert names <= set(records)
@@ -115,7 +116,7 @@ def test_committed_denoisers_load_checked_and_within_size_limits(tmp_path, monke
     data = bytearray((folder / rec.file).read_bytes())
     data[-1] ^= 1
     (folder / rec.file).write_bytes(bytes(data))
-    monkeypatch.setattr(dncnn, "resource_dir", lambda: folder)
+    monkeypatch.setattr(stored, "resource_dir", lambda: folder)
     with pytest.raises(ValueError, match="sha256"):
         dncnn.load_denoiser("cifar10-mse-0.25")
     with pytest.raises(FileNotFoundError, match="train-denoiser"):
@@ -123,7 +124,7 @@ def test_committed_denoisers_load_checked_and_within_size_limits(tmp_path, monke
 
 
 def test_dncnn_starts_as_identity_and_recipes_are_per_sigma():
-    from advlab.models import dncnn
+    from advlab.training import denoisers as dncnn
     net = dncnn.DnCNN(depth=5, width=8)
     x = torch.rand(2, 3, 16, 16)
     assert torch.equal(net.eval()(x), x)  # last convolution initialised at zero

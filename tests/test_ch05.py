@@ -96,17 +96,18 @@ def test_train_prm_command_writes_weights_manifest_and_provenance(tmp_path, monk
     import json
 
     from advlab.cli import main
-    from advlab.defenses.pixel_robustness import SparseUNet
+    from advlab.models.prm import SparseUNet
     gen = torch.Generator().manual_seed(0)
     data = ImageSet(torch.rand(40, 3, 32, 32, generator=gen), torch.arange(40) % 10,
                     tuple("abcdefghij"), "t")
-    monkeypatch.setattr(ch05, "load_cifar10", lambda split="test": data)
-    monkeypatch.setattr(ch05, "cifar_model", lambda name, device: torch.nn.Sequential(
+    from advlab.training import prm as tprm
+    monkeypatch.setattr(tprm, "load_cifar10", lambda split="test": data)
+    monkeypatch.setattr(tprm, "load_cifar_resnet", lambda name: torch.nn.Sequential(
         torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10)))
-    monkeypatch.setitem(ch05.PRM_RECIPE, "width", 4)
-    monkeypatch.setitem(ch05.PRM_RECIPE, "depth", 1)
-    monkeypatch.setitem(ch05.PRM_RECIPE, "epochs_mse", 1)
-    monkeypatch.setitem(ch05.PRM_RECIPE, "epochs_ce", 1)
+    monkeypatch.setitem(tprm.PRM_RECIPE, "width", 4)
+    monkeypatch.setitem(tprm.PRM_RECIPE, "depth", 1)
+    monkeypatch.setitem(tprm.PRM_RECIPE, "epochs_mse", 1)
+    monkeypatch.setitem(tprm.PRM_RECIPE, "epochs_ce", 1)
     monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "res"
     assert main(["train-prm", "--out", str(out), "--lambdas", "0.5", "1", "--device", "cpu",

@@ -4,7 +4,7 @@ import urllib.error
 import pytest
 import torch
 
-from advlab.data import ChecksumError
+from advlab.download import ChecksumError
 from advlab.models import CIFAR_RESNETS, Normalized, WeightsUnavailableError, load_cifar_resnet
 from advlab.models import cifar
 

@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from advlab import data
+from advlab.download import ChecksumError
 
 
 def test_manifest_labels_come_from_sorted_wnids():
@@ -85,7 +86,7 @@ def test_corrupt_file_fails_its_checksum(mirror, empty_env, monkeypatch):
         f.write(b"\x00\x00\x08\x01" + (3).to_bytes(4, "big") + bytes([1, 2, 3]))
     monkeypatch.setenv("ADVLAB_DATA", str(empty_env / "mirror"))
     assert len(data.load_mnist("train", download=False)) == 60000
-    with pytest.raises(data.ChecksumError, match="md5"):
+    with pytest.raises(ChecksumError, match="md5"):
         data.load_mnist("test", download=False)
 
 

@@ -80,7 +80,7 @@ def test_ch01_wrong_answers_raise():
     with pytest.raises(AssertionError, match="labels"):   # -1 never returned
         exercises.check("ch01-ex2", lambda p0, p1, p2: torch.where(p1 == p2, p1, p0))
     with pytest.raises(AssertionError):                   # the 2-of-3 vote is not unanimous
-        from advlab.defenses.blur_vote import majority_vote
+        from advlab.defences.blur_vote import majority_vote
         exercises.check("ch01-ex3", majority_vote)
 
 
@@ -92,7 +92,7 @@ def test_ch02_wrong_answers_raise():
 
 
 def test_ch02_crop_exercise_with_a_small_model(capsys):
-    from advlab.defenses import mc_dropout as md
+    from advlab.defences import mc_dropout as md
     from advlab.models.mnist import LeNet
     torch.manual_seed(0)
     model = LeNet().eval()

@@ -3,7 +3,8 @@ import torch
 from torch import nn
 
 from advlab.attacks import jsma as jsma_mod
-from advlab.attacks.jsma import jsma, jsma_with_stats, max_iterations, random_targets
+from advlab.attacks.jsma import jsma, jsma_with_stats, max_iterations
+from advlab.attacks.targets import random_targets
 from reference_jsma import reference_jsma
 
 N_CLASSES = 4

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from sklearn.metrics import auc
 from torch import nn
 
-from advlab.defenses import mc_dropout as md
+from advlab.defences import mc_dropout as md
 from advlab.metrics import roc_hull
 from advlab.models.mnist import LeNet
 

@@ -6,9 +6,10 @@ from torch import nn
 
 from advlab import attacks
 from advlab.attacks import EOT, PGD
-from advlab.defenses.pixel_robustness import (PRM, SHIFTS, SparseUNet, blend, gradient_map, iou,
-                                              lattice_mask, map_correlations, pixel_mask,
-                                              pixel_shift, shift_defence, top_fraction_iou)
+from advlab.defences.pixel_shift import SHIFTS, pixel_shift, shift_defence
+from advlab.models.prm import PRM, SparseUNet
+from advlab.pixel_maps import (blend, gradient_map, iou, lattice_mask, map_correlations, pixel_mask,
+                               top_fraction_iou)
 
 
 def linear_model(c=3, h=4, w=4, classes=5, seed=0):
@@ -207,7 +208,7 @@ def test_shift_defence_is_differentiable_and_randomized():
 def test_shipped_prms_load_with_their_sha256_checked(tmp_path, monkeypatch):
     import json
 
-    from advlab.defenses import pixel_robustness as pr
+    from advlab.models import prm as pr
     lams = pr.trained_lambdas("resnet20")
     assert lams == [0.2, 0.4, 0.6, 0.8, 0.9, 1.0]
     clf = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))

@@ -6,12 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advlab.models.mnist import RECIPE, LeNet, train_lenet
+from advlab.models.mnist import LeNet
+from advlab.training.lenet import RECIPE, train_lenet
 from advlab.train import fit, model_path, on_outputs
 
 
 def reference_train_lenet(x, y, **recipe):
-    """``models.mnist.train_lenet`` as it was before ``advlab.train`` existed."""
+    """``training.lenet.train_lenet`` as it was before ``advlab.train`` existed."""
     cfg = {**RECIPE, **recipe}
     gen = torch.Generator().manual_seed(cfg["seed"])
     torch.manual_seed(cfg["seed"])

@@ -8,9 +8,9 @@ import pytest
 import torch
 from scipy import ndimage, optimize
 
-from advlab.defenses import transforms as T
-from advlab.defenses.base import Preprocessed
-from advlab.metrics import normalized_l2
+from advlab.defences import transforms as T
+from advlab.defences.base import Preprocessed
+from advlab.metrics import normalised_l2
 
 
 def images(n=2, c=3, h=20, w=24, seed=0, dtype=torch.float32):
@@ -176,7 +176,7 @@ def test_masked_tv_reaches_the_exact_optimum(keep, isotropic):
 def test_tv_default_budget_tolerance(mirror):
     """The fixed budget's stated tolerance on a photograph (a 64-pixel crop of a sample image),
     against 1,000 iterations."""
-    from advlab.data import load_imagenet_for
+    from advlab.zoo import load_imagenet_for
     x = load_imagenet_for("efficientnet_lite0", limit=1, progress=False).x[:, :, 80:144, 80:144]
     for keep, tol in ((0.1, 0.015), (0.25, 0.006), (1.0, 2e-4)):
         mask = None if keep == 1 else T.bernoulli_mask(x, keep, generator=torch.Generator().manual_seed(1))
@@ -285,21 +285,21 @@ def test_bpda_passes_the_identity_gradient_through_every_transform(transform):
     assert torch.allclose(g, expected)                                  # gradient: the identity's
 
 
-def test_normalized_l2():
+def test_normalised_l2():
     x = torch.full((2, 3, 4, 4), 0.5)
     adv = x.clone()
     adv[0, 0, 0, 0] += 0.3
     adv[1] += 0.05
-    d = normalized_l2(x, adv)
+    d = normalised_l2(x, adv)
     assert d[0] == pytest.approx(0.3 / (0.5 * 48 ** 0.5))
     assert d[1] == pytest.approx(0.1)
     mean, std = (0.25, 0.25, 0.25), (0.5, 0.5, 0.5)         # Guo et al.'s code: normalised tensors
-    dn = normalized_l2(x, adv, mean, std)
+    dn = normalised_l2(x, adv, mean, std)
     assert dn[1] == pytest.approx((0.05 / 0.5) / (0.25 / 0.5))
     with pytest.raises(ValueError, match="same shape"):
-        normalized_l2(x, adv[:1])
+        normalised_l2(x, adv[:1])
     with pytest.raises(ValueError, match="norm 0"):
-        normalized_l2(torch.zeros(1, 3, 2, 2), torch.ones(1, 3, 2, 2))
+        normalised_l2(torch.zeros(1, 3, 2, 2), torch.ones(1, 3, 2, 2))
 
 
 def test_kmeans_fitted_on_a_pixel_sample_is_nearly_as_good():

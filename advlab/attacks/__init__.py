@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from . import standard
 from .adaptive import BPDA, EOT
-from .base import Attack, model_device, run, runner_up
-from .jsma import random_targets
+from .base import Attack, model_device, run
 from .one_pixel import OnePixel
 from .pgd import PGD, pgd
+from .targets import least_likely, random_targets, runner_up
 
 # name -> factory; keyword arguments of ``run`` go to the factory.
 ATTACKS = {
@@ -32,4 +32,4 @@ def make(name: str, **params) -> Attack:
 
 
 __all__ = ["ATTACKS", "Attack", "BPDA", "EOT", "OnePixel", "PGD", "make", "model_device", "pgd",
-           "random_targets", "run", "runner_up"]
+           "least_likely", "random_targets", "run", "runner_up"]

@@ -114,16 +114,3 @@ def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack | str
             for e, adv in zip(eps_list, atk.at_epsilons(model, xb, yb, eps_list, tb, tick)):
                 out[e].append(adv.detach().cpu().contiguous())
     return {e: torch.cat(v) if v else x[:0].clone() for e, v in out.items()}
-
-
-@torch.no_grad()
-def runner_up(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Each image's most likely wrong class (the arg-max of the logits once ``y`` is removed):
-    the usual target of a targeted attack that wants the easiest way out.  CPU long tensor."""
-    device = model_device(model)
-    out = []
-    for i in range(0, len(x), batch_size):
-        logits = model(x[i:i + batch_size].to(device)).float()
-        logits[torch.arange(len(logits)), y[i:i + batch_size].to(device)] = float("-inf")
-        out.append(logits.argmax(1).cpu())
-    return torch.cat(out) if out else torch.empty(0, dtype=torch.long)

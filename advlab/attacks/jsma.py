@@ -38,23 +38,6 @@ _DEFAULT_PAIR_ELEMENTS = 2**26
 MAX_PAIRS_PER_IMAGE = 2**32
 
 
-def random_targets(y: torch.Tensor, n_classes: int = 10, seed: int = 0) -> torch.Tensor:
-    """A target label drawn uniformly from the ``n_classes - 1`` classes other than ``y``, for
-    every label; seeded with a private generator (independent of the global torch RNG)."""
-    y = torch.as_tensor(y)
-    if y.dtype.is_floating_point or y.dtype == torch.bool or y.is_complex():
-        raise TypeError(f"labels must be an integer tensor, got {y.dtype}")
-    if n_classes < 2:
-        raise ValueError(f"need at least 2 classes to pick a different target, got {n_classes}")
-    y = y.detach().cpu().long()
-    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= n_classes):
-        raise ValueError(f"labels must lie in [0, {n_classes}), got values in "
-                         f"[{int(y.min())}, {int(y.max())}]")
-    gen = torch.Generator().manual_seed(seed)
-    shift = torch.randint(1, n_classes, y.shape, generator=gen)
-    return (y + shift) % n_classes
-
-
 def max_iterations(n_features: int, gamma: float) -> int:
     """cleverhans's iteration budget: ``floor(gamma * n_features / 2)`` pair changes."""
     return int(math.floor(n_features * gamma / 2))

@@ -23,7 +23,7 @@ def _first_difference(got: torch.Tensor, want: torch.Tensor, triples: torch.Tens
 
 def ch01_ex1(answer) -> None:
     """Three passes of the 5x5, sigma = 1 blur as one Gaussian: ``answer = (size, sigma)``."""
-    from ..defenses.blur_vote import equivalent_gaussian
+    from ..defences.blur_vote import equivalent_gaussian
     given(answer, "answer = (size, sigma)")
     assert isinstance(answer, (tuple, list)) and len(answer) == 2, \
         "Give a pair: answer = (size, sigma), e.g. (11, 1.5)."
@@ -46,7 +46,7 @@ def ch01_ex2(my_vote: Callable) -> None:
     """``my_vote(p0, p1, p2)``: the 2-of-3 vote, -1 where all three labels differ."""
     given(my_vote, "def my_vote(p0, p1, p2) and answer = my_vote")
     assert callable(my_vote), "answer must be the function itself: answer = my_vote"
-    from ..defenses.blur_vote import majority_vote
+    from ..defences.blur_vote import majority_vote
     p = _random_labels()
     got = returned(my_vote(*p), "my_vote")
     want = majority_vote(*p)
@@ -64,7 +64,7 @@ def ch01_ex3(my_unanimous: Callable) -> None:
     """``my_unanimous(p0, p1, p2)``: the label when all three agree, -1 otherwise."""
     given(my_unanimous, "def my_unanimous(p0, p1, p2) and answer = my_unanimous")
     assert callable(my_unanimous), "answer must be the function itself: answer = my_unanimous"
-    from ..defenses.blur_vote import majority_vote
+    from ..defences.blur_vote import majority_vote
     p = _random_labels(seed=1)
     got = returned(my_unanimous(*p), "my_unanimous").long()
     want = unanimous_vote(*p)

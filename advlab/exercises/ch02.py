@@ -14,7 +14,7 @@ def ch02_ex1(my_uncertainty: Callable) -> None:
     uncertainties, the mean over classes of the population standard deviation over passes."""
     given(my_uncertainty, "def my_uncertainty(probs) and answer = my_uncertainty")
     assert callable(my_uncertainty), "answer must be the function itself: answer = my_uncertainty"
-    from ..defenses.mc_dropout import mc_statistics
+    from ..defences.mc_dropout import mc_statistics
     g = torch.Generator().manual_seed(0)
     probs = torch.rand(7, 3, 10, generator=g).softmax(-1)
     got = returned(my_uncertainty(probs), "my_uncertainty").float()
@@ -35,7 +35,7 @@ def ch02_ex2(my_flag: Callable) -> None:
     adversarial."""
     given(my_flag, "def my_flag(u, agreement, low, high, count) and answer = my_flag")
     assert callable(my_flag), "answer must be the function itself: answer = my_flag"
-    from ..defenses import mc_dropout as md
+    from ..defences import mc_dropout as md
     g = torch.Generator().manual_seed(1)
     u, a = torch.rand(1000, generator=g), torch.randint(0, 6, (1000,), generator=g)
     for low, high, count in [(0.2, 0.7, 5), (0.5, 0.5, 3), (0.0, 1.0, 1), (0.3, 0.6, 4)]:
@@ -55,7 +55,7 @@ def ch02_ex3(shares: dict, model, x: torch.Tensor, pred: torch.Tensor, batch_siz
     """``shares = {size: share of the digits whose five crops all agree with pred}`` for crop
     sizes 20, 24, 26 and 28 (``x``: the clean validation digits, ``pred``: their MC-dropout
     class)."""
-    from ..defenses.mc_dropout import N_CROPS, crop_agreement
+    from ..defences.mc_dropout import N_CROPS, crop_agreement
     from ..inference import predict
     given(shares, "shares = {20: ..., 24: ..., 26: ..., 28: ...}")
     assert set(shares) == {20, 24, 26, 28}, f"Give a share for each crop size 20, 24, 26, 28; got {sorted(shares)}."

@@ -17,7 +17,7 @@ def check_remove_bits(fn) -> None:
     """ch03-ex1: ``fn(x, k)`` removes the ``k`` low bits of each 8-bit value (the source
     study's colour-depth reduction) and returns images in [0, 1]."""
     given(fn, "remove_bits(x, k)")
-    from ..defenses.transforms import bit_depth
+    from ..defences.transforms import bit_depth
     x = _images()
     for k in (2, 4, 6):
         out = returned(fn(x.clone(), k), "remove_bits").float()

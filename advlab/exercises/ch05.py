@@ -22,7 +22,7 @@ def _toy_model(seed: int = 0) -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
 def check_ex1(answer) -> None:
     """``answer(model, x, y)``: the mean over images and channels of |d CE / d x|, (H, W)."""
     given(answer, "mean_gradient_map")
-    from ..defenses.pixel_robustness import gradient_map
+    from ..pixel_maps import gradient_map
     for seed in (0, 1):
         model, x, y = _toy_model(seed)
         out = returned(answer(model, x.clone(), y.clone()), "mean_gradient_map").detach().float()
@@ -37,7 +37,7 @@ def check_ex1(answer) -> None:
                 "the values differ from the mean |gradient|: take each image's own loss "
                 "(cross-entropy with reduction='sum' over the batch, not 'mean', or divide by N "
                 "once), the absolute value before averaging, and the gradient with respect to x")
-    ok("ch05-ex1", "This is advlab.defenses.pixel_robustness.gradient_map.")
+    ok("ch05-ex1", "This is advlab.pixel_maps.gradient_map.")
 
 
 def check_ex2(answer) -> None:

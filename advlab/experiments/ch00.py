@@ -20,7 +20,7 @@ from ..config import RunInfo, device_name, get_device, profile_settings, resolve
 from ..data import ImageSet, load_mnist
 from ..inference import backend_name
 from ..models import predict
-from ..models.mnist import RECIPE, trained_lenet
+from ..training.lenet import RECIPE, trained_lenet
 from .common import ChapterResults, cache_note
 
 CHAPTER = "ch00"

@@ -18,10 +18,11 @@ from .. import attacks as atk
 from ..cache import ResultCache, fingerprint
 from ..config import (RunInfo, device_name, get_device, profile_settings, resolve_profile,
                       seed_everything)
-from ..data import ImageSet, load_imagenet_for
-from ..defenses.base import ABSTAIN
-from ..defenses.blur_vote import BLUR_SIGMA_DEFAULT as BLUR_SIGMA
-from ..defenses.blur_vote import (BlurVote, add_noise, compose_kernels, equivalent_gaussian,
+from ..data import ImageSet
+from ..zoo import load_imagenet_for
+from ..defences.base import ABSTAIN
+from ..defences.blur_vote import BLUR_SIGMA_DEFAULT as BLUR_SIGMA
+from ..defences.blur_vote import (BlurVote, add_noise, noise_seeds, compose_kernels, equivalent_gaussian,
                                   gaussian_blur, gaussian_kernel, kernel_distance, majority_vote,
                                   three_views)
 from ..inference import backend_name
@@ -63,11 +64,6 @@ def load_images(model_name: str, n_images: int | None = None, progress: bool = T
     return load_imagenet_for(model_name, limit=n_images, progress=progress)
 
 
-def noise_seeds(images: ImageSet, draw: int, seed: int) -> torch.Tensor:
-    """One noise seed per image: fixed by (seed, draw, class index), independent of subsets."""
-    return seed * 1_000_000 + draw * 1_000 + images.y
-
-
 def noise_predictions(model, images: ImageSet, noise_sigma: float, draw: int, kernels=(5, 7),
                       seed: int = 0, batch_size: int = 64, progress: bool = True) -> dict:
     """Labels for the noisy input and its single and double blur for each kernel size.
@@ -75,7 +71,7 @@ def noise_predictions(model, images: ImageSet, noise_sigma: float, draw: int, ke
     Returns ``{"ns": (N,), "ss5": (N,), "ds5": (N,), "ss7": ...}`` as CPU long tensors.
     """
     blurs = {k: gaussian_blur(k, BLUR_SIGMA) for k in kernels}
-    seeds = noise_seeds(images, draw, seed)
+    seeds = noise_seeds(images.y, draw, seed)
     out = {"ns": []} | {f"{v}{k}": [] for k in kernels for v in ("ss", "ds")}
     for i in tqdm(range(0, len(images), batch_size), desc=f"noise sigma={noise_sigma} draw={draw}",
                   disable=not progress, leave=False):
@@ -134,7 +130,7 @@ def example_views(model, images: ImageSet, index, noise_sigmas=NOISE_SIGMAS, ker
     defence = BlurVote(model, kernel, BLUR_SIGMA)
     xs, preds = [], []
     for noise_sigma in noise_sigmas:
-        x = add_noise(sub.x, noise_sigma, noise_seeds(sub, draw, seed))
+        x = add_noise(sub.x, noise_sigma, noise_seeds(sub.y, draw, seed))
         p = defence.predict_views(x)
         xs.append(x)
         preds.append(torch.stack([p["ns"], p["ss"], p["ds"], p["vote"]], 1))

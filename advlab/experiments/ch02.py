@@ -24,11 +24,11 @@ from ..cache import ResultCache, config_hash, fingerprint
 from ..config import (RunInfo, device_name, get_device, profile_settings, resolve_profile,
                       seed_everything)
 from ..data import ImageSet, load_mnist
-from ..defenses import mc_dropout as md
+from ..defences import mc_dropout as md
 from ..inference import backend_name
 from ..metrics import detection_counts, labelled_clean_breakdown, roc_hull
 from ..models import predict
-from ..models.mnist import RECIPE, trained_lenet
+from ..training.lenet import RECIPE, trained_lenet
 from .common import cache_note
 
 CHAPTER = "ch02"

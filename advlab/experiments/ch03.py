@@ -11,7 +11,7 @@ attack's normalised L2 size.
 Definitions used throughout:
 
 * normalised L2 (Guo et al.): ``||x_adv - x||_2 / ||x||_2`` on the [0, 1] pixels, averaged
-  over the attacked images (:func:`advlab.metrics.normalized_l2`); the value on the
+  over the attacked images (:func:`advlab.metrics.normalised_l2`); the value on the
   classifier's normalised input, as Guo et al.'s code measured it, is kept beside it.
 * defence success rate: of the adversarial images that fool the undefended classifier, the
   fraction the defended classifier labels correctly (:func:`defence_success`), with a 95%
@@ -42,10 +42,11 @@ from .. import attacks as atk
 from ..cache import ResultCache
 from ..config import (RunInfo, device_name, get_device, profile_settings, resolve_profile,
                       seed_everything)
-from ..data import ImageSet, imagenet_classes, load_imagenet_for
-from ..defenses import transforms as T
-from ..defenses.base import Preprocessed
-from ..metrics import normalized_l2, wilson_ci
+from ..data import ImageSet, imagenet_classes
+from ..zoo import load_imagenet_for
+from ..defences import transforms as T
+from ..defences.base import Preprocessed
+from ..metrics import normalised_l2, wilson_ci
 from ..models import load_imagenet_model, predict, prepare_for_inference
 from ..inference import backend_name
 from .common import ChapterResults, cache_note
@@ -333,9 +334,9 @@ def run_oblivious(model, images, settings_, cfg, pieces, base, device, progress)
         def compute():
             x_adv = adversarial(model, images, attack, strength, cfg, pieces, base, progress)
             out = evaluate(model, settings_, x_adv, cfg, device)
-            out["l2"] = normalized_l2(images.x, x_adv)
+            out["l2"] = normalised_l2(images.x, x_adv)
             if mean is not None:
-                out["l2_model"] = normalized_l2(images.x, x_adv, mean, std)
+                out["l2_model"] = normalised_l2(images.x, x_adv, mean, std)
             return out
 
         piece = pieces.get("oblivious", key, compute)
@@ -391,7 +392,7 @@ def run_adaptive(model, images: ImageSet, settings_, cfg, pieces, base, device,
                 x_adv = atk.run(model, sub.x, sub.y, pgd, [eps], batch_size=cfg["batch_size"],
                                 seed=cfg["seed"], progress=progress)[eps]
                 return {**evaluate(model, settings_, x_adv, cfg, device),
-                        "l2": normalized_l2(sub.x, x_adv)}
+                        "l2": normalised_l2(sub.x, x_adv)}
             piece = pieces.get("pgd_oblivious", _key(sbase, settings_, budget=budget), compute)
             rows += curve_rows(sub.y, piece, settings_, attacker="oblivious", budget=budget)
             continue
@@ -407,7 +408,7 @@ def run_adaptive(model, images: ImageSet, settings_, cfg, pieces, base, device,
                             progress=progress)[eps]
             return {"undefended": predict(model, x_adv, cfg["batch_size"], device, amp=False),
                     name: defended_predict(model, s, x_adv, cfg, device),
-                    "l2": normalized_l2(sub.x, x_adv)}
+                    "l2": normalised_l2(sub.x, x_adv)}
         piece = pieces.get("pgd_adaptive", key, compute)
         rows += [r for r in curve_rows(sub.y, piece, {name: s}, attacker="adaptive", budget=budget)
                  if r["defence"] == name]

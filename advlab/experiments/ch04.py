@@ -31,13 +31,14 @@ from ..cache import ResultCache, fingerprint
 from ..config import (RunInfo, device_name, get_device, profile_settings, resolve_profile,
                       seed_everything)
 from ..data import ImageSet, load_cifar10, load_imagenet_samples
-from ..defenses.base import ABSTAIN
-from ..defenses.randomized import (Certificates, Smooth, certified_accuracy,
+from ..defences.base import ABSTAIN
+from ..defences.smoothing import (Certificates, Smooth, certified_accuracy,
                                    max_certifiable_radius, reference_sample_noise)
 from ..inference import backend_name, weights_digest
 from ..models import load_cifar_resnet, load_imagenet_model, prepare_for_inference
-from ..models.dncnn import (IMAGENET_TRAIN_PARITY, PAPER_ARCH, Denoised, imagenet_split,
-                            load_classifier, load_denoiser, train_denoiser)
+from ..models.dncnn import Denoised
+from ..training.denoisers import (IMAGENET_TRAIN_PARITY, PAPER_ARCH, imagenet_split,
+                                  load_classifier, load_denoiser, train_denoiser)
 from .common import ChapterResults, cache_note
 
 CHAPTER = "ch04"

@@ -42,13 +42,16 @@ from .. import attacks as atk
 from ..cache import ResultCache, fingerprint, tensor_digest
 from ..config import (RunInfo, device_name, get_device, profile_settings, resolve_profile,
                       seed_everything)
-from ..data import ImageSet, load_cifar10, load_imagenet_for
-from ..defenses.pixel_deflection import pixel_deflection_defence
-from ..defenses.pixel_robustness import (PADDINGS, PRM, blend, gradient_map, lattice_mask, load_prm,
-                                         map_correlations, pixel_mask, shift_defence,
-                                         top_fraction_iou, train_prm)
-from ..defenses.randomization import randomization_defence
-from ..defenses.region_based import RegionBased
+from ..data import ImageSet, load_cifar10
+from ..zoo import load_imagenet_for
+from ..defences.pixel_deflection import pixel_deflection_defence
+from ..defences.pixel_shift import PADDINGS, shift_defence
+from ..models.prm import PRM, load_prm
+from ..pixel_maps import (blend, gradient_map, lattice_mask, map_correlations, pixel_mask,
+                          top_fraction_iou)
+from ..training.prm import PRM_LAMBDAS, PRM_RECIPE, recipe_prm
+from ..defences.resize_pad import randomization_defence
+from ..defences.region_based import RegionBased
 from ..inference import backend_name
 from ..inference import logits as fast_logits
 from ..metrics import wilson_ci
@@ -60,12 +63,6 @@ EPS = 0.031                      # the authors' L-inf budget on [0, 1] images
 MASK_KINDS = ("top", "bottom", "random")
 DEFENCES = ("none", "region-based", "randomization", "pixel deflection", "PRM + shift")
 
-#: The recipe of the shipped PRMs (advlab/resources/prm_resnet20_lam*.pt, ``advlab train-prm``):
-#: the authors' two stages, reduced (a 0.12M-weight U-Net, 10 + 5 epochs on the mirror's 20,000
-#: training images); one autoencoder per lambda of :data:`PRM_LAMBDAS`, all from one stage 1.
-PRM_RECIPE = dict(classifier="resnet20", width=16, depth=3, epochs_mse=10, epochs_ce=4,
-                  n_ce=None, batch_size=128, lr_mse=1e-3, lr_ce=1e-3, seed=0)
-PRM_LAMBDAS = (0.2, 0.4, 0.6, 0.8, 0.9, 1.0)
 #: PRMs classify with torch: one ONNX export per PRM and lambda costs more than it saves.
 PRM_BACKEND = "torch"
 #: The lambda of the PRM in the gray-box table (the study's "high lambda").
@@ -146,93 +143,11 @@ def chapter_prm(cfg: dict, device, lam: float = TABLE_LAMBDA, progress: bool = T
     return prm.at(lam).eval()
 
 
-def recipe_prm(clf, train: ImageSet, lam: float, device, progress: bool = True) -> PRM:
-    """:func:`train_prm` with :data:`PRM_RECIPE` at ``lam`` on ``train``."""
-    r = PRM_RECIPE
-    return train_prm(clf, train.x, train.y, classifier_name=r["classifier"], lam=lam,
-                     width=r["width"], depth=r["depth"], epochs_mse=r["epochs_mse"],
-                     epochs_ce=r["epochs_ce"], n_ce=r["n_ce"], batch_size=r["batch_size"],
-                     lr_mse=r["lr_mse"], lr_ce=r["lr_ce"], seed=r["seed"], device=device,
-                     progress=progress)
-
-
-TRAIN_COMMAND = "advlab train-prm --device cuda --out advlab/resources"
-
-
-def train_shipped_prms(out: Path, lambdas=PRM_LAMBDAS, device=None,
-                       progress: bool = True) -> list[Path]:
-    """``advlab train-prm``: train a PRM per lambda with :data:`PRM_RECIPE` in front of the
-    pretrained ResNet-20 on the mirror's CIFAR-10 training images, and write each autoencoder
-    as a float16 state dict into ``out`` with the manifest (``prm_weights.json``: files and
-    sha256) and ``PRM_PROVENANCE.md`` (command, recipe, data, seed, sha256, time, device).
-    Resumable: each stage is cached by :func:`advlab.train.fit`."""
-    import hashlib
-    import json
-    import platform
-    from ..data import CIFAR10_MIRROR_SHA256
-    from ..defenses.pixel_robustness import MANIFEST
-    r = PRM_RECIPE
-    dev = get_device(device)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    train = load_cifar10("train")
-    manifest = {r["classifier"]: dict(width=r["width"], depth=r["depth"], channels=3, weights={})}
-    rows, written = [], []
-    t0 = time.time()
-    for lam in lambdas:
-        t1 = time.time()
-        prm = recipe_prm(cifar_model(r["classifier"], dev), train, float(lam), dev, progress)
-        state = {k: v.detach().cpu().half() for k, v in prm.autoencoder.state_dict().items()}
-        path = out / f"prm_{r['classifier']}_lam{float(lam):g}.pt"
-        torch.save(state, path)
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        manifest[r["classifier"]]["weights"][f"{float(lam):g}"] = {"file": path.name,
-                                                                   "sha256": digest}
-        rows.append(f"| {float(lam):g} | `{path.name}` | {path.stat().st_size:,} | `{digest}` | "
-                    f"{time.time() - t1:.0f} |")
-        written.append(path)
-        print(rows[-1], flush=True)
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-    dname = device_name(dev)
-    text = f"""# Provenance of the shipped PRM autoencoders (Chapter 5)
-
-Float16 state dicts of `advlab.defenses.pixel_robustness.SparseUNet(3, width={r['width']},
-depth={r['depth']})`, one per lambda, listed with their sha256 in `{MANIFEST}`; loaded by
-`load_prm` / `load_autoencoder` with `weights_only=True` after the sha256 check.
-
-* command: `{TRAIN_COMMAND}` (`advlab.experiments.ch05.train_shipped_prms`; resumable)
-* recipe (`advlab.experiments.ch05.PRM_RECIPE`): `{json.dumps(r)}`, lambdas
-  `{[float(v) for v in lambdas]}`. Stage 1 (once, shared by every lambda): the autoencoder
-  alone, MSE to the input, Adam, cosine schedule, all the training images. Stage 2 (per
-  lambda): cross-entropy of `classifier((1 - lambda) x + lambda AE(x))` in front of the frozen
-  pretrained CIFAR-10 {r['classifier']} (akamaster's checkpoint, sha256 in `advlab.models`), Adam
-  ({r['lr_ce']}) on the autoencoder only (the authors' SGD 0.01 diverged, see `train_prm`),
-  cosine schedule, all the training images. Random horizontal flips; seed {r['seed']} (stage 2:
-  seed + 1); float16 autocast on CUDA (`advlab.train.fit`)
-* data: the 20,000 CIFAR-10 training images of the offline mirror,
-  `cifar10_train_part0.npz` (sha256 `{CIFAR10_MIRROR_SHA256['cifar10_train_part0.npz']}`) and
-  `cifar10_train_part1.npz` (sha256 `{CIFAR10_MIRROR_SHA256['cifar10_train_part1.npz']}`)
-* trained on: {dname} ({platform.machine()}), torch {torch.__version__}, {time.time() - t0:.0f} s
-  in all. A rerun on other hardware gives close but not bit-identical weights (cuDNN and
-  autocast are not deterministic across devices).
-
-| lambda | file | bytes | sha256 | seconds |
-|---|---|---:|---|---:|
-""" + "\n".join(rows) + "\n"
-    (out / "PRM_PROVENANCE.md").write_text(text)
-    return written + [out / MANIFEST, out / "PRM_PROVENANCE.md"]
-
-
 def accuracy_row(correct: torch.Tensor) -> dict:
     """Accuracy of a boolean vector with its 95% Wilson interval."""
     n, k = len(correct), int(correct.sum())
     lo, hi = wilson_ci(k, n)
     return {"n": n, "correct": k, "acc": k / n, "acc_lo": float(lo), "acc_hi": float(hi)}
-
-
-def least_likely(model, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Each image's least likely class: the JSMA target of the authors' code (``target=-1``)."""
-    return fast_logits(model, x, batch_size).argmin(1)
 
 
 # --------------------------------------------------------------------------- 1. gradient maps
@@ -444,7 +359,7 @@ def attack_images(model, name: str, params: dict, images: ImageSet, cfg: dict,
 
     def compute():
         attack = make_attack(name, params)
-        targets = least_likely(target_model or model, images.x) if name == "jsma" else None
+        targets = atk.least_likely(target_model or model, images.x) if name == "jsma" else None
         eps = [EPS] if attack.uses_epsilon else None
         out = atk.run(model, images.x, images.y, attack, eps, targets=targets,
                       batch_size=cfg["batch_size"], seed=cfg["seed"], progress=progress)

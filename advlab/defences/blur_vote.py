@@ -32,6 +32,12 @@ def gaussian_blur(kernel_size: int = 5, blur_sigma: float = 1.0) -> nn.Module:
     return kornia.filters.GaussianBlur2d((kernel_size, kernel_size), (blur_sigma, blur_sigma))
 
 
+def noise_seeds(labels: torch.Tensor, draw: int, seed: int) -> torch.Tensor:
+    """One noise seed per image: fixed by (seed, draw, the image's label), independent of the
+    other images of the set (Chapter 1's sample images have one image per class)."""
+    return seed * 1_000_000 + draw * 1_000 + labels
+
+
 def add_noise(x: torch.Tensor, noise_sigma: float, seeds: torch.Tensor | list[int]) -> torch.Tensor:
     """``clamp(x + noise_sigma * eps, 0, 1)`` with one standard-normal ``eps`` per image.
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from advlab.defenses.base import ABSTAIN, Defence, Preprocessed
+from advlab.defences.base import ABSTAIN, Defence, Preprocessed
 
 
 class Tiny(nn.Module):

@@ -1,0 +1,101 @@
+"""Every model the book uses, by name: :func:`load_model`.
+
+* classifiers others trained (``advlab.models.load_pretrained``): the CIFAR-10 ResNets
+  ``resnet20`` ... ``resnet110``, the ImageNet models ``efficientnet_lite0``, ``resnet50``,
+  ``inception_v3`` and the surrogate ``efficientnet_lite1``;
+* models the book trains itself: ``lenet`` (MNIST, trained on first use and cached), the
+  committed denoisers (``cifar10-mse-0.25``, ``cifar10-stab-wb-0.5`` ..., see
+  :data:`advlab.training.denoisers.RECIPES`) and the PRMs (``prm-resnet20-0.9``: the
+  shipped autoencoder trained at lambda 0.9 in front of ResNet-20).
+
+``load_model(name, device)`` returns the model in eval mode on ``device`` with frozen weights
+(channels_last where that is the fast layout); an unknown name is a ValueError that lists the
+known ones.  :func:`load_imagenet_for` gives the sample images as an ImageNet model expects them.
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from .config import get_device
+from .data import ImageSet, load_imagenet_samples
+from .models import CIFAR_RESNETS, IMAGENET_SPECS, load_pretrained, prepare_for_inference
+from .models.prm import load_prm, shipped_prms, trained_lambdas
+
+#: Where each data set's certified target and white-box denoisers come from.
+DEFAULT_TARGETS = {"mnist": "lenet", "cifar10": "resnet56", "imagenet": "efficientnet_lite0"}
+PRETRAINED = (*CIFAR_RESNETS, *IMAGENET_SPECS, "efficientnet_lite1")
+
+
+def _prm_names() -> list[str]:
+    return [f"prm-{clf}-{lam:g}" for clf in shipped_prms() for lam in trained_lambdas(clf)]
+
+
+def _denoiser_names() -> list[str]:
+    from .training.denoisers import RECIPES
+    return sorted(RECIPES)
+
+
+def model_names() -> list[str]:
+    """Every name :func:`load_model` knows."""
+    return [*PRETRAINED, "lenet", *_denoiser_names(), *_prm_names()]
+
+
+def dataset_of(name: str) -> str:
+    """The data set a model of :func:`model_names` takes: mnist, cifar10 or imagenet."""
+    if name == "lenet":
+        return "mnist"
+    if name in CIFAR_RESNETS or name.startswith(("cifar10-", "prm-")):
+        return "cifar10"
+    if name in IMAGENET_SPECS or name == "efficientnet_lite1" or name.startswith("imagenet-"):
+        return "imagenet"
+    raise ValueError(_unknown(name))
+
+
+def _unknown(name: str) -> str:
+    return f"unknown model {name!r}; known: {', '.join(model_names())}"
+
+
+def load_model(name: str, device=None, *, progress: bool = True, **options) -> nn.Module:
+    """The model called ``name`` in eval mode on ``device`` (default: CUDA when available).
+
+    ``options``: ``lenet`` takes recipe overrides (``epochs=1``, ``seed=1``: another LeNet,
+    trained and cached on first use); a PRM takes ``lam`` (the mixing weight, default the
+    lambda it was trained at).  Pretrained classifiers, denoisers and PRMs take none.
+    """
+    dev = get_device(device)
+    if name == "lenet":
+        from .training.lenet import trained_lenet
+        return trained_lenet(dev, progress=progress, **options)
+    if name in PRETRAINED:
+        _no_options(name, options)
+        return prepare_for_inference(load_pretrained(name), dev)
+    if name in _denoiser_names():
+        _no_options(name, options)
+        from .training.denoisers import load_denoiser
+        return prepare_for_inference(load_denoiser(name), dev)
+    if name.startswith("prm-"):
+        _, clf, trained_at = name.split("-", 2)
+        if name not in _prm_names():
+            raise ValueError(f"no shipped PRM {name!r}; shipped: {', '.join(_prm_names())}")
+        lam = options.pop("lam", float(trained_at))
+        _no_options(name, options)
+        classifier = load_pretrained(clf)
+        return prepare_for_inference(load_prm(classifier, clf, lam, float(trained_at)), dev)
+    raise ValueError(_unknown(name))
+
+
+def _no_options(name: str, options: dict) -> None:
+    if options:
+        raise ValueError(f"model {name!r} takes no options, got {sorted(options)}")
+
+
+def load_imagenet_for(model_name: str, limit: int | None = None, colour_only: bool = True,
+                      progress: bool = True) -> ImageSet:
+    """The sample images preprocessed as ImageNet model ``model_name`` expects (its resize and
+    centre crop)."""
+    if model_name not in IMAGENET_SPECS:
+        raise ValueError(f"unknown ImageNet model {model_name!r}; choose one of "
+                         f"{sorted(IMAGENET_SPECS)}")
+    spec = IMAGENET_SPECS[model_name]
+    return load_imagenet_samples(colour_only=colour_only, limit=limit, resize=spec.resize,
+                                 crop=spec.crop, progress=progress)
