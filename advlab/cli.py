@@ -10,26 +10,20 @@ the settings and run-info (JSON) and the figures (PNG) to ``--out``.  Errors the
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from .config import PROFILES
-from .inference import BACKEND_ENV, BACKENDS
-
-CHAPTERS = {"ch00": "advlab.experiments.ch00", "ch01": "advlab.experiments.ch01",
-            "ch02": "advlab.experiments.ch02", "ch03": "advlab.experiments.ch03",
-            "ch04": "advlab.experiments.ch04", "ch05": "advlab.experiments.ch05"}
+from .experiments import chapter_ids
+from .inference import BACKENDS
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="advlab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run one chapter's experiment")
-    run.add_argument("chapter", choices=sorted(CHAPTERS))
+    run.add_argument("chapter", choices=chapter_ids())
     run.add_argument("--profile", choices=PROFILES, default=None,
                      help="default: $ADVLAB_PROFILE, else smoke (paper: chapters that define it)")
     run.add_argument("--model", default=None,
@@ -39,8 +33,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", choices=BACKENDS, default=None,
                      help="inference backend on the CPU (default: $ADVLAB_BACKEND, else auto: "
                           "ONNX Runtime); CUDA always runs torch")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                     help="override a setting of the profile, e.g. --set n_images=50 "
+                          "--set 'epsilons=[0.01, 0.03]' (unknown keys are an error)")
     run.add_argument("--out", type=Path, default=Path("results"), help="output folder")
-    run.add_argument("--no-cache", action="store_true", help="recompute everything")
+    run.add_argument("--timings", action="store_true",
+                     help="print where the run's time went, stage by stage (always in the JSON)")
+    run.add_argument("--no-cache", action="store_true",
+                     help="recompute every result piece (trained models and ONNX exports are "
+                          "still read from the cache)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument("--debug", action="store_true", help="show the traceback of an error")
     prm = sub.add_parser("train-prm", help="train the PRMs Chapter 5 ships (one per lambda)")
@@ -85,21 +86,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@contextmanager
-def _env(var: str, value: str | None) -> Iterator[None]:
-    """Set ``$var`` to ``value`` (unless None) for the block, then restore it."""
-    old = os.environ.get(var)
-    if value is not None:
-        os.environ[var] = value
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(var, None)
-        else:
-            os.environ[var] = old
-
-
 def user_errors() -> tuple[type[Exception], ...]:
     """Errors a user causes and can fix: reported in one line, without a traceback."""
     from .config import DeviceUnavailableError
@@ -121,23 +107,56 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def parse_overrides(items: list[str]) -> dict:
+    """``KEY=JSON`` items as a dict (a value that is not JSON is kept as a string; lists become
+    tuples)."""
+    import json
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes KEY=JSON, got {item!r}")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        out[key] = tuple(parsed) if isinstance(parsed, list) else parsed
+    return out
+
+
 def run_chapter(args: argparse.Namespace) -> int:
-    """``advlab run``: the chapter's experiment, tables and figures written to ``args.out``."""
-    module = importlib.import_module(CHAPTERS[args.chapter])
-    model = {} if args.model is None else {"model_name": args.model}
-    with _env(BACKEND_ENV, args.backend):
-        results = module.run(profile=args.profile, device=args.device, use_cache=not args.no_cache,
-                             progress=not args.quiet, **model)
+    """``advlab run``: the chapter's experiment; its tables, record and figures written to
+    ``args.out/<chapter>``.  Settings and the output folder are checked before any work."""
+    from .experiments import chapter as find_chapter
+    chapter = find_chapter(args.chapter)
+    overrides = parse_overrides(args.set)
+    if args.model is not None:
+        overrides["model"] = args.model
+    chapter.settings(args.profile, **overrides)          # a bad setting fails here, not later
     out = args.out / args.chapter
-    written = results.save(out)
+    _check_writable(out)
+    results = chapter(args.profile, device=args.device, backend=args.backend,
+                      use_cache=not args.no_cache, progress=not args.quiet, **overrides)
     import matplotlib
     matplotlib.use("Agg")
-    from .experiments.common import save_figures
-    written += save_figures(module.make_figures(results), out)
+    written = chapter.save(results, out)
     print(results.info.line())
+    if args.timings:
+        print(results.info.timings())
     for path in written:
         print(f"wrote {path}")
     return 0
+
+
+def _check_writable(folder: Path) -> None:
+    """Create ``folder`` and write a probe file in it, or raise OSError naming the folder."""
+    import tempfile
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".advlab-probe-"):
+            pass
+    except OSError as err:
+        raise OSError(f"cannot write results to {folder}: {err.strerror or err}") from None
 
 
 def train_prm(args: argparse.Namespace) -> int:
@@ -152,21 +171,11 @@ def train_prm(args: argparse.Namespace) -> int:
 def train_denoiser(args: argparse.Namespace) -> int:
     """``advlab train-denoiser``: train (or read from the cache) one recipe of
     ``advlab.training.denoisers.RECIPES``; without overrides, commit it with its provenance."""
-    import json
     import shlex
     import time
 
     from .training import denoisers as dncnn
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set takes KEY=JSON, got {item!r}")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
-    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    overrides = parse_overrides(args.set)
     started = time.perf_counter()
     model = dncnn.train_denoiser(args.name, args.device, progress=not args.quiet,
                                  retrain=args.retrain, **overrides)
@@ -206,7 +215,7 @@ def certify(args: argparse.Namespace) -> int:
     images, ids = (ch04.cifar_images(args.images) if args.dataset == "cifar10"
                    else ch04.imagenet_images(args.images, progress=not args.quiet))
     smooth = Smooth(clf, ch04.NUM_CLASSES[args.dataset], args.sigma, den, alpha=args.alpha,
-                    batch_size=args.batch_size, seed=args.seed)
+                    forward_batch=args.batch_size, seed=args.seed)
     certs = smooth.certify(images.x, args.N0, args.N, args.alpha, ids,
                            progress=not args.quiet and rank == 0)
     if rank == 0:
@@ -217,7 +226,6 @@ def certify(args: argparse.Namespace) -> int:
 
 
 def torch_device_of_rank():
-    import os
 
     import torch
     return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))

@@ -20,13 +20,16 @@ from __future__ import annotations
 import os
 import platform
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-PROFILES = ("smoke", "full", "paper")
+#: Profile names a chapter may define: ``smoke`` (seconds to a minute on a CPU; CI), ``full`` (the
+#: stored pages), ``cpu`` (where the full protocol cannot fit on two CPU cores: what matters, cut
+#: to fit, said by the chapter) and ``paper`` (the source study's size, for a GPU).
+PROFILES = ("smoke", "full", "cpu", "paper")
 
 
 def resolve_profile(profile: str | None = None) -> str:
@@ -147,7 +150,8 @@ def cache_root() -> Path:
 
 @dataclass(frozen=True)
 class RunInfo:
-    """What every result records about how it was produced."""
+    """What every result records about how it was produced: profile, device, model, inference
+    backend, wall time; which device computed each cached piece, and where the time went."""
 
     chapter: str
     profile: str
@@ -158,11 +162,23 @@ class RunInfo:
     backend: str = "unrecorded"  # what ran the inference passes (advlab.inference.backend_name)
     torch: str = torch.__version__
     host: str = platform.machine()
+    computed_on: dict = field(default_factory=dict)   # device -> pieces it computed
+    stages: dict = field(default_factory=dict)        # stage -> seconds, pieces computed / read
 
     def line(self) -> str:
+        where = ", ".join(f"{n} on {d}" for d, n in self.computed_on.items())
         return (f"run-info: chapter={self.chapter} profile={self.profile} device={self.device} "
                 f"backend={self.backend} model={self.model} wall={self.wall_time_s:.1f}s "
-                f"torch={self.torch}" + (f" ({self.note})" if self.note else ""))
+                f"torch={self.torch}" + (f" ({self.note})" if self.note else "")
+                + (f"; pieces computed: {where}" if where else ""))
+
+    def timings(self) -> str:
+        """Where the run's time went, stage by stage, as a text table."""
+        rows = [f"{'stage':<28} {'seconds':>9} {'computed':>9} {'read':>6}"]
+        for name, st in self.stages.items():
+            rows.append(f"{name:<28} {st['seconds']:>9.1f} {st['computed']:>9} {st['read']:>6}")
+        rows.append(f"{'total (wall)':<28} {self.wall_time_s:>9.1f}")
+        return "\n".join(rows)
 
 
 def device_name(device: torch.device) -> str:

@@ -66,13 +66,13 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.y)
 
-    def sample(self, n: int, seed: int) -> "ImageSet":
+    def sample(self, n: int, seed: int) -> ImageSet:
         """A fixed random subset of ``n`` images (all of them when ``n >= len``), in their
         original order; the same for the same ``seed``."""
         g = torch.Generator().manual_seed(seed)
         return self.subset(torch.randperm(len(self), generator=g)[:n].sort().values)
 
-    def subset(self, index) -> "ImageSet":
+    def subset(self, index) -> ImageSet:
         index = torch.as_tensor(index)
         pick = index.tolist() if index.dtype != torch.bool else index.nonzero().flatten().tolist()
         return ImageSet(self.x[index], self.y[index], self.classes, self.source,
@@ -85,6 +85,38 @@ def _missing(what: str, mirror_sub: str, tried: list[str], download_hint: str) -
     lines.append(f"Set ADVLAB_DATA to a folder that holds '{mirror_sub}', or allow the download "
                  f"({download_hint}).")
     return DataUnavailableError("\n".join(lines))
+
+
+def class_ranks(y: torch.Tensor) -> torch.Tensor:
+    """Each image's place among the images of its class, in the order of the set (the official
+    order for CIFAR-10, whose offline mirror keeps it within each class)."""
+    y = torch.as_tensor(y).long()
+    order = torch.sort(y, stable=True).indices
+    counts = torch.bincount(y, minlength=int(y.max()) + 1 if len(y) else 0)
+    starts = torch.cumsum(counts, 0) - counts
+    ranks = torch.empty_like(y)
+    ranks[order] = torch.arange(len(y)) - starts[y[order]]
+    return ranks
+
+
+def first_per_class(images: ImageSet, per_class: int) -> tuple[ImageSet, torch.Tensor]:
+    """The first ``per_class`` images of every class in the set's order, sorted by (class,
+    rank), and their ids ``class * 100_000 + rank``.
+
+    The one image-selection rule of the book for CIFAR-10: the official test files interleave
+    the classes and the offline mirror groups them, but both keep the official order within a
+    class, so the same ``per_class`` picks the same images, in the same order, with the same ids,
+    from either.
+    """
+    if per_class < 1:
+        raise ValueError(f"per_class must be >= 1, got {per_class}")
+    ranks = class_ranks(images.y)
+    counts = torch.bincount(images.y)
+    if per_class > int(counts.min()):
+        raise ValueError(f"per_class={per_class} but the smallest class has {int(counts.min())} images")
+    chosen = (ranks < per_class).nonzero().flatten()
+    chosen = chosen[torch.argsort(images.y[chosen] * len(images) + ranks[chosen])]
+    return images.subset(chosen), images.y[chosen] * 100_000 + ranks[chosen]
 
 
 # --------------------------------------------------------------------------- ImageNet samples

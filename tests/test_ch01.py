@@ -2,8 +2,8 @@ import pandas as pd
 import pytest
 import torch
 
-from advlab.experiments import ch01
 from advlab.defences.blur_vote import noise_seeds
+from advlab.experiments import ch01
 
 
 def test_score_on_hand_made_predictions():

@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from advlab.download import ChecksumError
-from advlab.models import CIFAR_RESNETS, Normalized, WeightsUnavailableError, load_cifar_resnet
-from advlab.models import cifar
+from advlab.models import CIFAR_RESNETS, Normalized, WeightsUnavailableError, cifar, load_cifar_resnet
 
 
 def test_depths_and_parameter_counts_match_he_et_al():

@@ -10,7 +10,7 @@ a minimal perturbation (DeepFool, C&W, JSMA) have no epsilon: call them with
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 from torch import nn

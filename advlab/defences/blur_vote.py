@@ -99,7 +99,11 @@ class BlurVote(Defence):
         return {"ns": labels[0], "ss": labels[1], "ds": labels[2], "vote": majority_vote(*labels)}
 
     def predict(self, x: torch.Tensor, batch_size: int = 128, seed: int | None = None) -> torch.Tensor:
-        return self.predict_views(x, batch_size)["vote"]
+        """The 2-of-3 vote, :data:`ABSTAIN` where the three views all differ.  The defence
+        draws nothing at random, so ``seed`` changes nothing."""
+        return torch.cat([self.predict_views(x[i:i + batch_size], batch_size)["vote"]
+                          for i in range(0, len(x), batch_size)]) if len(x) else \
+            torch.empty(0, dtype=torch.long)
 
 
 # --------------------------------------------------------------------------- blur composition

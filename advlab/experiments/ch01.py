@@ -16,19 +16,27 @@ from tqdm import tqdm
 
 from .. import attacks as atk
 from ..cache import ResultCache, fingerprint
-from ..config import (RunInfo, device_name, get_device, profile_settings, resolve_profile,
-                      seed_everything)
+from ..config import RunInfo, device_name, get_device, profile_settings, resolve_profile, seed_everything
 from ..data import ImageSet
-from ..zoo import load_imagenet_for
 from ..defences.base import ABSTAIN
 from ..defences.blur_vote import BLUR_SIGMA_DEFAULT as BLUR_SIGMA
-from ..defences.blur_vote import (BlurVote, add_noise, noise_seeds, compose_kernels, equivalent_gaussian,
-                                  gaussian_blur, gaussian_kernel, kernel_distance, majority_vote,
-                                  three_views)
+from ..defences.blur_vote import (
+    BlurVote,
+    add_noise,
+    compose_kernels,
+    equivalent_gaussian,
+    gaussian_blur,
+    gaussian_kernel,
+    kernel_distance,
+    majority_vote,
+    noise_seeds,
+    three_views,
+)
 from ..inference import backend_name
 from ..metrics import summarise_draws
 from ..models import load_imagenet_model, predict, prepare_for_inference
 from ..models.wrappers import conv_layout
+from ..zoo import load_imagenet_for
 from .common import ChapterResults, cache_note
 
 CHAPTER = "ch01"
@@ -146,7 +154,7 @@ def attack_subset(images: ImageSet, n: int, seed: int) -> ImageSet:
 
 def chapter_attacks(steps: int) -> dict[str, atk.Attack]:
     """FGSM (foolbox) and L-inf PGD (the book's PGD core, random start, step 2.5 eps / steps)."""
-    return {"fgsm": atk.make("fgsm"), "pgd": atk.PGD("linf", steps, random_init=True)}
+    return {"fgsm": atk.make("fgsm"), "pgd": atk.PGD("linf", steps, random_start=True)}
 
 
 def attack_key(model_name: str, images: ImageSet, cfg: dict, attack: str, attacker: str,
@@ -233,7 +241,7 @@ class Ch01Results(ChapterResults):
     INDEXED = ("source_comparison",)
 
 
-def make_figures(results: "Ch01Results") -> dict:
+def make_figures(results: Ch01Results) -> dict:
     """The chapter's summary figures, by file stem."""
     from .. import plots
     return {"ch01_noise_curves": plots.plot_noise_curves(results.table, SOURCE_TABLE),

@@ -21,8 +21,7 @@ from sklearn.metrics import auc, roc_curve
 
 from .. import attacks as atk
 from ..cache import ResultCache, config_hash, fingerprint
-from ..config import (RunInfo, device_name, get_device, profile_settings, resolve_profile,
-                      seed_everything)
+from ..config import RunInfo, device_name, get_device, profile_settings, resolve_profile, seed_everything
 from ..data import ImageSet, load_mnist
 from ..defences import mc_dropout as md
 from ..inference import backend_name
@@ -190,7 +189,7 @@ class Scored:
     uncertainty: torch.Tensor
     agreement: torch.Tensor    # crops agreeing with ``pred``
 
-    def subset(self, mask: torch.Tensor) -> "Scored":
+    def subset(self, mask: torch.Tensor) -> Scored:
         return Scored(*(getattr(self, f)[mask] for f in self.__dataclass_fields__))
 
 
@@ -219,7 +218,8 @@ def evaluate(s: Scored, th: md.Thresholds) -> dict:
 
 
 def roc_table(s: Scored, grid: int) -> tuple[pd.DataFrame, dict]:
-    """AUROC of uncertainty alone, crops alone (5 - agreement) and the hybrid (ROC convex hull of its (L, H, C) grid)."""
+    """AUROC of uncertainty alone, crops alone (5 - agreement) and the hybrid (ROC convex hull
+    of its (L, H, C) grid)."""
     adv = s.is_adv.numpy()
     curves = {"uncertainty": roc_curve(adv, s.uncertainty.numpy())[:2],
               "crops": roc_curve(adv, (md.N_CROPS - s.agreement).numpy())[:2]}

@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 class LeNet(nn.Module):

@@ -85,7 +85,7 @@ class PRM(nn.Module):
         if not 0 <= float(lam) <= 1:
             raise ValueError(f"lambda weighs the autoencoder in [0, 1], got {lam}")
 
-    def at(self, lam: float) -> "PRM":
+    def at(self, lam: float) -> PRM:
         """Set lambda (in place) and return the module."""
         self._check(lam)
         self.lam.fill_(float(lam))
@@ -101,7 +101,7 @@ class PRM(nn.Module):
             self._check(lam)
         return self.classifier(self.mix(x, lam))
 
-    def train(self, mode: bool = True) -> "PRM":
+    def train(self, mode: bool = True) -> PRM:
         super().train(mode)
         self.classifier.eval()
         return self

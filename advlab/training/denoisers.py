@@ -29,10 +29,8 @@ from torch import nn
 
 from ..cache import atomic_save
 from ..config import with_overrides
-from ..models.dncnn import (MANIFEST, DenoiserRecord, Denoised, DnCNN, load_committed, manifest,
-                           resource_dir)
+from ..models.dncnn import MANIFEST, Denoised, DenoiserRecord, DnCNN, load_committed, manifest, resource_dir
 from ..train import fit
-
 
 # --------------------------------------------------------------------------- recipes
 CIFAR_SIGMAS = (0.12, 0.25, 0.5, 1.0)
