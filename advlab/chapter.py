@@ -102,10 +102,6 @@ class Settings:
     def part(self, *stages: str) -> dict:
         """The fields the pieces of ``stages`` depend on: every field declared for one of them
         and every field declared for no stage (shared).  No argument: every field."""
-        unknown = set(stages) - self.stages()
-        if unknown:
-            raise SettingsError(f"{type(self).__name__} has no stage(s) {sorted(unknown)}; "
-                                f"known: {sorted(self.stages())}")
         return {f.name: getattr(self, f.name) for f in fields(self)
                 if not stages or not f.metadata.get("stages")
                 or set(f.metadata["stages"]) & set(stages)}
