@@ -1,33 +1,46 @@
-import pandas as pd
-import pytest
-import torch
+"""Chapter 5: settings, the analysis helpers, the readers' tables on synthetic results, and
+the smoke profile end to end (the algorithms themselves are tested in test_pixel_robustness,
+test_attacks, test_one_pixel and test_baseline_defences)."""
+import matplotlib
 
-from advlab.data import ImageSet
-from advlab.experiments import ch05
+matplotlib.use("Agg")
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from advlab.chapter import SettingsError  # noqa: E402
+from advlab.data import ImageSet  # noqa: E402
+from advlab.experiments import ch05  # noqa: E402
+
+CHAPTER = ch05.CHAPTER
 
 
 def test_settings_and_profiles():
-    assert ch05.settings("smoke")["train_prm"] is False          # smoke uses the committed PRM
-    assert ch05.settings("full")["train_prm"] is False           # full too (advlab train-prm)
-    assert ch05.settings("paper")["train_prm"] is True
-    assert ch05.settings("paper")["graybox"]["one_pixel"] == {"popsize": 400, "generations": 100}
-    assert ch05.settings("paper")["pgd_steps"] == 1000
-    assert ch05.settings("smoke", n_table=30)["n_table"] == 30
-    with pytest.raises(ValueError, match="unknown ch05 settings"):
-        ch05.settings("smoke", n_tabel=30)
-    from advlab.experiments import ch01
-    with pytest.raises(ValueError, match="ch01 has no profile 'paper'"):
-        ch01.settings("paper")
+    smoke, full, paper = (CHAPTER.settings(p) for p in ("smoke", "full", "paper"))
+    assert not smoke.train_prm and not full.train_prm and paper.train_prm
+    assert (paper.one_pixel_popsize, paper.one_pixel_generations) == (400, 100)
+    assert paper.pgd_steps == 1000 and paper.region_samples == 10_000
+    assert ch05.OTHER_ARCHITECTURE in full.cifar_models
+    assert set(ch05.RESNETS) <= set(full.cifar_models)
+    assert CHAPTER.settings("smoke", table_per_class=3).table_per_class == 3
+    assert CHAPTER.settings("smoke", model="resnet50").imagenet_model == "resnet50"
+    with pytest.raises(SettingsError, match="unknown setting"):
+        CHAPTER.settings("smoke", n_tabel=30)
+    with pytest.raises(SettingsError, match="padding must be one of"):
+        CHAPTER.settings("smoke", padding="reflect")
+    with pytest.raises(SettingsError, match="restricted_per_class"):
+        CHAPTER.settings("smoke", restricted_per_class=100)
+    with pytest.raises(SettingsError, match="graybox attacks"):
+        CHAPTER.settings("smoke", graybox=("fgsm",))
+    with pytest.raises(SettingsError, match="must include resnet20"):
+        CHAPTER.settings("smoke", cifar_models=("resnet32",))
 
 
-def test_cifar_subset_takes_the_first_images_of_every_class():
-    y = torch.tensor([2, 0, 1, 0, 2, 1, 1, 0, 2])
-    s = ImageSet(torch.arange(9.0).view(9, 1, 1, 1), y, ("a", "b", "c"), "t")
-    sub = ch05.cifar_subset(s, 6)
-    assert sub.x.flatten().tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
-    assert sorted(sub.y.tolist()) == [0, 0, 1, 1, 2, 2]
-    with pytest.raises(ValueError, match="multiple"):
-        ch05.cifar_subset(s, 4)
+def test_pixel_deflection_is_scaled_to_the_image():
+    s = CHAPTER.settings("full")
+    assert ch05.deflection_settings(s.replace(deflections=None, deflection_window=None), 32, 32) == (4, 1)
+    assert ch05.deflection_settings(s.replace(deflections=7, deflection_window=None), 32, 32) == (7, 1)
 
 
 def test_map_agreement_separates_model_pattern_from_image():
@@ -44,11 +57,21 @@ def test_map_agreement_separates_model_pattern_from_image():
                                           maps["b"].mean(0).flatten()]))[0, 1]), abs=1e-5)
 
 
+def test_paired_test_is_the_exact_mcnemar_test():
+    a = torch.tensor([True] * 12 + [False] * 3 + [True] * 5)
+    b = torch.tensor([False] * 12 + [False] * 3 + [True] * 5)
+    assert ch05.paired_test(a, b) == pytest.approx(2 * 0.5 ** 12)     # 12 discordant, all one way
+    assert ch05.paired_test(a, a) == 1.0
+    c = torch.tensor([True, False] * 10)
+    d = torch.tensor([False, True] * 10)
+    assert ch05.paired_test(c, d) == pytest.approx(1.0)
+
+
 def test_defence_rate_is_the_authors_formula():
     t = pd.DataFrame([
-        {"attack": "clean", "defence": "none", "acc": 0.9, "acc_plain": 0.9},
+        {"attack": "clean", "defence": "undefended", "acc": 0.9, "acc_plain": 0.9},
         {"attack": "clean", "defence": "d", "acc": 0.85, "acc_plain": 0.8},
-        {"attack": "pgd", "defence": "none", "acc": 0.1, "acc_plain": 0.1},
+        {"attack": "pgd", "defence": "undefended", "acc": 0.1, "acc_plain": 0.1},
         {"attack": "pgd", "defence": "d", "acc": 0.6, "acc_plain": 0.2},
         {"attack": "op", "defence": "d", "acc": 0.7, "acc_plain": 0.9},   # attack did not hurt
     ])
@@ -57,17 +80,42 @@ def test_defence_rate_is_the_authors_formula():
     assert rate.iloc[[0, 1, 2, 4]].isna().all()
 
 
-def test_graybox_pivot_layout():
-    rows = [{"attacker": w, "attack": a, "defence": d, "acc": 0.5, "acc_lo": 0.4, "acc_hi": 0.6}
-            for w, a in (("-", "clean"), ("gray-box", "pgd")) for d in reversed(ch05.DEFENCES)]
-    p = ch05.graybox_pivot(pd.DataFrame(rows))
-    assert list(p.columns) == list(ch05.DEFENCES)
-    assert p.loc[("gray-box", "pgd"), "none"] == "50.0% [40%, 60%]"
+def synthetic_defences() -> pd.DataFrame:
+    rows = []
+    for attack, attacker in (("clean", "-"), ("pgd", "gray-box"), ("jsma", "gray-box"),
+                             ("pgd", "white-box")):
+        for d in ch05.DEFENCES if attacker != "white-box" else ("PRM + shift",):
+            acc = 0.2 * ch05.DEFENCES.index(d) + (0.1 if attack == "clean" else 0.0)
+            rows.append({"attack": attack, "attacker": attacker, "defence": d, "n": 100,
+                         "correct": round(100 * acc), "acc": acc, "acc_lo": acc - 0.05,
+                         "acc_hi": acc + 0.05, "acc_plain": acc})
+    return ch05.add_defence_rate(pd.DataFrame(rows))
+
+
+def test_defence_table_layout():
+    s = CHAPTER.settings("full")
+    t = ch05.defence_table(synthetic_defences(), s)
+    titles = ch05.defence_titles(s)
+    assert list(t.columns) == ["examples", *(titles[d] for d in ch05.DEFENCES)]
+    assert titles["undefended"] == "ResNet-20, no defence"       # never "none"
+    assert t.examples.tolist() == ["clean images", "PGD (gray-box)", "JSMA (gray-box)",
+                                   "PGD (white-box: PRM and shift known, EOT)"]
+    white = t.iloc[-1]
+    assert white[titles["undefended"]] is None and white[titles["PRM + shift"]][0] == pytest.approx(0.8)
+    rate = ch05.defence_table(synthetic_defences(), s, "defence_rate")
+    assert titles["undefended"] not in rate.columns and len(rate) == 2
+
+
+def test_separation_of_wilson_intervals():
+    row = lambda lo, hi: pd.Series({"acc_lo": lo, "acc_hi": hi})  # noqa: E731
+    assert ch05.separated(row(0.5, 0.7), row(0.2, 0.4)) == "above"
+    assert ch05.separated(row(0.1, 0.3), row(0.2, 0.4)) == "overlap"
+    assert ch05.separated(row(0.0, 0.1), row(0.2, 0.4)) == "below"
 
 
 def test_cli_smoke_run_writes_tables_and_figures(mirror, models_mirror, tmp_path):
-    """The smoke profile end to end with the committed PRM (in the session's cache, which
-    the notebook's smoke run then reuses)."""
+    """The smoke profile end to end with the shipped PRMs (in the session's cache, which the
+    notebook's smoke run then reuses)."""
     from advlab.cli import main
     assert main(["run", "ch05", "--profile", "smoke", "--out", str(tmp_path), "--quiet"]) == 0
     out = tmp_path / "ch05"
@@ -78,15 +126,17 @@ def test_cli_smoke_run_writes_tables_and_figures(mirror, models_mirror, tmp_path
     masked = pd.read_csv(out / "ch05_masked_pgd.csv")
     assert set(masked.method) == {"clean", "post-hoc blend", "restricted PGD"}
     assert (masked.acc_lo <= masked.acc).all() and (masked.acc <= masked.acc_hi).all()
-    gray = pd.read_csv(out / "ch05_graybox.csv")
+    gray = pd.read_csv(out / "ch05_defences.csv")
     assert set(gray.defence) == set(ch05.DEFENCES)
-    assert set(gray[gray.attacker == "gray-box"].attack) == {"one_pixel", "jsma", "deepfool",
-                                                              "cw", "pgd"}
-    assert set(gray[gray.attacker == "white-box"].defence) == {"none", "PRM + shift"}
-    none = gray[(gray.defence == "none") & (gray.attacker == "gray-box")].set_index("attack")
+    assert set(gray[gray.attacker == "gray-box"].attack) == set(ch05.GRAYBOX)
+    assert set(gray[gray.attacker == "white-box"].defence) == {"PRM + shift"}
+    assert set(gray.n) == {10}                              # gray-box and white-box: same images
+    none = gray[(gray.defence == "undefended") & (gray.attacker == "gray-box")].set_index("attack")
     assert none.loc["pgd", "acc"] < 0.2                    # PGD breaks the bare ResNet-20
-    for stem in ("gradient_maps", "masked_pgd", "prm_lambda", "lambda_maps", "graybox"):
-        assert (out / f"ch05_{stem}.png").stat().st_size > 10_000
+    for stem in CHAPTER.figures:
+        assert (out / f"{stem}.png").stat().st_size > 10_000
+    for name in CHAPTER.tables:
+        assert (out / f"{name}.md").read_text().startswith(":::{table}")
     assert '"profile": "smoke"' in (out / "ch05_run.json").read_text()
 
 

@@ -2,26 +2,30 @@
 Manipulator (Hwang et al. 2019, code niffler92/where-adversarial-added).
 
 1. Gradient maps (:func:`run_gradient_maps`): the mean absolute input gradient per pixel of each
-   CIFAR-10 ResNet and of the ImageNet model, and how much a map depends on the architecture
-   rather than the image (correlations of per-image maps within and across models, and of
-   split-half mean maps).
-2. Masked PGD (:func:`run_masked_pgd`): PGD L-inf 0.031 on every image, then the perturbation
-   kept on the top-, bottom- or random-p% pixels of the map (the study's post-hoc blend
+   CIFAR-10 classifier (four ResNets and :data:`OTHER_ARCHITECTURE`, a network of another
+   family) and of the ImageNet model, and how much a map is the model's rather than the
+   image's (correlations of per-image maps within and across models, and of split-half mean
+   maps).
+2. Masked PGD (:func:`run_masked_pgd`): L-inf PGD on every image, then the perturbation kept on
+   the top-, bottom- or random-p% pixels of the map (the study's post-hoc blend
    ``M*x_adv + (1-M)*x``), and, as the authors' code does it, PGD restricted to those pixels
-   during the optimisation; top-1 accuracy against p.
-3. The PRM (:func:`run_prm_lambda`): for each lambda a PRM trained at that lambda in front of
-   the frozen ResNet-20 (the shipped ones in ``smoke`` and ``full``, trained by ``advlab
-   train-prm``; trained by the run in ``paper``); IoU of the top-25% gradient pixels with the
-   stride-2 lattice, accuracy and mean gradient map against lambda.
-4. The gray-box table (:func:`run_graybox`): One Pixel, JSMA, DeepFool, C&W and PGD crafted on
-   the bare classifier, evaluated without defence, with Region-based classification,
-   Randomization, Pixel Deflection and the PRM with the random one-pixel shift; and the
-   white-box row, the same attacks through EOT over the shift with the PRM known.
+   during the optimisation; top-1 accuracy against p, with an exact paired (McNemar) test of
+   top against bottom on the same images.
+3. The PRM (:func:`run_prm_lambda`): for each lambda the PRM trained at that lambda in front of
+   the frozen ResNet-20 (the shipped ones, ``prm-resnet20-<lambda>`` of :mod:`advlab.zoo`;
+   trained by the run in ``paper``); IoU of its top-25% gradient pixels with the stride-2
+   lattice, its accuracy beside the parameter-free upsamplings of the same lattice mixed at the
+   same lambda, the PSNR of its autoencoder's output, and its mean gradient map.
+4. The defence table (:func:`run_defences`): One Pixel, JSMA, DeepFool, C&W and PGD crafted on
+   the bare ResNet-20 (gray-box), evaluated on it, on Region-based classification,
+   Randomization and Pixel Deflection in front of it and on the PRM behind the random one-pixel
+   shift; and, on the same images, attacks through the PRM and the shift (white-box, EOT).
+   Every accuracy is a :meth:`~advlab.defences.base.Defence.predict`; a defence's "plain"
+   accuracy is that of its ``model`` without its transform.
 
 Accuracies come with 95% Wilson intervals; the defence rate is the authors' code's
-``1 - (clean - defended) / (clean - attacked)``, each accuracy measured on the deployed model
-(the PRM at lambda for ours, the bare classifier for the baselines), "attacked" without the
-defence's transform and "defended" with it.
+``1 - (clean - defended) / (clean - attacked)``, "attacked" being the defence's model without
+its transform.
 
 CIFAR-100 is left out: the mirror holds its test set only and no CIFAR-100 classifier can be had
 offline or trained in the budget.  The ImageNet PRM is left out too: the 1,000 sample images
@@ -29,117 +33,145 @@ are the only ImageNet data here, too few to train and test it; ImageNet appears 
 """
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
 
 from .. import attacks as atk
-from ..cache import ResultCache, fingerprint, tensor_digest
-from ..config import RunInfo, device_name, get_device, profile_settings, resolve_profile, seed_everything
-from ..data import ImageSet, load_cifar10
-from ..defences.pixel_deflection import pixel_deflection_defence
+from ..chapter import Chapter, ChapterResults, RunContext, Settings, stage
+from ..config import RunInfo
+from ..data import ImageSet, first_per_class, load_cifar10
+from ..defences.base import Defence, Undefended
+from ..defences.pixel_deflection import pixel_deflection_defence, scaled_deflection
 from ..defences.pixel_shift import PADDINGS, shift_defence
 from ..defences.region_based import RegionBased
 from ..defences.resize_pad import randomization_defence
-from ..inference import backend_name
 from ..metrics import wilson_ci
-from ..models import load_cifar_resnet, load_imagenet_model, predict, prepare_for_inference
-from ..models.prm import PRM, load_prm
-from ..pixel_maps import blend, gradient_map, lattice_mask, map_correlations, pixel_mask, top_fraction_iou
-from ..training.prm import PRM_LAMBDAS, PRM_RECIPE, recipe_prm
-from ..zoo import load_imagenet_for
-from .common import ChapterResults, cache_note
+from ..models.prm import PRM, trained_lambdas
+from ..pixel_maps import MASK_KINDS, blend, gradient_map, lattice_mask, map_correlations, pixel_mask, top_fraction_iou
+from ..report import for_readers, make_table
 
-CHAPTER = "ch05"
-EPS = 0.031                      # the authors' L-inf budget on [0, 1] images
-MASK_KINDS = ("top", "bottom", "random")
-DEFENCES = ("none", "region-based", "randomization", "pixel deflection", "PRM + shift")
-
-#: PRMs classify with torch: one ONNX export per PRM and lambda costs more than it saves.
-PRM_BACKEND = "torch"
-#: The lambda of the PRM in the gray-box table (the study's "high lambda").
-TABLE_LAMBDA = 0.9
-
-_ATTACKS_SMOKE = dict(one_pixel=dict(popsize=10, generations=3), jsma=dict(gamma=0.005),
-                      deepfool=dict(steps=5), cw=dict(steps=10, binary_search_steps=2),
-                      pgd=dict(steps=5))
-PROFILES = {
-    "smoke": dict(cifar_models=("resnet20", "resnet32"), n_grad=60, imagenet_grad=4,
-                  n_pgd=40, n_restricted=10, imagenet_pgd=0, imagenet_restricted=0, pgd_steps=5,
-                  pgd_step_size=None, ps=(0.05, 0.25, 0.5), restricted_ps=(0.25,),
-                  lambdas=(0.0, 0.6, 0.9, 1.0), n_lambda=60, train_prm=False, n_table=10,
-                  graybox=_ATTACKS_SMOKE, whitebox=("pgd",), n_white=10, eot=4,
-                  region_samples=20, batch_size=64, seed=0),
-    "full": dict(cifar_models=("resnet20", "resnet32", "resnet44", "resnet56"), n_grad=500,
-                 imagenet_grad=48, n_pgd=500, n_restricted=200, imagenet_pgd=32, imagenet_restricted=0, pgd_steps=20,
-                 pgd_step_size=None,
-                 ps=(0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0),
-                 restricted_ps=(0.05, 0.1, 0.3), lambdas=(0.0,) + PRM_LAMBDAS,
-                 n_lambda=500, train_prm=False, n_table=200,
-                 graybox=dict(one_pixel=dict(popsize=100, generations=10), jsma=dict(gamma=0.1),
-                              deepfool=dict(steps=50), cw=dict(steps=50, binary_search_steps=3),
-                              pgd=dict(steps=20)),
-                 whitebox=("pgd", "deepfool"), n_white=100, eot=8, region_samples=100,
-                 batch_size=100, seed=0),
-    # The study's protocol at full size, for a GPU: every CIFAR-10 test image, 1,000 PGD steps
-    # of 0.1 std (0.0225 on [0, 1]), One Pixel with 400 x 100, 1,000 region samples.
-    "paper": dict(cifar_models=("resnet20", "resnet32", "resnet44", "resnet56"), n_grad=10_000,
-                  imagenet_grad=975, n_pgd=10_000, n_restricted=10_000, imagenet_pgd=975,
-                  imagenet_restricted=975,
-                  pgd_steps=1000,
-                  pgd_step_size=0.0225, ps=tuple(np.round(np.linspace(0.05, 1, 20), 2)),
-                  restricted_ps=(0.05, 0.1, 0.2, 0.3, 0.5),
-                  lambdas=tuple(np.round(np.linspace(0, 1, 21), 2)), n_lambda=10_000,
-                  train_prm=True, n_table=10_000,
-                  graybox=dict(one_pixel=dict(popsize=400, generations=100), jsma=dict(gamma=0.1),
-                               deepfool=dict(steps=50), cw=dict(steps=100, binary_search_steps=10),
-                               pgd=dict(steps=1000, step_size=0.0225)),
-                  whitebox=("one_pixel", "jsma", "deepfool", "cw", "pgd"), n_white=10_000, eot=8,
-                  region_samples=1000, batch_size=256, seed=0),
-}
-
-def settings(profile: str | None = None, **overrides) -> dict:
-    """The profile's settings, with keyword overrides (unknown keys are an error)."""
-    return profile_settings(PROFILES, CHAPTER, profile, **overrides)
+RESNETS = ("resnet20", "resnet32", "resnet44", "resnet56")
+#: The CIFAR-10 classifier of another architecture family than the ResNets (:mod:`advlab.zoo`),
+#: so that "the map is the architecture's" is tested across families, not only depths.
+OTHER_ARCHITECTURE = "vgg-cifar10"
+#: The classifier behind the PRM (that of the shipped PRMs) and of the defence table.
+CLASSIFIER = "resnet20"
+GRAYBOX = ("one_pixel", "jsma", "deepfool", "cw", "pgd")
+DEFENCES = ("undefended", "region-based", "randomization", "pixel deflection", "PRM + shift")
+#: Randomization on CIFAR in the source code: resize to 28-31 px (a scale in (0.9, 1]), pad to 32.
+RANDOMIZATION_SIZES = (28, 31)
+PIXEL_DEFLECTION_SIGMA = 0.04
 
 
-# --------------------------------------------------------------------------- data and models
-def cifar_subset(images: ImageSet, n: int) -> ImageSet:
-    """The first ``n // 10`` images of every class, in class order (the mirror keeps the
-    official order within each class, so this is reproducible with the official files too)."""
-    classes = int(images.y.max()) + 1
-    if n % classes:
-        raise ValueError(f"n must be a multiple of the {classes} classes, got {n}")
-    order = torch.sort(images.y, stable=True).indices
-    counts = torch.bincount(images.y, minlength=classes)
-    starts = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(len(order)) - starts[images.y[order]]
-    return images.subset(order[rank < n // classes].sort().values)
+@dataclass(frozen=True)
+class Ch05Settings(Settings):
+    """Every setting of a run.  Image counts ``*_per_class`` take the first k CIFAR-10 test
+    images of every class (:func:`advlab.data.first_per_class`); ImageNet counts the first k
+    colour sample images.
+
+    Gradient maps: ``cifar_models``, ``maps_per_class``, ``imagenet_model``, ``imagenet_maps``.
+    Masked PGD: ``eps`` (L-inf on [0, 1]), ``pgd_steps`` and ``pgd_step_size`` (default 2.5 eps /
+    steps; also the defence table's PGD), ``ps`` (post-hoc blend) and ``restricted_ps`` (PGD
+    restricted to the mask) on ``pgd_per_class`` / ``restricted_per_class`` CIFAR images and
+    ``imagenet_pgd`` / ``imagenet_restricted`` ImageNet images.  PRM: ``lambdas`` on
+    ``lambda_per_class`` images, ``upsamplings`` the parameter-free references, ``train_prm``
+    trains the PRMs instead of loading the shipped ones.  Defence table: ``table_lambda``
+    (the PRM's lambda), ``padding`` (of the shift), ``table_per_class``, the gray-box attacks
+    ``graybox`` (One Pixel ``one_pixel_popsize`` x ``one_pixel_generations``, JSMA
+    ``jsma_gamma``, DeepFool ``deepfool_steps``, C&W ``cw_steps`` x ``cw_search_steps``, PGD as
+    above), the white-box ones ``whitebox`` with ``eot`` draws of the shift, Region-based
+    ``region_samples`` in radius ``region_radius``, Pixel Deflection ``deflections`` in a
+    ``deflection_window`` (None: the study's 200 in 10 for 224 px, scaled to 32 px by
+    :func:`advlab.defences.pixel_deflection.scaled_deflection`).
+    """
+
+    batch_size: int = 100
+    cifar_models: tuple[str, ...] = stage((*RESNETS, OTHER_ARCHITECTURE), "maps")
+    maps_per_class: int = stage(50, "maps", "masked")
+    imagenet_model: str = stage("efficientnet_lite0", "maps", "masked")
+    imagenet_maps: int = stage(48, "maps", "masked")
+    eps: float = stage(0.031, "masked", "defences")
+    pgd_steps: int = stage(20, "masked", "defences")
+    pgd_step_size: float | None = stage(None, "masked", "defences")
+    ps: tuple[float, ...] = stage((0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0), "masked")
+    restricted_ps: tuple[float, ...] = stage((0.05, 0.1, 0.3), "masked")
+    pgd_per_class: int = stage(50, "masked")
+    restricted_per_class: int = stage(20, "masked")
+    imagenet_pgd: int = stage(32, "masked")
+    imagenet_restricted: int = stage(0, "masked")
+    lambdas: tuple[float, ...] = stage((0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0), "lambda")
+    lambda_per_class: int = stage(50, "lambda")
+    upsamplings: tuple[str, ...] = stage(("bicubic", "bilinear"), "lambda")
+    train_prm: bool = stage(False, "lambda", "defences")
+    table_lambda: float = stage(0.9, "defences")
+    padding: str = stage("replicate", "defences")
+    table_per_class: int = stage(20, "defences")
+    graybox: tuple[str, ...] = stage(GRAYBOX, "defences")
+    one_pixel_popsize: int = stage(100, "defences")
+    one_pixel_generations: int = stage(10, "defences")
+    jsma_gamma: float = stage(0.1, "defences")
+    deepfool_steps: int = stage(50, "defences")
+    cw_steps: int = stage(50, "defences")
+    cw_search_steps: int = stage(3, "defences")
+    whitebox: tuple[str, ...] = stage(("pgd", "deepfool"), "defences")
+    eot: int = stage(8, "defences")
+    region_samples: int = stage(100, "defences")
+    region_radius: float = stage(0.02, "defences")
+    deflections: int | None = stage(200, "defences")
+    deflection_window: int | None = stage(10, "defences")
+
+    def check(self) -> None:
+        self.require(self.batch_size >= 1, "batch_size must be >= 1")
+        self.require(len(self.cifar_models) >= 1 and len(set(self.cifar_models)) == len(self.cifar_models),
+                     "cifar_models must name at least one model, each once")
+        self.require(CLASSIFIER in self.cifar_models,
+                     f"cifar_models must include {CLASSIFIER} (its map masks PGD)")
+        for name in ("maps_per_class", "pgd_per_class", "lambda_per_class", "table_per_class"):
+            self.require(1 <= getattr(self, name) <= 1000, f"{name} must be in 1..1000")
+        self.require(0 <= self.restricted_per_class <= self.pgd_per_class,
+                     "restricted_per_class must be in 0..pgd_per_class")
+        self.require(self.imagenet_pgd == 0 or self.imagenet_maps >= 1,
+                     "masked PGD on ImageNet needs its map (imagenet_maps >= 1)")
+        for name in ("imagenet_maps", "imagenet_pgd"):
+            self.require(0 <= getattr(self, name) <= 1000, f"{name} must be in 0..1000")
+        self.require(0 <= self.imagenet_restricted <= self.imagenet_pgd,
+                     "imagenet_restricted must be in 0..imagenet_pgd")
+        self.require(0 < self.eps <= 1, "eps is an L-inf budget on [0, 1] images")
+        self.require(self.pgd_steps >= 1, "pgd_steps must be >= 1")
+        self.require(self.pgd_step_size is None or self.pgd_step_size > 0,
+                     "pgd_step_size must be positive (or None: 2.5 eps / steps)")
+        for name in ("ps", "restricted_ps"):
+            ps = getattr(self, name)
+            self.require(all(0 < p <= 1 for p in ps) and len(set(ps)) == len(ps),
+                         f"{name} must be distinct fractions in (0, 1]")
+        self.require(len(self.ps) >= 1, "ps must hold at least one fraction")
+        self.require(len(self.lambdas) >= 1 and all(0 <= v <= 1 for v in self.lambdas)
+                     and len(set(self.lambdas)) == len(self.lambdas),
+                     "lambdas must be distinct values in [0, 1]")
+        self.require(set(self.upsamplings) <= {"nearest", "bilinear", "bicubic"},
+                     "upsamplings are nearest, bilinear or bicubic")
+        self.require(0 < self.table_lambda <= 1, "table_lambda must be in (0, 1]")
+        self.require(self.padding in PADDINGS, f"padding must be one of {PADDINGS}")
+        self.require(set(self.graybox) <= set(GRAYBOX) and len(self.graybox) >= 1,
+                     f"graybox attacks are among {GRAYBOX}")
+        self.require(set(self.whitebox) <= set(GRAYBOX), f"whitebox attacks are among {GRAYBOX}")
+        self.require(self.one_pixel_popsize >= 4 and self.one_pixel_generations >= 0,
+                     "One Pixel needs a population >= 4 and generations >= 0")
+        self.require(0 < self.jsma_gamma <= 1, "jsma_gamma is a fraction of the pixels")
+        self.require(min(self.deepfool_steps, self.cw_steps, self.cw_search_steps, self.eot) >= 1,
+                     "deepfool_steps, cw_steps, cw_search_steps and eot must be >= 1")
+        self.require(self.region_samples >= 1 and 0 <= self.region_radius <= 1,
+                     "region_samples must be >= 1 and region_radius in [0, 1]")
+        self.require(self.deflections is None or self.deflections >= 0, "deflections must be >= 0")
+        self.require(self.deflection_window is None or self.deflection_window >= 1,
+                     "deflection_window must be >= 1")
 
 
-def cifar_model(name: str, device) -> torch.nn.Module:
-    return prepare_for_inference(load_cifar_resnet(name), device)
-
-
-def chapter_prm(cfg: dict, device, lam: float = TABLE_LAMBDA, progress: bool = True) -> PRM:
-    """The run's PRM at ``lam``: the shipped one (trained at ``lam``, or the nearest trained
-    lambda) unless ``cfg["train_prm"]``, then trained here with :data:`PRM_RECIPE` (cached under
-    ``$ADVLAB_CACHE/models``, resumable; at ``lam = 0`` the one trained at the smallest of
-    :data:`PRM_LAMBDAS`, since the autoencoder is then out of the output and the gradient)."""
-    r = PRM_RECIPE
-    clf = cifar_model(r["classifier"], device)
-    if not cfg["train_prm"]:
-        return load_prm(clf, r["classifier"], lam).to(device)
-    train = load_cifar10("train")
-    prm = recipe_prm(clf, train, lam if lam > 0 else min(PRM_LAMBDAS), device, progress)
-    return prm.at(lam).eval()
-
-
+# --------------------------------------------------------------------------- small helpers
 def accuracy_row(correct: torch.Tensor) -> dict:
     """Accuracy of a boolean vector with its 95% Wilson interval."""
     n, k = len(correct), int(correct.sum())
@@ -147,18 +179,42 @@ def accuracy_row(correct: torch.Tensor) -> dict:
     return {"n": n, "correct": k, "acc": k / n, "acc_lo": float(lo), "acc_hi": float(hi)}
 
 
+def paired_test(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Two-sided exact McNemar test (a binomial test on the discordant pairs) of two boolean
+    vectors over the same images: the p-value of "a and b are right equally often"."""
+    from scipy.stats import binomtest
+    only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
+    return 1.0 if only_a + only_b == 0 else float(binomtest(only_a, only_a + only_b).pvalue)
+
+
+def cifar_images(per_class: int) -> ImageSet:
+    """The first ``per_class`` CIFAR-10 test images of every class (the book's one rule)."""
+    return first_per_class(load_cifar10("test"), per_class)[0]
+
+
+def imagenet_images(model_name: str, n: int, progress: bool) -> ImageSet:
+    from ..zoo import load_imagenet_for
+    return load_imagenet_for(model_name, n, progress=progress)
+
+
+def pgd_attack(s: Ch05Settings, mask: torch.Tensor | None = None) -> atk.PGD:
+    """The chapter's L-inf PGD: no random start (the authors' FGM loop), ``pgd_steps`` steps of
+    ``pgd_step_size`` (default ``2.5 * eps / steps``), optionally restricted to ``mask``."""
+    return atk.PGD("linf", s.pgd_steps, step=s.pgd_step_size, random_start=False,
+                   mask=None if mask is None else mask.float())
+
+
 # --------------------------------------------------------------------------- 1. gradient maps
-def gradient_key(model_name: str, images: ImageSet, cfg: dict) -> dict:
-    return dict(model=model_name, images=fingerprint(images), batch=cfg["batch_size"])
+def per_image_maps(ctx: RunContext, model, images: ImageSet, batch_size: int) -> torch.Tensor:
+    """Per-image gradient maps (N, H, W) of ``model`` on ``images`` (a piece)."""
+    return ctx.piece("gradient_maps", lambda: {"maps": gradient_map(
+        model, images.x, images.y, batch_size, per_image=True, progress=ctx.progress)[1]},
+        model=model, images=images, batch_size=batch_size)["maps"]
 
 
-def per_image_maps(model, model_name: str, images: ImageSet, cfg: dict, cache: ResultCache,
-                   progress: bool = True) -> torch.Tensor:
-    """Per-image gradient maps (N, H, W) of ``model`` on ``images`` (cached)."""
-    key = gradient_key(model_name, images, cfg)
-    bs = cfg["batch_size"] if images.x.shape[-1] <= 64 else max(1, cfg["batch_size"] // 8)
-    return cache.get_or_compute("gradmap", key, lambda: {"maps": gradient_map(
-        model, images.x, images.y, bs, per_image=True, progress=progress)[1]})["maps"]
+def image_batch(s: Ch05Settings, images: ImageSet) -> int:
+    """Batch size for ``images``: the setting for CIFAR, an eighth of it for 224-px images."""
+    return s.batch_size if images.x.shape[-1] <= 64 else max(1, s.batch_size // 8)
 
 
 def map_agreement(maps: dict[str, torch.Tensor]) -> pd.DataFrame:
@@ -189,443 +245,625 @@ def map_agreement(maps: dict[str, torch.Tensor]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def run_gradient_maps(cfg: dict, device, cache: ResultCache, imagenet_model: str,
-                      progress: bool = True) -> tuple[dict, pd.DataFrame]:
+def run_gradient_maps(ctx: RunContext, s: Ch05Settings) -> tuple[dict, pd.DataFrame]:
     """Mean maps ``{model: (H, W)}`` and the agreement table (CIFAR models and ImageNet)."""
-    cifar = cifar_subset(load_cifar10("test"), cfg["n_grad"])
-    maps = {name: per_image_maps(cifar_model(name, device), name, cifar, cfg, cache, progress)
-            for name in tqdm(cfg["cifar_models"], desc="gradient maps", disable=not progress)}
+    cifar = cifar_images(s.maps_per_class)
+    maps = {name: per_image_maps(ctx, ctx.load_model(name), cifar, s.batch_size)
+            for name in s.cifar_models}
     table = map_agreement(maps).assign(dataset="CIFAR-10")
     means = {name: m.mean(0) for name, m in maps.items()}
-    if cfg["imagenet_grad"]:
-        net = prepare_for_inference(load_imagenet_model(imagenet_model), device)
-        imgs = load_imagenet_for(imagenet_model, cfg["imagenet_grad"], progress=progress)
-        m = per_image_maps(net, imagenet_model, imgs, cfg, cache, progress)
-        means[imagenet_model] = m.mean(0)
-        table = pd.concat([table, map_agreement({imagenet_model: m}).assign(dataset="ImageNet")])
+    if s.imagenet_maps:
+        imgs = imagenet_images(s.imagenet_model, s.imagenet_maps, ctx.progress)
+        m = per_image_maps(ctx, ctx.load_model(s.imagenet_model), imgs, image_batch(s, imgs))
+        means[s.imagenet_model] = m.mean(0)
+        table = pd.concat([table, map_agreement({s.imagenet_model: m}).assign(dataset="ImageNet")])
     return means, table.reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- 2. masked PGD
-def pgd_attack(cfg: dict, mask: torch.Tensor | None = None) -> atk.PGD:
-    """The chapter's L-inf PGD: no random start (the authors' FGM loop), ``pgd_steps`` steps of
-    ``pgd_step_size`` (default ``2.5 * eps / steps``), optionally restricted to ``mask``."""
-    return atk.PGD("linf", cfg["pgd_steps"], step=cfg["pgd_step_size"], random_start=False,
-                   mask=None if mask is None else mask.float())
-
-
-def run_masked_pgd(model, model_name: str, images: ImageSet, gmap: torch.Tensor, cfg: dict,
-                   cache: ResultCache, dataset: str, n_restricted: int,
-                   progress: bool = True) -> pd.DataFrame:
+def run_masked_pgd(ctx: RunContext, s: Ch05Settings, model, model_name: str, images: ImageSet,
+                   restricted: ImageSet | None, gmap: torch.Tensor, dataset: str) -> pd.DataFrame:
     """Accuracy against p for top-, bottom- and random-p% masks: the post-hoc blend of one PGD
     run on ``images``, and PGD restricted to the mask during the optimisation for
-    ``restricted_ps`` on the first ``n_restricted`` of them (one PGD run per mask)."""
-    base = dict(model=model_name, images=fingerprint(images), eps=EPS, steps=cfg["pgd_steps"],
-                step=cfg["pgd_step_size"], batch=cfg["batch_size"], seed=cfg["seed"],
-                gmap=tensor_digest(gmap.float()), ps=list(cfg["ps"]))
-    bs = cfg["batch_size"] if images.x.shape[-1] <= 64 else max(1, cfg["batch_size"] // 8)
+    ``restricted_ps`` on ``restricted`` (one PGD run per mask); with the paired test of top
+    against bottom (``p_top_vs_bottom``) on the same images."""
+    bs = image_batch(s, images)
+    clf = Undefended(model)
+    attack = pgd_attack(s)
 
     def full_attack():
-        adv = atk.run(model, images.x, images.y, pgd_attack(cfg), [EPS], batch_size=bs,
-                      seed=cfg["seed"], progress=progress)[EPS]
-        preds = {f"{k}_{p}": predict(model, blend(images.x, adv, pixel_mask(gmap, p, k, cfg["seed"])), bs)
-                 for k in MASK_KINDS for p in cfg["ps"]}
-        return {"clean": predict(model, images.x, bs), **preds}
+        adv = atk.run(model, images.x, images.y, attack, [s.eps], batch_size=bs, seed=s.seed,
+                      progress=ctx.progress)[s.eps]
+        preds = {f"{k}_{p}": clf.predict(blend(images.x, adv, pixel_mask(gmap, p, k, s.seed)), bs)
+                 for k in MASK_KINDS for p in s.ps}
+        return {"clean": clf.predict(images.x, bs), **preds}
 
-    preds = cache.get_or_compute("masked_pgd", base, full_attack)
+    preds = ctx.piece("masked_pgd", full_attack, model=model, images=images, attack=attack,
+                      eps=s.eps, gmap=gmap, ps=s.ps, seed=s.seed, batch_size=bs)
     rows = [{"dataset": dataset, "model": model_name, "method": "clean", "kind": "-", "p": 0.0,
              **accuracy_row(preds["clean"] == images.y)}]
-    rows += [{"dataset": dataset, "model": model_name, "method": "post-hoc blend", "kind": k,
-              "p": p, **accuracy_row(preds[f"{k}_{p}"] == images.y)}
-             for k in MASK_KINDS for p in cfg["ps"]]
-    sub = images if n_restricted >= len(images) else cifar_subset(images, n_restricted)
-    jobs = [(k, p) for k in MASK_KINDS for p in cfg["restricted_ps"]] if n_restricted else []
-    for k, p in tqdm(jobs, desc=f"restricted PGD {model_name}", disable=not progress):
-        mask = pixel_mask(gmap, p, k, cfg["seed"])
-        key = {**base, "images": fingerprint(sub), "kind": k, "p": p}
-        pred = cache.get_or_compute("restricted_pgd", key, lambda: {
-            "pred": predict(model, atk.run(model, sub.x, sub.y, pgd_attack(cfg, mask), [EPS],
-                                           batch_size=bs, seed=cfg["seed"],
-                                           progress=progress)[EPS], bs)})["pred"]
-        rows.append({"dataset": dataset, "model": model_name, "method": "restricted PGD",
-                     "kind": k, "p": p, **accuracy_row(pred == sub.y)})
+
+    def add(method: str, p: float, right: dict) -> None:
+        test = paired_test(right["top"], right["bottom"])
+        rows.extend({"dataset": dataset, "model": model_name, "method": method, "kind": k,
+                     "p": p, **accuracy_row(right[k]), "p_top_vs_bottom": test}
+                    for k in MASK_KINDS)
+
+    for p in s.ps:
+        add("post-hoc blend", p, {k: preds[f"{k}_{p}"] == images.y for k in MASK_KINDS})
+    if restricted is not None and len(restricted):
+        rb = image_batch(s, restricted)
+        for p in s.restricted_ps:
+            right = {}
+            for k in MASK_KINDS:
+                masked = pgd_attack(s, pixel_mask(gmap, p, k, s.seed))
+                pred = ctx.piece("restricted_pgd", lambda masked=masked: {"pred": clf.predict(
+                    atk.run(model, restricted.x, restricted.y, masked, [s.eps], batch_size=rb,
+                            seed=s.seed, progress=ctx.progress)[s.eps], rb)},
+                    model=model, images=restricted, attack=masked, eps=s.eps, seed=s.seed,
+                    batch_size=rb)["pred"]
+                right[k] = pred == restricted.y
+            add("restricted PGD", p, right)
     return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------- 3. PRM and lambda
-def run_prm_lambda(cfg: dict, device, images: ImageSet, cache: ResultCache,
-                   progress: bool = True) -> tuple[pd.DataFrame, dict]:
-    """For every lambda, the PRM trained at that lambda: IoU of its top-25% gradient pixels with
-    the lattice, the share of the gradient on the lattice, accuracy, and its mean gradient map."""
+def chapter_prm(ctx: RunContext, s: Ch05Settings, lam: float) -> PRM:
+    """The PRM at ``lam`` in front of :data:`CLASSIFIER`: the shipped one trained at ``lam``
+    (``prm-resnet20-<lam>``; at ``lam = 0``, where the autoencoder is out of the output and of
+    the gradient, the one trained at the smallest lambda) unless ``train_prm``, then trained
+    here with :data:`advlab.training.prm.PRM_RECIPE` (cached under ``$ADVLAB_CACHE/models``)."""
+    shipped = trained_lambdas(CLASSIFIER)
+    if not s.train_prm:
+        trained_at = lam if lam > 0 else min(shipped)
+        return ctx.load_model(f"prm-{CLASSIFIER}-{trained_at:g}", lam=float(lam))
+    from ..training.prm import PRM_LAMBDAS, recipe_prm
+    train = load_cifar10("train")
+    clf = ctx.load_model(CLASSIFIER)
+    prm = recipe_prm(clf, train, lam if lam > 0 else min(PRM_LAMBDAS), ctx.device, ctx.progress)
+    return prm.at(float(lam)).eval()
+
+
+def lambda_row(prm: PRM, lam: float, images: ImageSet, upsamplings: tuple[str, ...],
+               batch_size: int, progress: bool) -> dict:
+    """One row of the lambda table: :func:`advlab.pixel_maps.prm_lambda_table` (IoU, accuracy of
+    the PRM and of the parameter-free upsamplings at ``lam``, PSNR of the autoencoder)."""
+    from .. import pixel_maps
+    if hasattr(pixel_maps, "prm_lambda_table"):
+        row = pixel_maps.prm_lambda_table({lam: prm}, images.x, images.y, upsamplings,
+                                          batch_size, progress).iloc[0].to_dict()
+        return {k: v for k, v in row.items() if k not in ("lambda", "acc", "iou", "n")}
+    return {}
+
+
+def run_prm_lambda(ctx: RunContext, s: Ch05Settings) -> tuple[pd.DataFrame, dict]:
+    """For every lambda, the PRM trained at that lambda: the lambda table (IoU of its top-25%
+    gradient pixels with the lattice, share of the gradient on the lattice, accuracy, the
+    upsampling baselines and PSNR) and its mean gradient map."""
+    images = cifar_images(s.lambda_per_class)
     lattice = lattice_mask(*images.x.shape[-2:])
     rows, maps = [], {}
-    for lam in tqdm(cfg["lambdas"], desc="PRM lambda", disable=not progress):
-        prm = chapter_prm(cfg, device, float(lam), progress)
-        key = dict(classifier=PRM_RECIPE["classifier"], prm=prm_id(prm), lam=float(lam),
-                   images=fingerprint(images), batch=cfg["batch_size"])
+    for lam in s.lambdas:
+        prm = chapter_prm(ctx, s, float(lam))
 
-        def compute(prm=prm):
-            return {"map": gradient_map(prm, images.x, images.y, cfg["batch_size"],
-                                        progress=progress),
-                    "pred": predict(prm, images.x, cfg["batch_size"], backend=PRM_BACKEND)}
-        piece = cache.get_or_compute("prm_lambda", key, compute)
+        def compute(prm=prm, lam=float(lam)):
+            return {"map": gradient_map(prm, images.x, images.y, s.batch_size,
+                                        progress=ctx.progress),
+                    "pred": Undefended(prm).predict(images.x, s.batch_size),
+                    "row": lambda_row(prm, lam, images, s.upsamplings, s.batch_size,
+                                      ctx.progress)}
+        piece = ctx.piece("prm_lambda", compute, prm=prm, images=images,
+                          upsamplings=s.upsamplings, batch_size=s.batch_size)
         maps[float(lam)] = piece["map"]
         rows.append({"lambda": float(lam), "iou": top_fraction_iou(piece["map"], lattice),
                      "gradient_on_lattice": float(piece["map"][lattice].sum() / piece["map"].sum()),
-                     **accuracy_row(piece["pred"] == images.y)})
+                     **accuracy_row(piece["pred"] == images.y), **piece["row"]})
     return pd.DataFrame(rows), maps
 
 
-# --------------------------------------------------------------------------- 4. gray-box table
-def make_attack(name: str, params: dict) -> atk.Attack:
+# --------------------------------------------------------------------------- 4. defence table
+def make_attack(name: str, s: Ch05Settings, randomized_target: bool = False) -> atk.Attack:
+    """The attack ``name`` of the defence table with the run's settings (One Pixel queries a
+    randomized model through torch: an ONNX export would freeze its randomness)."""
     if name == "pgd":
-        p = dict(params)
-        return atk.PGD("linf", p.pop("steps"), step=p.pop("step_size", None),
-                       random_start=False, **p)
-    return atk.make(name, **params)
+        return pgd_attack(s)
+    if name == "one_pixel":
+        return atk.OnePixel(popsize=s.one_pixel_popsize, generations=s.one_pixel_generations,
+                            backend="torch" if randomized_target else None)
+    if name == "jsma":
+        return atk.make("jsma", gamma=s.jsma_gamma)
+    if name == "deepfool":
+        return atk.make("deepfool", steps=s.deepfool_steps)
+    return atk.make("cw", steps=s.cw_steps, binary_search_steps=s.cw_search_steps)
 
 
-def baseline_defences(clf, cfg: dict) -> dict:
-    """The three baselines in front of the bare classifier (CIFAR settings)."""
-    return {"region-based": RegionBased(clf, 0.02, cfg["region_samples"], chunk=min(50, cfg["region_samples"])),
-            "randomization": randomization_defence(clf, (28, 31), 32),
-            "pixel deflection": pixel_deflection_defence(clf, 200, 10, 0.04)}
+def deflection_settings(s: Ch05Settings, height: int, width: int) -> tuple[int, int]:
+    """Pixel Deflection's (deflections, window): the settings', else the study's scaled."""
+    scaled = scaled_deflection(height, width)
+    return (scaled[0] if s.deflections is None else s.deflections,
+            scaled[1] if s.deflection_window is None else s.deflection_window)
 
 
-def defended_predictions(defence_name: str, clf, prm: PRM, defences: dict, x: torch.Tensor,
-                         cfg: dict, padding: str) -> dict:
-    """Labels of the deployed model without (``plain``) and with (``defended``) the defence's
-    transform; for ``none`` both are the bare classifier's."""
-    bs, seed = cfg["batch_size"], cfg["seed"]
-    if defence_name == "none":
-        p = predict(clf, x, bs)
-        return {"plain": p, "defended": p}
-    if defence_name == "PRM + shift":
-        return {"plain": predict(prm, x, bs, backend=PRM_BACKEND),
-                "defended": shift_defence(prm, padding).predict(x, bs, seed=seed)}
-    return {"plain": predict(clf, x, bs), "defended": defences[defence_name].predict(x, bs, seed=seed)}
+def make_defences(s: Ch05Settings, clf, prm: PRM, height: int = 32, width: int = 32) -> dict[str, Defence]:
+    """The defences of the table, by name: the bare classifier, the three baselines in front
+    of it (CIFAR settings) and the PRM behind the random one-pixel shift."""
+    deflections, window = deflection_settings(s, height, width)
+    return {"undefended": Undefended(clf),
+            "region-based": RegionBased(clf, s.region_radius, s.region_samples,
+                                        chunk=min(50, s.region_samples)),
+            "randomization": randomization_defence(clf, RANDOMIZATION_SIZES, width),
+            "pixel deflection": pixel_deflection_defence(clf, deflections, window,
+                                                         PIXEL_DEFLECTION_SIGMA),
+            "PRM + shift": shift_defence(prm, s.padding)}
 
 
-def run_graybox(clf, prm: PRM, images: ImageSet, cfg: dict, cache: ResultCache,
-                padding: str = "replicate", progress: bool = True) -> pd.DataFrame:
-    """Accuracy of every defence on clean images and on each attack's examples: gray-box
-    (crafted on the bare classifier) and white-box (through EOT over the shift, PRM known)."""
-    bs, seed = cfg["batch_size"], cfg["seed"]
-    defences = baseline_defences(clf, cfg)
-    ids = dict(images=fingerprint(images), batch=bs, seed=seed, prm=prm_id(prm),
-               lam=float(prm.lam))
-    adversarial = {"clean": ("-", images.x, images.y)}
-    for name, params in tqdm(cfg["graybox"].items(), desc="gray-box attacks", disable=not progress):
-        adversarial[name] = ("gray-box", attack_images(clf, name, params, images, cfg, cache,
-                                                       {**ids, "attacker": "gray-box"}, progress),
-                             images.y)
-    eot = atk.EOT(shift_defence(prm, padding), cfg["eot"])
-    white = images if cfg["n_white"] >= len(images) else cifar_subset(images, cfg["n_white"])
-    white_ids = {**ids, "images": fingerprint(white), "attacker": "white-box", "eot": cfg["eot"],
-                 "padding": padding}
-    for name in tqdm(cfg["whitebox"], desc="white-box attacks", disable=not progress):
-        params = cfg["graybox"][name]
-        if name == "one_pixel":      # queries of a randomized model: torch, never an ONNX export
-            params = {**params, "backend": "torch"}
-        adversarial[f"{name} (white-box)"] = ("white-box", attack_images(
-            eot, name, params, white, cfg, cache, white_ids, progress, target_model=prm), white.y)
-    rows = []
-    for label, (attacker, x, y) in tqdm(adversarial.items(), desc="defences", disable=not progress):
-        for d in DEFENCES if attacker != "white-box" else ("none", "PRM + shift"):
-            key = {**ids, "examples": label, "n_white": cfg["n_white"], "defence": d, "padding": padding,
-                   "region": cfg["region_samples"], "graybox": cfg["graybox"], "eot": cfg["eot"]}
-            preds = cache.get_or_compute("defended", key, lambda d=d, x=x: defended_predictions(
-                d, clf, prm, defences, x, cfg, padding))
-            rows.append({"attack": label.replace(" (white-box)", ""), "attacker": attacker,
-                         "defence": d, **accuracy_row(preds["defended"] == y),
-                         "acc_plain": float((preds["plain"] == y).float().mean())})
-    table = pd.DataFrame(rows)
-    return add_defence_rate(table)
-
-
-def prm_id(prm: PRM) -> str:
-    """Identity of a PRM's autoencoder weights (the classifier is PRM_RECIPE's)."""
-    return tensor_digest(*prm.autoencoder.state_dict().values())
-
-
-def attack_images(model, name: str, params: dict, images: ImageSet, cfg: dict,
-                  cache: ResultCache, ids: dict, progress: bool, target_model=None) -> torch.Tensor:
-    """Adversarial examples of ``images`` by attack ``name`` against ``model`` (cached).  JSMA
-    aims at each image's least likely class (of ``target_model``, default ``model``)."""
-    key = {**ids, "attack": name, "params": params, "eps": EPS}
-
+def attack_images(ctx: RunContext, s: Ch05Settings, model, attack: atk.Attack, images: ImageSet,
+                  target_model) -> torch.Tensor:
+    """Adversarial examples of ``images`` by ``attack`` against ``model`` (a piece).  JSMA aims
+    at each image's least likely class under ``target_model``."""
     def compute():
-        attack = make_attack(name, params)
-        targets = atk.least_likely(target_model or model, images.x) if name == "jsma" else None
-        eps = [EPS] if attack.uses_epsilon else None
-        out = atk.run(model, images.x, images.y, attack, eps, targets=targets,
-                      batch_size=cfg["batch_size"], seed=cfg["seed"], progress=progress)
+        targets = atk.least_likely(target_model, images.x) if attack.needs_target else None
+        out = atk.run(model, images.x, images.y, attack, [s.eps] if attack.uses_epsilon else None,
+                      targets=targets, batch_size=s.batch_size, seed=s.seed,
+                      progress=ctx.progress)
         return {"x": next(iter(out.values())).clamp(0, 1)}
-    return cache.get_or_compute("attack", key, compute)["x"]
+    return ctx.piece("attack", compute, model=model, attack=attack, images=images,
+                     target_model=target_model, eps=s.eps, seed=s.seed,
+                     batch_size=s.batch_size)["x"]
+
+
+def predictions(ctx: RunContext, s: Ch05Settings, defence: Defence, x: torch.Tensor) -> torch.Tensor:
+    """``defence.predict(x)`` (a piece; seeded)."""
+    return ctx.piece("predict", lambda: {"pred": defence.predict(x, s.batch_size, seed=s.seed)},
+                     defence=defence, x=x, seed=s.seed, batch_size=s.batch_size)["pred"]
+
+
+def run_defences(ctx: RunContext, s: Ch05Settings, clf, prm: PRM, images: ImageSet) -> pd.DataFrame:
+    """Accuracy of every defence (:meth:`Defence.predict`) and of its model without its
+    transform (``acc_plain``) on clean images and on each attack's examples: gray-box (crafted
+    on the bare classifier) and white-box (through EOT over the shift, PRM known), all on
+    ``images``."""
+    defences = make_defences(s, clf, prm, *images.x.shape[-2:])
+    examples = {("clean", "-"): images.x}
+    with ctx.stage("gray-box attacks"):
+        for name in s.graybox:
+            examples[name, "gray-box"] = attack_images(ctx, s, clf, make_attack(name, s), images, clf)
+    with ctx.stage("white-box attacks"):
+        eot = atk.EOT(defences["PRM + shift"], s.eot)
+        for name in s.whitebox:
+            examples[name, "white-box"] = attack_images(ctx, s, eot, make_attack(name, s, True),
+                                                        images, prm)
+    rows = []
+    with ctx.stage("defence predictions"):
+        for (attack, attacker), x in examples.items():
+            shown = DEFENCES if attacker != "white-box" else ("PRM + shift",)
+            for d in shown:
+                defence = defences[d]
+                right = predictions(ctx, s, defence, x) == images.y
+                plain = predictions(ctx, s, Undefended(defence.model), x) == images.y
+                rows.append({"attack": attack, "attacker": attacker, "defence": d,
+                             **accuracy_row(right), "acc_plain": float(plain.float().mean())})
+    return add_defence_rate(pd.DataFrame(rows))
 
 
 def add_defence_rate(table: pd.DataFrame) -> pd.DataFrame:
     """The authors' defence rate ``1 - (clean - defended) / (clean - attacked)``, with clean
-    the deployed model's clean accuracy (on all the table's images, also for the white-box
-    rows, which use a per-class subset) and attacked its accuracy on the examples without the
-    defence's transform (NaN where the attack did not lower it)."""
+    the defence's model's clean accuracy without the transform and attacked its accuracy on the
+    examples without the transform (NaN where the attack did not lower it, and for the
+    undefended model)."""
     clean = table[table.attack == "clean"].set_index("defence")["acc_plain"]
     c = table.defence.map(clean)
     drop = c - table.acc_plain
     rate = 1 - (c - table.acc) / drop.where(drop > 0)
-    return table.assign(defence_rate=rate.where((table.attack != "clean") & (table.defence != "none")))
+    return table.assign(defence_rate=rate.where((table.attack != "clean")
+                                                & (table.defence != "undefended")))
 
 
-def padding_check(prm: PRM, images: ImageSet, cfg: dict, cache: ResultCache) -> pd.DataFrame:
-    """Clean accuracy of the PRM with a random shift, replicated or zero border, and without."""
-    rows = []
-    for padding in ("none", "replicate", "zeros"):
-        key = dict(prm=prm_id(prm), lam=float(prm.lam), images=fingerprint(images),
-                   padding=padding, seed=cfg["seed"], batch=cfg["batch_size"])
-        pred = cache.get_or_compute("padding", key, lambda padding=padding: {"pred": (
-            predict(prm, images.x, cfg["batch_size"], backend=PRM_BACKEND) if padding == "none" else
-            shift_defence(prm, padding).predict(images.x, cfg["batch_size"], seed=cfg["seed"]))})
-        rows.append({"padding": padding, **accuracy_row(pred["pred"] == images.y)})
-    return pd.DataFrame(rows)
+def padding_check(ctx: RunContext, s: Ch05Settings, prm: PRM, images: ImageSet) -> pd.DataFrame:
+    """Clean accuracy of the PRM without a shift and with a random shift, replicated or zero
+    border."""
+    defences = {"none": Undefended(prm), **{p: shift_defence(prm, p) for p in PADDINGS}}
+    return pd.DataFrame([{"padding": name, **accuracy_row(predictions(ctx, s, d, images.x) == images.y)}
+                         for name, d in defences.items()])
 
 
-# --------------------------------------------------------------------------- everything
+# --------------------------------------------------------------------------- results
 @dataclass
 class Ch05Results(ChapterResults):
     map_agreement: pd.DataFrame
     masked_pgd: pd.DataFrame
     prm_lambda: pd.DataFrame
-    graybox: pd.DataFrame
+    defences: pd.DataFrame
     padding: pd.DataFrame
     gradient_maps: dict
     lambda_maps: dict
     info: RunInfo
-    settings: dict = field(default_factory=dict)
+    settings: Ch05Settings
 
-    CHAPTER = CHAPTER
-    TABLES = ("map_agreement", "masked_pgd", "prm_lambda", "graybox", "padding")
+    CHAPTER = "ch05"
+    TABLES = ("map_agreement", "masked_pgd", "prm_lambda", "defences", "padding")
 
     def save(self, out) -> list:
         """The tables and JSON (see ChapterResults), and the mean maps as a torch file."""
         written = super().save(out)
-        path = Path(out) / f"{CHAPTER}_maps.pt"
+        path = Path(out) / f"{self.CHAPTER}_maps.pt"
         torch.save({"gradient_maps": self.gradient_maps, "lambda_maps": self.lambda_maps}, path)
         return written + [path]
-
-
-def graybox_pivot(table: pd.DataFrame) -> pd.DataFrame:
-    """The study's table layout: attacks down, defences across, accuracy with its interval."""
-    t = table.assign(cell=[f"{a:.1%} [{lo:.0%}, {hi:.0%}]" for a, lo, hi in
-                           zip(table.acc, table.acc_lo, table.acc_hi)])
-    return t.pivot_table(index=["attacker", "attack"], columns="defence", values="cell",
-                         aggfunc="first", sort=False)[[d for d in DEFENCES if d in set(t.defence)]]
-
-
-def make_figures(results: Ch05Results) -> dict:
-    """The chapter's figures, by file stem."""
-    from .. import plots
-    return {"ch05_gradient_maps": plots.plot_heatmaps(results.gradient_maps, "mean |input gradient|"),
-            "ch05_masked_pgd": plots.plot_masked_pgd(results.masked_pgd),
-            "ch05_prm_lambda": plots.plot_prm_lambda(results.prm_lambda),
-            "ch05_lambda_maps": plots.plot_heatmaps({f"lambda = {k:g}": v for k, v in
-                                                     results.lambda_maps.items()},
-                                                    "mean |input gradient| of the PRM"),
-            "ch05_graybox": plots.plot_defence_table(results.graybox)}
-
-
-def run(profile: str | None = None, model_name: str = "efficientnet_lite0", device=None,
-        use_cache: bool = True, progress: bool = True, padding: str = "replicate",
-        **overrides) -> Ch05Results:
-    """The whole chapter (see the module docstring); ``model_name``: the ImageNet model."""
-    t0 = time.time()
-    if padding not in PADDINGS:
-        raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
-    profile = resolve_profile(profile)
-    cfg = settings(profile, **overrides)
-    dev = get_device(device)
-    seed_everything(cfg["seed"])
-    cache = ResultCache(CHAPTER, enabled=use_cache)
-    gmaps, agreement = run_gradient_maps(cfg, dev, cache, model_name, progress)
-
-    cifar = load_cifar10("test")
-    clf_name = PRM_RECIPE["classifier"]
-    clf = cifar_model(clf_name, dev)
-    pgd_images = cifar_subset(cifar, cfg["n_pgd"])
-    grad_images = cifar_subset(cifar, cfg["n_grad"])
-    clf_map = gmaps.get(clf_name)
-    if clf_map is None:
-        clf_map = per_image_maps(clf, clf_name, grad_images, cfg, cache, progress).mean(0)
-    masked = [run_masked_pgd(clf, clf_name, pgd_images, clf_map, cfg, cache, "CIFAR-10",
-                             cfg["n_restricted"], progress)]
-    if cfg["imagenet_pgd"]:
-        net = prepare_for_inference(load_imagenet_model(model_name), dev)
-        imgs = load_imagenet_for(model_name, cfg["imagenet_pgd"], progress=progress)
-        masked.append(run_masked_pgd(net, model_name, imgs, gmaps[model_name], cfg, cache,
-                                     "ImageNet", cfg["imagenet_restricted"], progress))
-    masked = pd.concat(masked, ignore_index=True)
-
-    lam_table, lam_maps = run_prm_lambda(cfg, dev, cifar_subset(cifar, cfg["n_lambda"]), cache,
-                                         progress)
-    prm = chapter_prm(cfg, dev, TABLE_LAMBDA, progress)
-    table_images = cifar_subset(cifar, cfg["n_table"])
-    pad = padding_check(prm, table_images, cfg, cache)
-    graybox = run_graybox(clf, prm, table_images, cfg, cache, padding, progress)
-    info = RunInfo(CHAPTER, profile, device_name(dev), f"{clf_name} + PRM; {model_name}",
-                   time.time() - t0, cache_note(cache), backend_name(dev, model=clf))
-    return Ch05Results(agreement, masked, lam_table, graybox, pad, gmaps, lam_maps, info,
-                       {**cfg, "prm_recipe": PRM_RECIPE, "table_lambda": TABLE_LAMBDA, "padding": padding, "eps": EPS,
-                        "imagenet_model": model_name})
 
 
 # --------------------------------------------------------------------------- tables for readers
 ATTACK_NAMES = {"clean": "clean images", "one_pixel": "One Pixel", "jsma": "JSMA",
                 "deepfool": "DeepFool", "cw": "C&W", "pgd": "PGD"}
+MODEL_NAMES = {"resnet20": "ResNet-20", "resnet32": "ResNet-32", "resnet44": "ResNet-44",
+               "resnet56": "ResNet-56", OTHER_ARCHITECTURE: "VGG (CIFAR-10)",
+               "efficientnet_lite0": "EfficientNet-Lite0"}
+
+
+def model_title(name: str) -> str:
+    return MODEL_NAMES.get(name, name)
+
+
+def defence_titles(s: Ch05Settings) -> dict[str, str]:
+    deflections, window = deflection_settings(s, 32, 32)
+    return {"undefended": f"{model_title(CLASSIFIER)}, no defence",
+            "region-based": f"Region-based ({s.region_samples:,} samples)",
+            "randomization": "Randomization",
+            "pixel deflection": f"Pixel Deflection ({deflections} in {window})",
+            "PRM + shift": f"PRM (λ = {s.table_lambda:g}) + shift"}
 
 
 def _interval(t: pd.DataFrame) -> list:
     return list(zip(t.acc, t.acc_lo, t.acc_hi))
 
 
-def agreement_tables(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Correlations of gradient maps: within each model, and across pairs of models."""
-    from ..report import for_readers
-    within = table[table.model == table.other]
-    across = table[table.model != table.other]
-    a = for_readers(within, {"dataset": "data set", "model": "model",
-                             "within_model": "two images, same model",
-                             "split_half": "mean maps of two halves of the images"}, labels=2)
-    b = for_readers(across, {"model": "model", "other": "other model",
-                             "same_image": "same image, two models",
-                             "different_images": "two images, two models",
-                             "mean_maps": "mean maps of the two models"}, labels=2)
-    return a, b
+def _within_table(r: Ch05Results):
+    t = r.map_agreement[r.map_agreement.model == r.map_agreement.other]
+    t = t.assign(model=t.model.map(model_title))
+    df = for_readers(t, {"dataset": "data set", "model": "model",
+                         "within_model": "two images, same model",
+                         "split_half": "mean maps of two halves of the images"}, labels=2)
+    return make_table(df, "tab-ch05-within", "Pearson correlation of gradient maps within each "
+                      "model.", digits=2)
+
+
+def _across_table(r: Ch05Results):
+    t = r.map_agreement[r.map_agreement.model != r.map_agreement.other]
+    t = t.assign(model=t.model.map(model_title), other=t.other.map(model_title))
+    df = for_readers(t, {"model": "model", "other": "other model",
+                         "same_image": "same image, two models",
+                         "different_images": "two images, two models",
+                         "mean_maps": "mean maps of the two models"}, labels=2)
+    return make_table(df, "tab-ch05-across", "Pearson correlation of gradient maps across "
+                      "CIFAR-10 models.", digits=2)
 
 
 def masked_table(table: pd.DataFrame, dataset: str = "CIFAR-10",
                  method: str = "post-hoc blend") -> pd.DataFrame:
-    """Top-1 accuracy [95% Wilson interval] against p for the top, bottom and random masks."""
+    """Top-1 accuracy [95% Wilson interval] against p for the top, bottom and random masks,
+    and the exact paired test of top against bottom."""
     t = table[(table.dataset == dataset) & (table.method == method)]
-    out = pd.DataFrame({"pixels perturbed": [f"{p:.0%}" for p in sorted(t.p.unique())]})
+    ps = sorted(t.p.unique())
+    out = pd.DataFrame({"pixels perturbed": [f"{p:.0%}" for p in ps]})
     for kind in MASK_KINDS:
-        s = t[t.kind == kind].sort_values("p")
-        out[f"{kind} p%"] = _interval(s)
+        out[f"{kind} p%"] = _interval(t[t.kind == kind].sort_values("p"))
+    top = t[t.kind == "top"].sort_values("p")
+    out["top vs bottom: paired p-value"] = [f"{v:.2g}" for v in top.p_top_vs_bottom]
     out.attrs = {"percent": [f"{k} p%" for k in MASK_KINDS], "labels": 1}
     return out
 
 
+def _masked_caption(r: Ch05Results, dataset: str, method: str) -> str:
+    t = r.masked_pgd[(r.masked_pgd.dataset == dataset) & (r.masked_pgd.method == method)]
+    n = int(t.n.iloc[0]) if len(t) else 0
+    model = model_title(t.model.iloc[0]) if len(t) else ""
+    what = ("after PGD with the perturbation kept on p% of the pixels" if method == "post-hoc blend"
+            else "of PGD restricted to p% of the pixels during the optimisation")
+    return (f"{dataset}, {model}, {n:,} images: top-1 accuracy [95% Wilson interval] {what}; "
+            "exact McNemar test of top against bottom on the same images.")
+
+
+def _masked(dataset: str, method: str, name: str):
+    def table(r: Ch05Results):
+        return make_table(masked_table(r.masked_pgd, dataset, method), name,
+                          _masked_caption(r, dataset, method))
+    return table
+
+
 def lambda_table(table: pd.DataFrame) -> pd.DataFrame:
-    """IoU with the lattice, share of the gradient on it and accuracy against lambda."""
+    """Per lambda: IoU with the lattice, share of the gradient on it, accuracy of the PRM and
+    of the upsampling baselines mixed at the same lambda, PSNR of the autoencoder's output."""
     t = table.sort_values("lambda")
-    out = pd.DataFrame({"lambda": [f"{v:g}" for v in t["lambda"]],
+    out = pd.DataFrame({"λ": [f"{v:g}" for v in t["lambda"]],
                         "IoU of the top 25% with the lattice": t.iou.round(3).tolist(),
                         "share of the gradient on the lattice": t.gradient_on_lattice.tolist(),
-                        "top-1 accuracy": _interval(t)})
-    out.attrs = {"percent": ["share of the gradient on the lattice", "top-1 accuracy"],
-                 "labels": 1}
+                        "PRM top-1": _interval(t)})
+    percent = ["share of the gradient on the lattice", "PRM top-1"]
+    for mode in ("bicubic", "bilinear", "nearest"):
+        if f"acc_{mode}" in t:
+            out[f"{mode} top-1"] = t[f"acc_{mode}"].tolist()
+            percent.append(f"{mode} top-1")
+    if "psnr" in t:
+        out["PSNR of AE(x) against x (dB)"] = t.psnr.round(1).tolist()
+    out.attrs = {"percent": percent, "labels": 1}
     return out
 
 
-def defence_table(table: pd.DataFrame, value: str = "acc") -> pd.DataFrame:
+def _lambda_table(r: Ch05Results):
+    n = int(r.prm_lambda.n.iloc[0])
+    return make_table(lambda_table(r.prm_lambda), "tab-ch05-lambda",
+                      f"The PRM trained at each λ in front of ResNet-20, on {n:,} CIFAR-10 test "
+                      "images: alignment of its gradient with the stride-2 lattice, its top-1 "
+                      "accuracy [95% Wilson interval], that of (1 - λ) x + λ upsample(lattice of "
+                      "x) for parameter-free upsamplings, and the PSNR of its autoencoder's "
+                      "output.")
+
+
+def defence_table(table: pd.DataFrame, s: Ch05Settings, value: str = "acc") -> pd.DataFrame:
     """Attacks down, defences across: accuracy [95% Wilson interval] (``value="acc"``) or the
     authors' defence rate (``"defence_rate"``); gray-box rows, then white-box ones."""
-    t = table.assign(row=[ATTACK_NAMES.get(a, a) + ("" if w == "-" else f" ({w})")
+    titles = defence_titles(s)
+    row_names = {"-": "", "gray-box": " (gray-box)",
+                 "white-box": " (white-box: PRM and shift known, EOT)"}
+    t = table.assign(row=[ATTACK_NAMES.get(a, a) + row_names[w]
                           for a, w in zip(table.attack, table.attacker)])
     if value == "defence_rate":
-        t = t[(t.attacker == "gray-box") & (t.defence != "none")]
+        t = t[(t.attacker == "gray-box") & (t.defence != "undefended")]
     rows = list(dict.fromkeys(t.row))
     defences = [d for d in DEFENCES if d in set(t.defence)]
     out = pd.DataFrame({"examples": rows})
     for d in defences:
-        s = t[t.defence == d].set_index("row").reindex(rows)
-        out[d] = (list(zip(s.acc, s.acc_lo, s.acc_hi)) if value == "acc" else s[value].tolist())
+        sub = t[t.defence == d].set_index("row").reindex(rows)
         if value == "acc":
-            out[d] = [None if isinstance(v, tuple) and np.isnan(v[0]) else v for v in out[d]]
-    out.attrs = {"percent": defences, "labels": 1}
+            out[titles[d]] = [None if np.isnan(a) else (a, lo, hi)
+                              for a, lo, hi in zip(sub.acc, sub.acc_lo, sub.acc_hi)]
+        else:
+            out[titles[d]] = sub[value].tolist()
+    out.attrs = {"percent": [titles[d] for d in defences], "labels": 1}
     return out
 
 
-def padding_table(table: pd.DataFrame) -> pd.DataFrame:
-    out = pd.DataFrame({"one-pixel shift": [{"none": "no shift", "replicate": "replicated border",
-                                             "zeros": "zero border"}[p] for p in table.padding],
-                        "clean top-1 accuracy": _interval(table)})
-    out.attrs = {"percent": ["clean top-1 accuracy"], "labels": 1}
-    return out
+def _defence_table(r: Ch05Results):
+    n = int(r.defences.n.iloc[0])
+    return make_table(defence_table(r.defences, r.settings), "tab-ch05-defences",
+                      f"CIFAR-10, ResNet-20, {n:,} test images: top-1 accuracy [95% Wilson "
+                      "interval] of each defence on clean and adversarial images. Gray-box: "
+                      "crafted on the bare ResNet-20 (for the undefended column that is a "
+                      "white-box attack); white-box: crafted through the PRM and the shift "
+                      "(EOT), on the same images.")
 
 
-def cfg_order(attacks) -> list:
-    """Attacks in the table's order."""
-    return [a for a in ATTACK_NAMES if a in set(attacks)]
+def _rate_table(r: Ch05Results):
+    return make_table(defence_table(r.defences, r.settings, "defence_rate"), "tab-ch05-rate",
+                      "The authors' defence rate of each defence against each gray-box attack "
+                      "(a dash: the attack did not lower the accuracy of the defence's model "
+                      "without its transform).")
 
 
-def claims_table(results: Ch05Results) -> pd.DataFrame:
-    """Each claim of the source study, what this run measured, and whether it shows the claim's
-    shape (the study's own numbers exist only in its figures)."""
-    ag, m, lam, g = results.map_agreement, results.masked_pgd, results.prm_lambda, results.graybox
+def _padding_table(r: Ch05Results):
+    t = r.padding
+    df = pd.DataFrame({"one-pixel shift": [{"none": "no shift", "replicate": "replicated border",
+                                            "zeros": "zero border"}[p] for p in t.padding],
+                       "clean top-1 accuracy": _interval(t)})
+    df.attrs = {"percent": ["clean top-1 accuracy"], "labels": 1}
+    return make_table(df, "tab-ch05-padding",
+                      f"Clean top-1 accuracy [95% Wilson interval] of the PRM (λ = "
+                      f"{r.settings.table_lambda:g}) with and without the random one-pixel "
+                      f"shift, {int(t.n.iloc[0]):,} images.")
+
+
+def separated(a: pd.Series, b: pd.Series) -> str:
+    """Whether ``a``'s Wilson interval lies above (``"above"``), below or across ``b``'s."""
+    if a.acc_lo > b.acc_hi:
+        return "above"
+    if a.acc_hi < b.acc_lo:
+        return "below"
+    return "overlap"
+
+
+def claims_table(r: Ch05Results) -> pd.DataFrame:
+    """Each claim of the source study, what this run measured, and whether it shows the claim
+    (the study's own numbers exist only in its figures)."""
+    ag, m, lam, g = r.map_agreement, r.masked_pgd, r.prm_lambda, r.defences
     cifar = ag[ag.dataset == "CIFAR-10"]
+    pairs = cifar[cifar.model != cifar.other]
+    resnet_pairs = pairs[pairs.model.isin(RESNETS) & pairs.other.isin(RESNETS)]
+    family_pairs = pairs[pairs.model.isin(RESNETS) != pairs.other.isin(RESNETS)]
     split = cifar.split_half.dropna()
-    means, same = cifar.mean_maps.dropna(), cifar.same_image.dropna()
-    rows = [("The mean gradient map belongs to the model more than to the image",
-             f"same image, two ResNets: r = {same.mean():.2f}; mean maps of two ResNets: "
-             f"r = {means.min():.2f} to {means.max():.2f}; mean maps of two halves of the "
-             f"images, one ResNet: r = {split.min():.2f} to {split.max():.2f}",
-             "yes" if means.min() > same.mean() else "no")]
+    measured = (f"mean maps of two halves of the images, one model: r = {split.min():.2f} to "
+                f"{split.max():.2f}; same image, two models: r = {pairs.same_image.mean():.2f}")
+    if len(resnet_pairs):
+        measured += (f"; mean maps of two ResNets: r = {resnet_pairs.mean_maps.min():.2f} to "
+                     f"{resnet_pairs.mean_maps.max():.2f}")
+    if len(family_pairs):
+        measured += (f"; mean maps of a ResNet and {model_title(OTHER_ARCHITECTURE)}: r = "
+                     f"{family_pairs.mean_maps.min():.2f} to {family_pairs.mean_maps.max():.2f}")
+        verdict = ("yes: maps differ across families" if family_pairs.mean_maps.max()
+                   < resnet_pairs.mean_maps.min() else
+                   "no: another family's map is as close as a ResNet's")
+    else:
+        verdict = "not tested: only one architecture family"
+    rows = [("The mean gradient map belongs to the model (its architecture) more than to the "
+             "image", measured, verdict)]
     for ds in dict.fromkeys(m.dataset):
         b = m[(m.dataset == ds) & (m.method == "post-hoc blend")]
-        acc = {k: b[b.kind == k].set_index("p").acc for k in MASK_KINDS}
+        acc = {k: b[b.kind == k].set_index("p") for k in MASK_KINDS}
         ps = [p for p in acc["top"].index if 0 < p < 1]
-        below = sum(acc["top"][p] <= acc["bottom"][p] for p in ps)
-        strict = [p for p in ps if max(acc["top"][p], acc["bottom"][p]) > 0]
-        gap = max(acc["bottom"][p] - acc["top"][p] for p in ps)
-        between = sum(acc["top"][p] <= acc["random"][p] <= acc["bottom"][p] for p in ps)
+        below = [p for p in ps if acc["top"].acc[p] < acc["bottom"].acc[p]]
+        sig = [p for p in below if acc["top"].p_top_vs_bottom[p] < 0.05]
+        gap = max(acc["bottom"].acc[p] - acc["top"].acc[p] for p in ps)
+        n = int(b.n.iloc[0])
         rows.append((f"Masked PGD ({ds}): top-p% accuracy below bottom-p% at every p",
-                     f"top <= bottom at {below} of {len(ps)} p; strictly below at "
-                     f"{sum(acc['top'][p] < acc['bottom'][p] for p in strict)} of {len(strict)} "
-                     f"where either is above 0; largest gap {gap:.1%} (n = {int(b.n.iloc[0])}); "
-                     f"random-p% between the two at {between} of {len(ps)}",
-                     "yes" if below == len(ps) else "partly"))
+                     f"top below bottom at {len(below)} of {len(ps)} p (0 < p < 1), significantly "
+                     f"(paired exact test, p < 0.05) at {len(sig)}; largest gap {gap:.1%}; "
+                     f"{n:,} images",
+                     "yes" if len(sig) == len(ps) else
+                     (f"yes at {len(sig)} of {len(ps)} p, direction only at the others"
+                      if sig else ("direction only" if len(below) == len(ps) else "partly"))))
     lam = lam.sort_values("lambda")
     first = lam[lam.iou >= 0.5]
-    rows.append(("The PRM's gradient moves onto its lattice (IoU up to 1) already at small lambda",
-                 f"IoU {lam.iou.iloc[0]:.2f} at lambda 0, "
-                 + ", ".join(f"{i:.2f} at {v:g}" for v, i in zip(lam['lambda'], lam.iou) if v > 0)
-                 + (f"; above 0.5 from lambda {first['lambda'].iloc[0]:g}" if len(first) else ""),
-                 "partly: IoU reaches 1, but only at high lambda"
-                 if len(first) and first["lambda"].iloc[0] > 0.5 else "yes"))
-    rows.append(("Accuracy falls as lambda grows",
-                 f"{lam.acc.iloc[0]:.1%} at lambda 0, {lam.acc.iloc[-1]:.1%} at lambda 1",
+    rows.append(("The PRM's gradient moves onto its lattice (IoU up to 1) already at small λ",
+                 ", ".join(f"IoU {i:.2f} at λ {v:g}" for v, i in zip(lam['lambda'], lam.iou))
+                 + (f"; above 0.5 from λ {first['lambda'].iloc[0]:g}" if len(first) else ""),
+                 "yes" if len(first) and first["lambda"].iloc[0] <= 0.5 else
+                 "partly: only at high λ"))
+    if "acc_bicubic" in lam:
+        worse = lam[lam.acc < lam.acc_bicubic]
+        rows.append(("(Ours) The PRM rebuilds the image at least as well as a parameter-free "
+                     "bicubic upsampling of its lattice",
+                     "; ".join(f"λ {v:g}: PRM {a:.1%}, bicubic {c:.1%}" for v, a, c in
+                               zip(lam["lambda"], lam.acc, lam.acc_bicubic) if v > 0),
+                     "yes" if worse.empty else "no at λ " + ", ".join(f"{v:g}" for v in worse["lambda"])))
+    rows.append(("Accuracy falls as λ grows",
+                 f"{lam.acc.iloc[0]:.1%} at λ {lam['lambda'].iloc[0]:g}, {lam.acc.iloc[-1]:.1%} "
+                 f"at λ {lam['lambda'].iloc[-1]:g}",
                  "yes" if lam.acc.iloc[-1] < lam.acc.iloc[0] - 0.02 else "no"))
-    gray = g[(g.attacker == "gray-box") & (g.defence == "PRM + shift")]
-    clean = float(g[(g.attack == "clean") & (g.defence == "PRM + shift")].acc.iloc[0])
+    gray = g[(g.attacker == "gray-box") & (g.defence == "PRM + shift")].set_index("attack")
+    clean = g[(g.attack == "clean") & (g.defence == "PRM + shift")].iloc[0]
+    hurt = [a for a in gray.index if separated(gray.loc[a], clean) == "below"]
     rows.append(("Gray-box: the attacks barely move the PRM + shift; it loses only its clean "
                  "accuracy",
-                 f"clean {clean:.1%}; under the five attacks {gray.acc.min():.1%} to "
-                 f"{gray.acc.max():.1%}",
-                 "yes" if (clean - gray.acc).max() < 0.05 else "no"))
-    base = g[(g.attacker == "gray-box") & ~g.defence.isin(["none", "PRM + shift"])]
-    best = base.groupby("attack").acc.max()
-    ours = gray.set_index("attack").acc
-    wins = [a for a in best.index if ours[a] > best[a]]
+                 f"clean {clean.acc:.1%}; under the gray-box attacks {gray.acc.min():.1%} to "
+                 f"{gray.acc.max():.1%} ({int(clean.n):,} images)",
+                 "yes" if not hurt else "no: below clean under "
+                 + ", ".join(ATTACK_NAMES[a] for a in hurt)))
+    base = g[(g.attacker == "gray-box") & g.defence.isin(["region-based", "randomization",
+                                                           "pixel deflection"])]
+    verdicts = []
+    for a in gray.index:
+        best = base[base.attack == a].sort_values("acc").iloc[-1]
+        verdicts.append((a, best, separated(gray.loc[a], best)))
+    above = [a for a, _, v in verdicts if v == "above"]
+    belowv = [a for a, _, v in verdicts if v == "below"]
     rows.append(("Gray-box: ours beats the three baselines",
-                 "; ".join(f"{ATTACK_NAMES[a]}: best baseline {best[a]:.1%}, ours {ours[a]:.1%}"
-                           for a in cfg_order(best.index)),
-                 "yes" if len(wins) == len(best) else
-                 ("no" if not wins else "only against " + ", ".join(ATTACK_NAMES[a] for a in
-                                                                    cfg_order(wins)))))
+                 "; ".join(f"{ATTACK_NAMES[a]}: best baseline {b.acc:.1%} ({b.defence}), ours "
+                           f"{gray.loc[a].acc:.1%}, {v}" for a, b, v in verdicts),
+                 ("yes" if len(above) == len(verdicts) else
+                  ("better (intervals separate) only against " + ", ".join(ATTACK_NAMES[a] for a in above)
+                   if above else "no interval separates in our favour"))
+                 + (("; worse against " + ", ".join(ATTACK_NAMES[a] for a in belowv)) if belowv else "")))
     white = g[(g.attacker == "white-box") & (g.defence == "PRM + shift")]
-    rows.append(("(Not claimed) an attacker who knows the PRM and averages over the shift",
-                 ", ".join(f"{ATTACK_NAMES[a]} {v:.1%}" for a, v in zip(white.attack, white.acc)),
-                 "the defence fails white-box"))
+    if len(white):
+        rows.append(("(Not claimed) an attacker who knows the PRM and averages over the shift",
+                     ", ".join(f"{ATTACK_NAMES[a]} {v:.1%}" for a, v in zip(white.attack, white.acc)),
+                     "the defence fails white-box" if white.acc.max() < clean.acc_lo else
+                     "the defence keeps part of its accuracy"))
     return pd.DataFrame(rows, columns=["claim of the source study", "measured here", "shown?"])
 
 
-def explorer(results: Ch05Results, n_images: int = 20, device=None):
-    """The chapter's explorer (:func:`advlab.widgets.pixel_explorer`) on the first ``n_images``
-    CIFAR-10 test images (two of every class by default), with the run's CIFAR models and
-    their mean gradient maps; PGD as in the run (L-inf 0.031, its number of steps)."""
+def _claims_table(r: Ch05Results):
+    return make_table(claims_table(r), "tab-ch05-claims",
+                      "The source study's claims and this run's measurements.")
+
+
+# --------------------------------------------------------------------------- figures
+def _maps_figure(r: Ch05Results):
+    from .. import plots
+    return plots.plot_heatmaps({model_title(k): v for k, v in r.gradient_maps.items()},
+                               "mean |input gradient| per pixel")
+
+
+def _masked_figure(r: Ch05Results):
+    from .. import plots
+    return plots.plot_masked_pgd(r.masked_pgd)
+
+
+def _lambda_figure(r: Ch05Results):
+    from .. import plots
+    return plots.plot_prm_lambda(r.prm_lambda)
+
+
+def _lambda_maps_figure(r: Ch05Results):
+    from .. import plots
+    return plots.plot_heatmaps({f"λ = {k:g}": v for k, v in r.lambda_maps.items()},
+                               "mean |input gradient| of the PRM")
+
+
+def _defence_figure(r: Ch05Results):
+    from .. import plots
+    titles = defence_titles(r.settings)
+    return plots.plot_defence_table(r.defences.assign(defence=r.defences.defence.map(titles)))
+
+
+# --------------------------------------------------------------------------- the chapter
+class Chapter05(Chapter):
+    id = "ch05"
+    title = "Pixel robustness and the Pixel Robustness Manipulator"
+    Settings = Ch05Settings
+    model_setting = "imagenet_model"
+    profiles = {
+        "smoke": Ch05Settings(
+            batch_size=64, cifar_models=("resnet20", "resnet32"), maps_per_class=6,
+            imagenet_maps=4, pgd_steps=5, ps=(0.05, 0.25, 0.5), restricted_ps=(0.25,),
+            pgd_per_class=4, restricted_per_class=1, imagenet_pgd=0, imagenet_restricted=0,
+            lambdas=(0.0, 0.6, 0.9, 1.0), lambda_per_class=6, table_per_class=1,
+            one_pixel_popsize=10, one_pixel_generations=3, jsma_gamma=0.005, deepfool_steps=5,
+            cw_steps=10, cw_search_steps=2, whitebox=("pgd",), eot=4, region_samples=20),
+        "full": Ch05Settings(),
+        # The study's protocol at full size, for a GPU: every CIFAR-10 test image, 1,000 PGD
+        # steps of 0.1 std (0.0225 on [0, 1]), One Pixel with 400 x 100, C&W with 10 binary
+        # search steps, Region-based with 10,000 samples, the five attacks white-box too, and
+        # PRMs trained by the run at 21 lambdas.
+        "paper": Ch05Settings(
+            batch_size=256, maps_per_class=1000, imagenet_maps=975, pgd_steps=1000,
+            pgd_step_size=0.0225, ps=tuple(np.round(np.linspace(0.05, 1, 20), 2)),
+            restricted_ps=(0.05, 0.1, 0.2, 0.3, 0.5), pgd_per_class=1000,
+            restricted_per_class=1000, imagenet_pgd=975, imagenet_restricted=975,
+            lambdas=tuple(np.round(np.linspace(0, 1, 21), 2)), lambda_per_class=1000,
+            train_prm=True, table_per_class=1000, one_pixel_popsize=400,
+            one_pixel_generations=100, cw_steps=100, cw_search_steps=10, whitebox=GRAYBOX,
+            region_samples=10_000),
+    }
+    tables = {"tab-ch05-within": _within_table, "tab-ch05-across": _across_table,
+              "tab-ch05-masked": _masked("CIFAR-10", "post-hoc blend", "tab-ch05-masked"),
+              "tab-ch05-restricted": _masked("CIFAR-10", "restricted PGD", "tab-ch05-restricted"),
+              "tab-ch05-masked-imagenet": _masked("ImageNet", "post-hoc blend",
+                                                  "tab-ch05-masked-imagenet"),
+              "tab-ch05-lambda": _lambda_table, "tab-ch05-defences": _defence_table,
+              "tab-ch05-rate": _rate_table, "tab-ch05-padding": _padding_table,
+              "tab-ch05-claims": _claims_table}
+    figures = {"ch05_gradient_maps": _maps_figure, "ch05_masked_pgd": _masked_figure,
+               "ch05_prm_lambda": _lambda_figure, "ch05_lambda_maps": _lambda_maps_figure,
+               "ch05_defences": _defence_figure}
+
+    def run(self, ctx: RunContext, s: Ch05Settings) -> Ch05Results:
+        with ctx.stage("gradient maps"):
+            gmaps, agreement = run_gradient_maps(ctx, s)
+        clf = ctx.load_model(CLASSIFIER)
+        with ctx.stage("masked PGD (CIFAR-10)"):
+            masked = [run_masked_pgd(
+                ctx, s, clf, CLASSIFIER, cifar_images(s.pgd_per_class),
+                cifar_images(s.restricted_per_class) if s.restricted_per_class else None,
+                gmaps[CLASSIFIER], "CIFAR-10")]
+        if s.imagenet_pgd:
+            with ctx.stage("masked PGD (ImageNet)"):
+                imgs = imagenet_images(s.imagenet_model, s.imagenet_pgd, ctx.progress)
+                sub = imgs.subset(torch.arange(s.imagenet_restricted)) if s.imagenet_restricted else None
+                masked.append(run_masked_pgd(ctx, s, ctx.load_model(s.imagenet_model),
+                                             s.imagenet_model, imgs, sub,
+                                             gmaps[s.imagenet_model], "ImageNet"))
+        with ctx.stage("PRM lambda"):
+            lam_table, lam_maps = run_prm_lambda(ctx, s)
+        prm = chapter_prm(ctx, s, s.table_lambda)
+        images = cifar_images(s.table_per_class)
+        with ctx.stage("padding"):
+            pad = padding_check(ctx, s, prm, images)
+        defences = run_defences(ctx, s, clf, prm, images)
+        info = ctx.info(f"{CLASSIFIER} + PRM; {', '.join(s.cifar_models)}; {s.imagenet_model}", clf)
+        return Ch05Results(agreement, pd.concat(masked, ignore_index=True), lam_table, defences,
+                           pad, gmaps, lam_maps, info, s)
+
+
+CHAPTER = Chapter05()
+
+
+def explorer(results: Ch05Results, per_class: int = 2, device=None):
+    """The chapter's explorer (:func:`advlab.widgets.pixel_explorer`) on the first
+    ``per_class`` CIFAR-10 test images of every class, with the run's CIFAR models and their
+    mean gradient maps; PGD as in the run (its budget and number of steps)."""
     from ..widgets import pixel_explorer
-    dev = get_device(device)
-    names = [n for n in results.settings["cifar_models"] if n in results.gradient_maps]
-    models = {n: cifar_model(n, dev) for n in names}
-    images = cifar_subset(load_cifar10("test"), n_images)
-    return pixel_explorer(models, images, {n: results.gradient_maps[n] for n in names}, EPS,
-                          results.settings["pgd_steps"], results.settings["seed"])
+    from ..zoo import load_model
+    s = results.settings
+    names = [n for n in s.cifar_models if n in results.gradient_maps]
+    models = {n: load_model(n, device, progress=False) for n in names}
+    return pixel_explorer(models, cifar_images(per_class),
+                          {n: results.gradient_maps[n] for n in names}, s.eps, s.pgd_steps, s.seed)
