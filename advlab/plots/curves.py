@@ -177,11 +177,17 @@ def plot_masked_pgd(table: pd.DataFrame) -> plt.Figure:
 
 def plot_prm_lambda(table: pd.DataFrame) -> plt.Figure:
     """The PRM's IoU of the top gradient pixels with its designated pixels, and its accuracy
-    (with Wilson bands), against lambda (Chapter 5)."""
+    (with Wilson bands), against lambda (Chapter 5); with the accuracy of the parameter-free
+    upsamplings of the lattice mixed at the same lambda where the table has them
+    (``acc_bicubic``, ``acc_bilinear``, ``acc_nearest``)."""
     fig, ax = plt.subplots(figsize=(5, 3.6))
     ax.plot(table["lambda"], table.iou, "-o", color="C1", ms=4, label="IoU (top-25% vs lattice)")
-    ax.plot(table["lambda"], table.acc, "-s", color="C0", ms=4, label="top-1 accuracy")
+    ax.plot(table["lambda"], table.acc, "-s", color="C0", ms=4, label="PRM top-1 accuracy")
     ax.fill_between(table["lambda"], table.acc_lo, table.acc_hi, color="C0", alpha=0.2)
+    for mode, style in (("bicubic", "--"), ("bilinear", ":"), ("nearest", "-.")):
+        if f"acc_{mode}" in table:
+            ax.plot(table["lambda"], table[f"acc_{mode}"], style, color="C2", lw=1.2,
+                    label=f"{mode} upsampling of the lattice, top-1")
     ax.axhline(0.25 / 1.75, color="grey", ls=":", lw=1, label="IoU of a random 25% mask")
     ax.set(xlabel="lambda", ylim=(0, 1.02))
     ax.grid(alpha=0.3)
