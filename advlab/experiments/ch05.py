@@ -330,8 +330,8 @@ def lambda_row(prm: PRM, lam: float, images: ImageSet, upsamplings: tuple[str, .
     the PRM and of the parameter-free upsamplings at ``lam``, PSNR of the autoencoder)."""
     from .. import pixel_maps
     if hasattr(pixel_maps, "prm_lambda_table"):
-        row = pixel_maps.prm_lambda_table({lam: prm}, images.x, images.y, upsamplings,
-                                          batch_size, progress).iloc[0].to_dict()
+        row = pixel_maps.prm_lambda_table({lam: prm}, images.x, images.y, baselines=upsamplings,
+                                          batch_size=batch_size, progress=progress).iloc[0].to_dict()
         return {k: v for k, v in row.items() if k not in ("lambda", "acc", "iou", "n")}
     return {}
 
