@@ -34,17 +34,14 @@ class InputError(ValueError):
 def expected_shape(model: nn.Module | None) -> tuple | None:
     """The ``(C, H, W)`` ``model`` declares (``input_shape`` on it or on its first submodule
     that has one; ``None`` entries: any size), or ``None`` when nothing declares one."""
+    found = _declaring(model)
+    return None if found is None else tuple(found.input_shape)
+
+
+def _declaring(model: nn.Module | None) -> nn.Module | None:
     if not isinstance(model, nn.Module):
         return None
-    for m in model.modules():
-        shape = getattr(m, "input_shape", None)
-        if shape is not None:
-            return tuple(shape)
-    return None
-
-
-def _name(model: nn.Module | None) -> str:
-    return "the model" if model is None else type(model).__name__
+    return next((m for m in model.modules() if getattr(m, "input_shape", None) is not None), None)
 
 
 def check_images(x, model: nn.Module | None = None, *, what: str = "images",
@@ -65,8 +62,9 @@ def check_images(x, model: nn.Module | None = None, *, what: str = "images",
     if x.dim() != 4:
         raise InputError(f"{what} must be a batch (N, C, H, W), got shape {tuple(x.shape)}"
                          + (" (add a batch dimension: x[None])" if x.dim() == 3 else ""))
-    shape = expected_shape(model)
-    if shape is not None:
+    declaring = _declaring(model)
+    if declaring is not None:
+        shape = tuple(declaring.input_shape)
         c, h, w = shape
         got = tuple(x.shape[1:])
         size_ok = all((want is None and have >= MIN_SIDE) or want == have
@@ -74,13 +72,13 @@ def check_images(x, model: nn.Module | None = None, *, what: str = "images",
         if got[0] != c or not size_ok:
             want = ", ".join(str(v) if v is not None else f"H>={MIN_SIDE}" if i == 1 else
                              f"W>={MIN_SIDE}" for i, v in enumerate(shape))
-            raise InputError(f"{_name(model)} takes images (N, {want}), got {what} of shape "
+            raise InputError(f"{type(declaring).__name__} takes images (N, {want}), got {what} of shape "
                              f"{tuple(x.shape)}")
     if x.numel() == 0:
         return
     lo, hi = (float(v) for v in torch.aminmax(x.detach()))
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise InputError(f"{what} contain NaN or infinite values")
+        raise InputError(f"NaN or infinite values in {what}")
     if unit_range and (lo < -TOLERANCE or hi > 1 + TOLERANCE):
         hint = (" (0..255 images? divide by 255)" if hi > 2 and lo >= -TOLERANCE else
                 " (normalised already? every model of the book normalises inside itself)"
