@@ -64,9 +64,16 @@ class DiskFullError(OSError):
         return f"no space left on device writing {self.filename}"
 
 
-def is_disk_full(err: BaseException) -> bool:
-    """True for the OSErrors of a full disk or an exhausted quota."""
-    return isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT)
+def is_disk_full(err: BaseException | None) -> bool:
+    """True for the OSErrors of a full disk or an exhausted quota, also where another error
+    hides one (``torch.save`` raises a RuntimeError while it handles the OSError)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
 
 
 @contextmanager
@@ -82,7 +89,7 @@ def atomic_path(path: Path) -> Iterator[str]:
         os.close(fd)
         yield tmp
         os.replace(tmp, path)
-    except OSError as err:
+    except (OSError, RuntimeError) as err:
         if is_disk_full(err) and not isinstance(err, DiskFullError):
             raise DiskFullError(path) from None
         raise

@@ -125,7 +125,7 @@ def _one_line(err: Exception) -> str:
     """The message of a user error; a full disk anywhere names the file it was writing."""
     from .cache import DiskFullError, is_disk_full
     if is_disk_full(err) and not isinstance(err, DiskFullError):
-        return str(DiskFullError(err.filename or "a file"))
+        return str(DiskFullError(getattr(err, "filename", None) or "a file"))
     return str(err)
 
 

@@ -120,6 +120,14 @@ def test_full_disk_while_writing_is_one_line_naming_the_file(monkeypatch, tmp_pa
     monkeypatch.setattr(cache.torch, "save", full)
     with pytest.raises(cache.DiskFullError, match=f"^no space left on device writing {target}$"):
         cache.atomic_save({"a": torch.zeros(3)}, target)
+    def hidden(*args, **kwargs):     # what torch.save raises on a real full disk
+        try:
+            full()
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos")
+    monkeypatch.setattr(cache.torch, "save", hidden)
+    with pytest.raises(cache.DiskFullError, match=f"^no space left on device writing {target}$"):
+        cache.atomic_save({"a": torch.zeros(3)}, target)
     monkeypatch.undo()
     monkeypatch.setattr(cache.os, "replace", full)
     with pytest.raises(cache.DiskFullError, match="no space left on device writing"):
