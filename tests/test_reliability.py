@@ -124,7 +124,7 @@ def test_full_disk_while_writing_is_one_line_naming_the_file(monkeypatch, tmp_pa
         try:
             full()
         except OSError:
-            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos")
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos")  # noqa: B904
     monkeypatch.setattr(cache.torch, "save", hidden)
     with pytest.raises(cache.DiskFullError, match=f"^no space left on device writing {target}$"):
         cache.atomic_save({"a": torch.zeros(3)}, target)
