@@ -57,6 +57,22 @@ def test_map_agreement_separates_model_pattern_from_image():
                                           maps["b"].mean(0).flatten()]))[0, 1]), abs=1e-5)
 
 
+def test_family_gap_tells_a_shared_map_from_a_family_map():
+    g = torch.Generator().manual_seed(0)
+    common, own = torch.rand(8, 8, generator=g), torch.rand(8, 8, generator=g)
+    noise = lambda: 0.3 * torch.rand(200, 8, 8, generator=g)  # noqa: E731
+    family = {"a", "b"}
+    apart = ch05.family_gap({"a": common + noise(), "b": common + noise(), "c": own + noise()},
+                            family, boots=200)
+    assert apart["within"] > 0.9 and apart["across"] < 0.5 and apart["gap_lo"] > 0.3
+    shared = ch05.family_gap({"a": common + noise(), "b": common + noise(), "c": common + noise()},
+                             family, boots=200)
+    assert shared["gap_lo"] < 0 < shared["gap_hi"]
+    assert shared["gap_lo"] <= shared["gap"] <= shared["gap_hi"]
+    alone = ch05.family_gap({"a": common + noise(), "b": common + noise()}, family, boots=20)
+    assert alone["across"] != alone["across"]                 # NaN: nothing to compare across
+
+
 def test_paired_test_is_the_exact_mcnemar_test():
     a = torch.tensor([True] * 12 + [False] * 3 + [True] * 5)
     b = torch.tensor([False] * 12 + [False] * 3 + [True] * 5)

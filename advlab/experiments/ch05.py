@@ -73,7 +73,8 @@ class Ch05Settings(Settings):
     images of every class (:func:`advlab.data.first_per_class`); ImageNet counts the first k
     colour sample images.
 
-    Gradient maps: ``cifar_models``, ``maps_per_class``, ``imagenet_model``, ``imagenet_maps``.
+    Gradient maps: ``cifar_models``, ``maps_per_class``, ``imagenet_model``, ``imagenet_maps``,
+    ``bootstrap`` (resamplings of the images for the family comparison).
     Masked PGD: ``eps`` (L-inf on [0, 1]), ``pgd_steps`` and ``pgd_step_size`` (default 2.5 eps /
     steps; also the defence table's PGD), ``ps`` (post-hoc blend) and ``restricted_ps`` (PGD
     restricted to the mask) on ``pgd_per_class`` / ``restricted_per_class`` CIFAR images and
@@ -94,6 +95,7 @@ class Ch05Settings(Settings):
     maps_per_class: int = stage(50, "maps", "masked")
     imagenet_model: str = stage("efficientnet_lite0", "maps", "masked")
     imagenet_maps: int = stage(48, "maps", "masked")
+    bootstrap: int = stage(1000, "maps")
     eps: float = stage(0.031, "masked", "defences")
     pgd_steps: int = stage(20, "masked", "defences")
     pgd_step_size: float | None = stage(None, "masked", "defences")
@@ -126,6 +128,7 @@ class Ch05Settings(Settings):
 
     def check(self) -> None:
         self.require(self.batch_size >= 1, "batch_size must be >= 1")
+        self.require(self.bootstrap >= 10, "bootstrap must be >= 10 resamplings")
         self.require(len(self.cifar_models) >= 1 and len(set(self.cifar_models)) == len(self.cifar_models),
                      "cifar_models must name at least one model, each once")
         self.require(CLASSIFIER in self.cifar_models,
@@ -245,19 +248,61 @@ def map_agreement(maps: dict[str, torch.Tensor]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def run_gradient_maps(ctx: RunContext, s: Ch05Settings) -> tuple[dict, pd.DataFrame]:
-    """Mean maps ``{model: (H, W)}`` and the agreement table (CIFAR models and ImageNet)."""
+def family_gap(maps: dict[str, torch.Tensor], family: set[str], boots: int = 1000,
+               seed: int = 0) -> dict:
+    """How much more alike the mean maps of two models of one ``family`` are than those of a
+    model of the family and one of another: the mean Pearson correlation of mean maps over the
+    pairs within the family (``within``) and over the pairs across (``across``), their
+    difference ``gap`` and its 95% percentile bootstrap interval (``gap_lo``, ``gap_hi``) over
+    ``boots`` resamplings of the images (the same images for every model: a paired bootstrap).
+    NaN where there is no pair of one kind."""
+    names = list(maps)
+    inside = [(i, j) for i in range(len(names)) for j in range(i + 1, len(names))
+              if names[i] in family and names[j] in family]
+    across = [(i, j) for i in range(len(names)) for j in range(i + 1, len(names))
+              if (names[i] in family) != (names[j] in family)]
+    n = len(next(iter(maps.values())))
+    out = {"n": n, "boots": boots, "within": float("nan"), "across": float("nan"),
+           "gap": float("nan"), "gap_lo": float("nan"), "gap_hi": float("nan")}
+    if not inside or not across:
+        return out
+    flat = torch.stack([m.flatten(1).double() for m in maps.values()])          # (M, N, P)
+    gen = torch.Generator().manual_seed(seed)
+    draws = torch.randint(n, (boots, n), generator=gen)
+    weights = torch.zeros(boots + 1, n, dtype=torch.float64)
+    weights[0] = 1.0                                                       # the images as they are
+    weights[1:].scatter_add_(1, draws, torch.ones(boots, n, dtype=torch.float64))
+    means = torch.einsum("bn,mnp->mbp", weights / n, flat)                    # (M, B + 1, P)
+    means = means - means.mean(-1, keepdim=True)
+    means = means / means.norm(dim=-1, keepdim=True)
+
+    def mean_corr(pairs):
+        return torch.stack([(means[i] * means[j]).sum(-1) for i, j in pairs]).mean(0)
+
+    w, a = mean_corr(inside), mean_corr(across)
+    gap = w - a
+    lo, hi = torch.quantile(gap[1:], torch.tensor([0.025, 0.975], dtype=torch.float64))
+    return {**out, "within": float(w[0]), "across": float(a[0]), "gap": float(gap[0]),
+            "gap_lo": float(lo), "gap_hi": float(hi)}
+
+
+def run_gradient_maps(ctx: RunContext, s: Ch05Settings) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """Mean maps ``{model: (H, W)}``, the agreement table (CIFAR models and ImageNet) and the
+    family comparison of the CIFAR models' mean maps (:func:`family_gap`, ResNets against the
+    rest)."""
     cifar = cifar_images(s.maps_per_class)
     maps = {name: per_image_maps(ctx, ctx.load_model(name), cifar, s.batch_size)
             for name in s.cifar_models}
     table = map_agreement(maps).assign(dataset="CIFAR-10")
+    families = pd.DataFrame([{"family": "ResNet",
+                              **family_gap(maps, set(RESNETS), s.bootstrap, s.seed)}])
     means = {name: m.mean(0) for name, m in maps.items()}
     if s.imagenet_maps:
         imgs = imagenet_images(s.imagenet_model, s.imagenet_maps, ctx.progress)
         m = per_image_maps(ctx, ctx.load_model(s.imagenet_model), imgs, image_batch(s, imgs))
         means[s.imagenet_model] = m.mean(0)
         table = pd.concat([table, map_agreement({s.imagenet_model: m}).assign(dataset="ImageNet")])
-    return means, table.reset_index(drop=True)
+    return means, table.reset_index(drop=True), families
 
 
 # --------------------------------------------------------------------------- 2. masked PGD
@@ -471,6 +516,7 @@ def padding_check(ctx: RunContext, s: Ch05Settings, prm: PRM, images: ImageSet) 
 @dataclass
 class Ch05Results(ChapterResults):
     map_agreement: pd.DataFrame
+    map_families: pd.DataFrame
     masked_pgd: pd.DataFrame
     prm_lambda: pd.DataFrame
     defences: pd.DataFrame
@@ -481,7 +527,7 @@ class Ch05Results(ChapterResults):
     settings: Ch05Settings
 
     CHAPTER = "ch05"
-    TABLES = ("map_agreement", "masked_pgd", "prm_lambda", "defences", "padding")
+    TABLES = ("map_agreement", "map_families", "masked_pgd", "prm_lambda", "defences", "padding")
 
     def save(self, out) -> list:
         """The tables and JSON (see ChapterResults), and the mean maps as a torch file."""
@@ -528,8 +574,10 @@ def _within_table(r: Ch05Results):
 
 def _across_table(r: Ch05Results):
     t = r.map_agreement[r.map_agreement.model != r.map_agreement.other]
-    t = t.assign(model=t.model.map(model_title), other=t.other.map(model_title))
-    df = for_readers(t, {"model": "model", "other": "other model",
+    t = t.assign(model=t.model.map(model_title), other=t.other.map(model_title),
+                 family=["two ResNets" if a in RESNETS and b in RESNETS else "two families"
+                         for a, b in zip(t.model, t.other)])
+    df = for_readers(t, {"model": "model", "other": "other model", "family": "architectures",
                          "same_image": "same image, two models",
                          "different_images": "two images, two models",
                          "mean_maps": "mean maps of the two models"}, labels=2)
@@ -666,24 +714,32 @@ def claims_table(r: Ch05Results) -> pd.DataFrame:
     ag, m, lam, g = r.map_agreement, r.masked_pgd, r.prm_lambda, r.defences
     cifar = ag[ag.dataset == "CIFAR-10"]
     pairs = cifar[cifar.model != cifar.other]
-    resnet_pairs = pairs[pairs.model.isin(RESNETS) & pairs.other.isin(RESNETS)]
-    family_pairs = pairs[pairs.model.isin(RESNETS) != pairs.other.isin(RESNETS)]
     split = cifar.split_half.dropna()
-    measured = (f"mean maps of two halves of the images, one model: r = {split.min():.2f} to "
-                f"{split.max():.2f}; same image, two models: r = {pairs.same_image.mean():.2f}")
-    if len(resnet_pairs):
-        measured += (f"; mean maps of two ResNets: r = {resnet_pairs.mean_maps.min():.2f} to "
-                     f"{resnet_pairs.mean_maps.max():.2f}")
-    if len(family_pairs):
-        measured += (f"; mean maps of a ResNet and {model_title(OTHER_ARCHITECTURE)}: r = "
-                     f"{family_pairs.mean_maps.min():.2f} to {family_pairs.mean_maps.max():.2f}")
-        verdict = ("yes: maps differ across families" if family_pairs.mean_maps.max()
-                   < resnet_pairs.mean_maps.min() else
-                   "no: another family's map is as close as a ResNet's")
+    rows = []
+    if len(pairs):
+        rows.append(("The mean gradient map belongs to the model more than to the image",
+                     f"same image, two models: r = {pairs.same_image.mean():.2f}; mean maps of "
+                     f"two models: r = {pairs.mean_maps.min():.2f} to {pairs.mean_maps.max():.2f}; "
+                     f"mean maps of two halves of the images, one model: r = {split.min():.2f} "
+                     f"to {split.max():.2f}",
+                     "yes" if pairs.mean_maps.min() > pairs.same_image.max() else "no"))
+    fam = r.map_families.iloc[0]
+    if np.isnan(fam.gap):
+        rows.append(("... and to its architecture", "one architecture family only",
+                     "not tested"))
     else:
-        verdict = "not tested: only one architecture family"
-    rows = [("The mean gradient map belongs to the model (its architecture) more than to the "
-             "image", measured, verdict)]
+        other = model_title(OTHER_ARCHITECTURE)
+        measured = (f"mean maps of two ResNets: r = {fam.within:.2f} on average; of a ResNet and "
+                    f"{other}: r = {fam.across:.2f}; difference {fam.gap:.2f} [{fam.gap_lo:.2f}, "
+                    f"{fam.gap_hi:.2f}] (95% paired bootstrap over the {int(fam.n):,} images)")
+        if fam.gap_lo <= 0:
+            verdict = f"no: {other}'s map is as close to a ResNet's as another ResNet's"
+        elif fam.across >= 0.5:
+            verdict = (f"partly: the family leaves a mark, but most of the map is shared with "
+                       f"{other}")
+        else:
+            verdict = "yes"
+        rows.append(("... and to its architecture, not to the data set", measured, verdict))
     for ds in dict.fromkeys(m.dataset):
         b = m[(m.dataset == ds) & (m.method == "post-hoc blend")]
         acc = {k: b[b.kind == k].set_index("p") for k in MASK_KINDS}
@@ -832,7 +888,7 @@ class Chapter05(Chapter):
 
     def run(self, ctx: RunContext, s: Ch05Settings) -> Ch05Results:
         with ctx.stage("gradient maps"):
-            gmaps, agreement = run_gradient_maps(ctx, s)
+            gmaps, agreement, families = run_gradient_maps(ctx, s)
         clf = ctx.load_model(CLASSIFIER)
         with ctx.stage("masked PGD (CIFAR-10)"):
             masked = [run_masked_pgd(
@@ -854,7 +910,7 @@ class Chapter05(Chapter):
             pad = padding_check(ctx, s, prm, images)
         defences = run_defences(ctx, s, clf, prm, images)
         info = ctx.info(f"{CLASSIFIER} + PRM; {', '.join(s.cifar_models)}; {s.imagenet_model}", clf)
-        return Ch05Results(agreement, pd.concat(masked, ignore_index=True), lam_table, defences,
+        return Ch05Results(agreement, families, pd.concat(masked, ignore_index=True), lam_table, defences,
                            pad, gmaps, lam_maps, info, s)
 
 
