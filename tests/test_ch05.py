@@ -117,9 +117,11 @@ def test_defence_table_layout():
     assert t.examples.tolist() == ["clean images", "PGD (gray-box)", "JSMA (gray-box)",
                                    "PGD (white-box: PRM and shift known, EOT)"]
     white = t.iloc[-1]
-    assert white[titles["undefended"]] is None and white[titles["PRM + shift"]][0] == pytest.approx(0.8)
+    assert white[titles["undefended"]] is None and white[titles["PRM + shift"]][0] == pytest.approx(
+        0.2 * ch05.DEFENCES.index("PRM + shift"))
     rate = ch05.defence_table(synthetic_defences(), s, "defence_rate")
-    assert titles["undefended"] not in rate.columns and len(rate) == 2
+    assert titles["undefended"] not in rate.columns and titles["PRM"] not in rate.columns
+    assert len(rate) == 2
 
 
 def test_separation_of_wilson_intervals():
@@ -147,6 +149,7 @@ def test_cli_smoke_run_writes_tables_and_figures(mirror, models_mirror, tmp_path
     assert set(gray[gray.attacker == "gray-box"].attack) == set(ch05.GRAYBOX)
     assert set(gray[gray.attacker == "white-box"].defence) == {"PRM + shift"}
     assert set(gray.n) == {10}                              # gray-box and white-box: same images
+    assert gray[gray.defence == "PRM + shift"].p_shift.notna().sum() == len(ch05.GRAYBOX) + 1
     none = gray[(gray.defence == "undefended") & (gray.attacker == "gray-box")].set_index("attack")
     assert none.loc["pgd", "acc"] < 0.2                    # PGD breaks the bare ResNet-20
     for stem in CHAPTER.figures:

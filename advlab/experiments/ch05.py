@@ -61,7 +61,10 @@ OTHER_ARCHITECTURE = "vgg-cifar10"
 #: The classifier behind the PRM (that of the shipped PRMs) and of the defence table.
 CLASSIFIER = "resnet20"
 GRAYBOX = ("one_pixel", "jsma", "deepfool", "cw", "pgd")
-DEFENCES = ("undefended", "region-based", "randomization", "pixel deflection", "PRM + shift")
+DEFENCES = ("undefended", "region-based", "randomization", "pixel deflection", "PRM",
+            "PRM + shift")
+#: The columns that are a model without a transform (no defence rate).
+BARE = ("undefended", "PRM")
 #: Randomization on CIFAR in the source code: resize to 28-31 px (a scale in (0.9, 1]), pad to 32.
 RANDOMIZATION_SIZES = (28, 31)
 PIXEL_DEFLECTION_SIGMA = 0.04
@@ -431,7 +434,7 @@ def deflection_settings(s: Ch05Settings, height: int, width: int) -> tuple[int, 
 
 def make_defences(s: Ch05Settings, clf, prm: PRM, height: int = 32, width: int = 32) -> dict[str, Defence]:
     """The defences of the table, by name: the bare classifier, the three baselines in front
-    of it (CIFAR settings) and the PRM behind the random one-pixel shift."""
+    of it (CIFAR settings), the PRM alone and the PRM behind the random one-pixel shift."""
     deflections, window = deflection_settings(s, height, width)
     return {"undefended": Undefended(clf),
             "region-based": RegionBased(clf, s.region_radius, s.region_samples,
@@ -439,7 +442,7 @@ def make_defences(s: Ch05Settings, clf, prm: PRM, height: int = 32, width: int =
             "randomization": randomization_defence(clf, RANDOMIZATION_SIZES, width),
             "pixel deflection": pixel_deflection_defence(clf, deflections, window,
                                                          PIXEL_DEFLECTION_SIGMA),
-            "PRM + shift": shift_defence(prm, s.padding)}
+            "PRM": Undefended(prm), "PRM + shift": shift_defence(prm, s.padding)}
 
 
 def attack_images(ctx: RunContext, s: Ch05Settings, model, attack: atk.Attack, images: ImageSet,
@@ -467,7 +470,8 @@ def run_defences(ctx: RunContext, s: Ch05Settings, clf, prm: PRM, images: ImageS
     """Accuracy of every defence (:meth:`Defence.predict`) and of its model without its
     transform (``acc_plain``) on clean images and on each attack's examples: gray-box (crafted
     on the bare classifier) and white-box (through EOT over the shift, PRM known), all on
-    ``images``."""
+    ``images``; ``p_shift``: the exact paired test of the PRM with the shift against the PRM
+    without it on the same examples."""
     defences = make_defences(s, clf, prm, *images.x.shape[-2:])
     examples = {("clean", "-"): images.x}
     with ctx.stage("gray-box attacks"):
@@ -482,26 +486,29 @@ def run_defences(ctx: RunContext, s: Ch05Settings, clf, prm: PRM, images: ImageS
     with ctx.stage("defence predictions"):
         for (attack, attacker), x in examples.items():
             shown = DEFENCES if attacker != "white-box" else ("PRM + shift",)
+            right = {}
             for d in shown:
                 defence = defences[d]
-                right = predictions(ctx, s, defence, x) == images.y
+                right[d] = predictions(ctx, s, defence, x) == images.y
                 plain = predictions(ctx, s, Undefended(defence.model), x) == images.y
                 rows.append({"attack": attack, "attacker": attacker, "defence": d,
-                             **accuracy_row(right), "acc_plain": float(plain.float().mean())})
+                             **accuracy_row(right[d]), "acc_plain": float(plain.float().mean())})
+            if "PRM" in right:
+                rows[-1]["p_shift"] = paired_test(right["PRM + shift"], right["PRM"])
     return add_defence_rate(pd.DataFrame(rows))
 
 
 def add_defence_rate(table: pd.DataFrame) -> pd.DataFrame:
     """The authors' defence rate ``1 - (clean - defended) / (clean - attacked)``, with clean
     the defence's model's clean accuracy without the transform and attacked its accuracy on the
-    examples without the transform (NaN where the attack did not lower it, and for the
-    undefended model)."""
+    examples without the transform (NaN where the attack did not lower it, and for the models
+    without a transform, :data:`BARE`)."""
     clean = table[table.attack == "clean"].set_index("defence")["acc_plain"]
     c = table.defence.map(clean)
     drop = c - table.acc_plain
     rate = 1 - (c - table.acc) / drop.where(drop > 0)
     return table.assign(defence_rate=rate.where((table.attack != "clean")
-                                                & (table.defence != "undefended")))
+                                                & ~table.defence.isin(BARE)))
 
 
 def padding_check(ctx: RunContext, s: Ch05Settings, prm: PRM, images: ImageSet) -> pd.DataFrame:
@@ -555,6 +562,7 @@ def defence_titles(s: Ch05Settings) -> dict[str, str]:
             "region-based": f"Region-based ({s.region_samples:,} samples)",
             "randomization": "Randomization",
             "pixel deflection": f"Pixel Deflection ({deflections} in {window})",
+            "PRM": f"PRM (λ = {s.table_lambda:g}), no shift",
             "PRM + shift": f"PRM (λ = {s.table_lambda:g}) + shift"}
 
 
@@ -580,7 +588,7 @@ def _across_table(r: Ch05Results):
     df = for_readers(t, {"model": "model", "other": "other model", "family": "architectures",
                          "same_image": "same image, two models",
                          "different_images": "two images, two models",
-                         "mean_maps": "mean maps of the two models"}, labels=2)
+                         "mean_maps": "mean maps of the two models"}, labels=3)
     return make_table(df, "tab-ch05-across", "Pearson correlation of gradient maps across "
                       "CIFAR-10 models.", digits=2)
 
@@ -655,7 +663,7 @@ def defence_table(table: pd.DataFrame, s: Ch05Settings, value: str = "acc") -> p
     t = table.assign(row=[ATTACK_NAMES.get(a, a) + row_names[w]
                           for a, w in zip(table.attack, table.attacker)])
     if value == "defence_rate":
-        t = t[(t.attacker == "gray-box") & (t.defence != "undefended")]
+        t = t[(t.attacker == "gray-box") & ~t.defence.isin(BARE)]
     rows = list(dict.fromkeys(t.row))
     defences = [d for d in DEFENCES if d in set(t.defence)]
     out = pd.DataFrame({"examples": rows})
@@ -780,8 +788,19 @@ def claims_table(r: Ch05Results) -> pd.DataFrame:
                  "accuracy",
                  f"clean {clean.acc:.1%}; under the gray-box attacks {gray.acc.min():.1%} to "
                  f"{gray.acc.max():.1%} ({int(clean.n):,} images)",
-                 "yes" if not hurt else "no: below clean under "
+                 "yes (no Wilson interval below the clean one)" if not hurt else "no: below clean under "
                  + ", ".join(ATTACK_NAMES[a] for a in hurt)))
+    if "PRM" in set(g.defence):
+        alone = g[(g.attacker == "gray-box") & (g.defence == "PRM")].set_index("attack")
+        helped = [a for a in gray.index if gray.p_shift[a] < 0.05 and gray.acc[a] > alone.acc[a]]
+        rows.append(("Gray-box: the shift moves the weak pixels away from where the attacker put "
+                     "the perturbation (the shift is what defends)",
+                     "; ".join(f"{ATTACK_NAMES[a]}: PRM alone {alone.acc[a]:.1%}, with the shift "
+                               f"{gray.acc[a]:.1%} (paired p = {gray.p_shift[a]:.2g})"
+                               for a in gray.index),
+                     "yes" if len(helped) == len(gray) else
+                     ("only against " + ", ".join(ATTACK_NAMES[a] for a in helped) if helped
+                      else "no: the PRM alone does as well")))
     base = g[(g.attacker == "gray-box") & g.defence.isin(["region-based", "randomization",
                                                            "pixel deflection"])]
     verdicts = []
@@ -792,7 +811,7 @@ def claims_table(r: Ch05Results) -> pd.DataFrame:
     belowv = [a for a, _, v in verdicts if v == "below"]
     rows.append(("Gray-box: ours beats the three baselines",
                  "; ".join(f"{ATTACK_NAMES[a]}: best baseline {b.acc:.1%} ({b.defence}), ours "
-                           f"{gray.loc[a].acc:.1%}, {v}" for a, b, v in verdicts),
+                           f"{gray.loc[a].acc:.1%}, Wilson intervals {v}" for a, b, v in verdicts),
                  ("yes" if len(above) == len(verdicts) else
                   ("better (intervals separate) only against " + ", ".join(ATTACK_NAMES[a] for a in above)
                    if above else "no interval separates in our favour"))
