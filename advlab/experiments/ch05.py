@@ -41,6 +41,7 @@ import pandas as pd
 import torch
 
 from .. import attacks as atk
+from .. import plots
 from ..chapter import Chapter, ChapterResults, RunContext, Settings, stage
 from ..config import RunInfo
 from ..data import ImageSet, first_per_class, load_cifar10
@@ -830,35 +831,6 @@ def _claims_table(r: Ch05Results):
                       "The source study's claims and this run's measurements.")
 
 
-# --------------------------------------------------------------------------- figures
-def _maps_figure(r: Ch05Results):
-    from .. import plots
-    return plots.plot_heatmaps({model_title(k): v for k, v in r.gradient_maps.items()},
-                               "mean |input gradient| per pixel")
-
-
-def _masked_figure(r: Ch05Results):
-    from .. import plots
-    return plots.plot_masked_pgd(r.masked_pgd)
-
-
-def _lambda_figure(r: Ch05Results):
-    from .. import plots
-    return plots.plot_prm_lambda(r.prm_lambda)
-
-
-def _lambda_maps_figure(r: Ch05Results):
-    from .. import plots
-    return plots.plot_heatmaps({f"λ = {k:g}": v for k, v in r.lambda_maps.items()},
-                               "mean |input gradient| of the PRM")
-
-
-def _defence_figure(r: Ch05Results):
-    from .. import plots
-    titles = defence_titles(r.settings)
-    return plots.plot_defence_table(r.defences.assign(defence=r.defences.defence.map(titles)))
-
-
 # --------------------------------------------------------------------------- the chapter
 class Chapter05(Chapter):
     id = "ch05"
@@ -901,9 +873,15 @@ class Chapter05(Chapter):
               "tab-ch05-lambda": _lambda_table, "tab-ch05-defences": _defence_table,
               "tab-ch05-rate": _rate_table, "tab-ch05-padding": _padding_table,
               "tab-ch05-claims": _claims_table}
-    figures = {"ch05_gradient_maps": _maps_figure, "ch05_masked_pgd": _masked_figure,
-               "ch05_prm_lambda": _lambda_figure, "ch05_lambda_maps": _lambda_maps_figure,
-               "ch05_defences": _defence_figure}
+    figures = {
+        "ch05_gradient_maps": lambda r: plots.plot_heatmaps(
+            {model_title(k): v for k, v in r.gradient_maps.items()}, "mean |input gradient| per pixel"),
+        "ch05_masked_pgd": lambda r: plots.plot_masked_pgd(r.masked_pgd),
+        "ch05_prm_lambda": lambda r: plots.plot_prm_lambda(r.prm_lambda),
+        "ch05_lambda_maps": lambda r: plots.plot_heatmaps(
+            {f"λ = {k:g}": v for k, v in r.lambda_maps.items()}, "mean |input gradient| of the PRM"),
+        "ch05_defences": lambda r: plots.plot_defence_table(
+            r.defences.assign(defence=r.defences.defence.map(defence_titles(r.settings))))}
 
     def run(self, ctx: RunContext, s: Ch05Settings) -> Ch05Results:
         with ctx.stage("gradient maps"):
