@@ -195,3 +195,31 @@ def test_train_prm_command_writes_weights_manifest_and_provenance(tmp_path, monk
         SparseUNet(3, manifest["width"], manifest["depth"]).load_state_dict(state)
     text = (out / "PRM_PROVENANCE.md").read_text()
     assert "advlab train-prm" in text and manifest["weights"]["1"]["sha256"] in text
+
+
+def synthetic_lambda_table() -> pd.DataFrame:
+    return pd.DataFrame({"lambda": [0.0, 0.5, 0.9, 1.0], "iou": [0.14, 0.2, 0.6, 1.0],
+                         "gradient_on_lattice": [0.25, 0.3, 0.7, 1.0],
+                         "n": [500] * 4, "acc": [0.92, 0.90, 0.60, 0.30],
+                         "acc_lo": [0.89, 0.87, 0.56, 0.26], "acc_hi": [0.94, 0.92, 0.64, 0.34],
+                         "acc_bicubic": [0.92, 0.70, 0.61, 0.50],
+                         "acc_bilinear": [0.92, 0.72, 0.55, 0.45],
+                         "psnr": [30.0, 28.0, 27.0, 25.0]})
+
+
+def test_lambda_table_gives_the_baselines_with_intervals():
+    from advlab.metrics import wilson_ci
+    t = ch05.lambda_table(synthetic_lambda_table())
+    assert list(t.columns) == ["λ", "IoU of the top 25% with the lattice",
+                               "share of the gradient on the lattice", "PRM top-1",
+                               "bicubic top-1", "bilinear top-1", "PSNR of AE(x) against x (dB)"]
+    acc, lo, hi = t["bicubic top-1"][1]
+    assert acc == 0.70 and (lo, hi) == pytest.approx(tuple(float(v) for v in wilson_ci(350, 500)))
+
+
+def test_baseline_claim_needs_separated_intervals():
+    claim, measured, shown = ch05.baseline_claim(synthetic_lambda_table())
+    assert "λ 0:" not in measured and "λ 0.5: PRM 90.0%, bilinear 72.0%" in measured
+    # 0.5: far above; 0.9: 60% vs bicubic 61% overlaps; 1: 30% vs 50%, below
+    assert shown == "better (Wilson intervals separate) at λ 0.5; worse at λ 1; intervals overlap at the other λ"
+    assert ch05.baseline_claim(synthetic_lambda_table().drop(columns=["acc_bicubic", "acc_bilinear"])) is None
