@@ -223,3 +223,29 @@ def test_baseline_claim_needs_separated_intervals():
     # 0.5: far above; 0.9: 60% vs bicubic 61% overlaps; 1: 30% vs 50%, below
     assert shown == "better (Wilson intervals separate) at λ 0.5; worse at λ 1; intervals overlap at the other λ"
     assert ch05.baseline_claim(synthetic_lambda_table().drop(columns=["acc_bicubic", "acc_bilinear"])) is None
+
+
+def test_exercises_accept_the_solutions_and_reject_wrong_answers(capsys):
+    from advlab import exercises
+    from advlab.pixel_maps import gradient_map
+    exercises.check("ch05-ex1", lambda m, x, y: gradient_map(m, x, y, progress=False))
+    with pytest.raises(AssertionError, match="3x too large"):
+        exercises.check("ch05-ex1", lambda m, x, y: 3 * gradient_map(m, x, y, progress=False))
+    exercises.check("ch05-ex2", (1.0, 1 / 7))
+    with pytest.raises(AssertionError, match="union"):
+        exercises.check("ch05-ex2", (1.0, 1 / 16))
+
+    def defence_rate(clean, attacked, defended):
+        damage = clean - attacked
+        return torch.where(damage > 0, 1 - (clean - defended) / damage, torch.nan)
+    table = ch05.add_defence_rate(synthetic_defences().assign(
+        acc_plain=lambda t: t.acc_plain.where(t.attack == "clean", t.acc_plain / 2)))
+    assert table.defence_rate.notna().any()
+    exercises.check("ch05-ex3", defence_rate, table)
+    assert capsys.readouterr().out.count("correct") == 3
+    with pytest.raises(AssertionError, match="NaN"):
+        exercises.check("ch05-ex3", lambda c, a, d: 1 - (c - d) / (c - a))
+    with pytest.raises(AssertionError, match="1 minus"):
+        exercises.check("ch05-ex3", lambda c, a, d: torch.where(c > a, (c - d) / (c - a), torch.nan))
+    with pytest.raises(AssertionError, match="No answer"):
+        exercises.check("ch05-ex3", ...)
