@@ -123,6 +123,9 @@ def test_defence_table_layout():
     white = t.iloc[-1]
     assert white[titles["undefended"]] is None and white[titles["PRM + shift"]][0] == pytest.approx(
         0.2 * ch05.DEFENCES.index("PRM + shift"))
+    halves = [ch05.defence_table(synthetic_defences(), s, defences=g) for g in ch05.DEFENCE_GROUPS.values()]
+    assert [len(h) for h in halves] == [3, 4]              # the white-box row only with the PRM
+    assert sorted(c for h in halves for c in h.columns[1:]) == sorted(titles.values())
     rate = ch05.defence_table(synthetic_defences(), s, "defence_rate")
     assert titles["undefended"] not in rate.columns and titles["PRM"] not in rate.columns
     assert len(rate) == 2
@@ -249,3 +252,8 @@ def test_exercises_accept_the_solutions_and_reject_wrong_answers(capsys):
         exercises.check("ch05-ex3", lambda c, a, d: torch.where(c > a, (c - d) / (c - a), torch.nan))
     with pytest.raises(AssertionError, match="No answer"):
         exercises.check("ch05-ex3", ...)
+
+
+def test_p_values_for_readers():
+    assert [ch05.p_value(v) for v in (1.0, 0.5, 0.0123, 0.001, 1.5e-5)] == ["1", "0.5", "0.012", "0.001", "< 0.001"]
+    assert ch05.p_value(0.25, "= ") == "= 0.25" and ch05.p_value(1e-9, "= ") == "< 0.001"

@@ -582,12 +582,18 @@ def defence_titles(s: Ch05Settings) -> dict[str, str]:
             "PRM + shift": f"PRM (λ = {s.table_lambda:g}) + shift"}
 
 
+def p_value(p: float, equals: str = "") -> str:
+    """A p-value for readers: two significant digits, never scientific notation ("< 0.001"
+    below a thousandth); ``equals`` goes before a value that is not a bound (e.g. "= ")."""
+    return "< 0.001" if p < 0.001 else f"{equals}{float(f'{p:.2g}'):g}"
+
+
 def _interval(t: pd.DataFrame) -> list:
     return list(zip(t.acc, t.acc_lo, t.acc_hi))
 
 
 def _within_table(r: Ch05Results):
-    t = r.map_agreement[r.map_agreement.model == r.map_agreement.other]
+    t = r.map_agreement[r.map_agreement.model == r.map_agreement.other].round(2)
     t = t.assign(model=t.model.map(model_title))
     df = for_readers(t, {"dataset": "data set", "model": "model",
                          "within_model": "two images, same model",
@@ -597,7 +603,7 @@ def _within_table(r: Ch05Results):
 
 
 def _across_table(r: Ch05Results):
-    t = r.map_agreement[r.map_agreement.model != r.map_agreement.other]
+    t = r.map_agreement[r.map_agreement.model != r.map_agreement.other].round(2)
     t = t.assign(model=t.model.map(model_title), other=t.other.map(model_title),
                  family=["two ResNets" if a in RESNETS and b in RESNETS else "two families"
                          for a, b in zip(t.model, t.other)])
@@ -619,7 +625,7 @@ def masked_table(table: pd.DataFrame, dataset: str = "CIFAR-10",
     for kind in MASK_KINDS:
         out[f"{kind} p%"] = _interval(t[t.kind == kind].sort_values("p"))
     top = t[t.kind == "top"].sort_values("p")
-    out["top vs bottom: paired p-value"] = [f"{v:.2g}" for v in top.p_top_vs_bottom]
+    out["top vs bottom: paired p-value"] = [p_value(v) for v in top.p_top_vs_bottom]
     out.attrs = {"percent": [f"{k} p%" for k in MASK_KINDS], "labels": 1}
     return out
 
@@ -683,38 +689,56 @@ def _lambda_table(r: Ch05Results):
                       "output.")
 
 
-def defence_table(table: pd.DataFrame, s: Ch05Settings, value: str = "acc") -> pd.DataFrame:
-    """Attacks down, defences across: accuracy [95% Wilson interval] (``value="acc"``) or the
-    authors' defence rate (``"defence_rate"``); gray-box rows, then white-box ones."""
+#: The defence table's two halves, each narrow enough for the page: the bare classifier and
+#: the three baselines in front of it, and the PRM without and with the shift.
+DEFENCE_GROUPS = {"baselines": ("undefended", "region-based", "randomization", "pixel deflection"),
+                  "prm": ("PRM", "PRM + shift")}
+
+
+def defence_table(table: pd.DataFrame, s: Ch05Settings, value: str = "acc",
+                  defences: tuple[str, ...] = DEFENCES) -> pd.DataFrame:
+    """Attacks down, ``defences`` across: accuracy [95% Wilson interval] (``value="acc"``) or
+    the authors' defence rate (``"defence_rate"``); gray-box rows, then white-box ones (a row
+    only where one of ``defences`` has a value)."""
     titles = defence_titles(s)
     row_names = {"-": "", "gray-box": " (gray-box)",
                  "white-box": " (white-box: PRM and shift known, EOT)"}
-    t = table.assign(row=[ATTACK_NAMES.get(a, a) + row_names[w]
-                          for a, w in zip(table.attack, table.attacker)])
+    t = table[table.defence.isin(defences)]
+    t = t.assign(row=[ATTACK_NAMES.get(a, a) + row_names[w] for a, w in zip(t.attack, t.attacker)])
     if value == "defence_rate":
         t = t[(t.attacker == "gray-box") & ~t.defence.isin(BARE)]
     rows = list(dict.fromkeys(t.row))
-    defences = [d for d in DEFENCES if d in set(t.defence)]
+    shown = [d for d in DEFENCES if d in set(t.defence)]
     out = pd.DataFrame({"examples": rows})
-    for d in defences:
+    for d in shown:
         sub = t[t.defence == d].set_index("row").reindex(rows)
         if value == "acc":
             out[titles[d]] = [None if np.isnan(a) else (a, lo, hi)
                               for a, lo, hi in zip(sub.acc, sub.acc_lo, sub.acc_hi)]
         else:
             out[titles[d]] = sub[value].tolist()
-    out.attrs = {"percent": [titles[d] for d in defences], "labels": 1}
+    out.attrs = {"percent": [titles[d] for d in shown], "labels": 1}
     return out
 
 
 def _defence_table(r: Ch05Results):
     n = int(r.defences.n.iloc[0])
-    return make_table(defence_table(r.defences, r.settings), "tab-ch05-defences",
-                      f"CIFAR-10, ResNet-20, {n:,} test images: top-1 accuracy [95% Wilson "
-                      "interval] of each defence on clean and adversarial images. Gray-box: "
-                      "crafted on the bare ResNet-20 (for the undefended column that is a "
-                      "white-box attack); white-box: crafted through the PRM and the shift "
-                      "(EOT), on the same images.")
+    return make_table(defence_table(r.defences, r.settings, defences=DEFENCE_GROUPS["baselines"]),
+                      "tab-ch05-defences",
+                      f"CIFAR-10, {n:,} test images: top-1 accuracy [95% Wilson interval] of "
+                      "ResNet-20 and of the three baselines in front of it, on clean images and "
+                      "on the gray-box attacks' examples (crafted on the bare ResNet-20: for its "
+                      "own column these attacks are white-box).")
+
+
+def _prm_defence_table(r: Ch05Results):
+    n = int(r.defences.n.iloc[0])
+    return make_table(defence_table(r.defences, r.settings, defences=DEFENCE_GROUPS["prm"]),
+                      "tab-ch05-prm-defence",
+                      f"The same {n:,} images: top-1 accuracy [95% Wilson interval] of the PRM "
+                      "without and with the random one-pixel shift, on clean images, on the "
+                      "gray-box examples of the table before, and on PGD crafted through the PRM "
+                      "and the shift (white-box, EOT).")
 
 
 def _rate_table(r: Ch05Results):
@@ -777,10 +801,17 @@ def baseline_claim(lam: pd.DataFrame) -> tuple | None:
             shown)
 
 
+def span(values: pd.Series) -> str:
+    """``"0.31"`` for one value (or equal ones), ``"0.31 to 0.56"`` for a range."""
+    lo, hi = f"{values.min():.2f}", f"{values.max():.2f}"
+    return lo if lo == hi else f"{lo} to {hi}"
+
+
 def claims_table(r: Ch05Results) -> pd.DataFrame:
     """Each claim of the source study, what this run measured, and whether it shows the claim
     (the study's own numbers exist only in its figures)."""
     ag, m, lam, g = r.map_agreement, r.masked_pgd, r.prm_lambda, r.defences
+    titles = defence_titles(r.settings)
     cifar = ag[ag.dataset == "CIFAR-10"]
     pairs = cifar[cifar.model != cifar.other]
     split = cifar.split_half.dropna()
@@ -788,9 +819,8 @@ def claims_table(r: Ch05Results) -> pd.DataFrame:
     if len(pairs):
         rows.append(("The mean gradient map belongs to the model more than to the image",
                      f"same image, two models: r = {pairs.same_image.mean():.2f}; mean maps of "
-                     f"two models: r = {pairs.mean_maps.min():.2f} to {pairs.mean_maps.max():.2f}; "
-                     f"mean maps of two halves of the images, one model: r = {split.min():.2f} "
-                     f"to {split.max():.2f}",
+                     f"two models: r = {span(pairs.mean_maps)}; mean maps of two halves of the "
+                     f"images, one model: r = {span(split)}",
                      "yes" if pairs.mean_maps.min() > pairs.same_image.max() else "no"))
     fam = r.map_families.iloc[0]
     if np.isnan(fam.gap):
@@ -819,7 +849,7 @@ def claims_table(r: Ch05Results) -> pd.DataFrame:
         n = int(b.n.iloc[0])
         rows.append((f"Masked PGD ({ds}): top-p% accuracy below bottom-p% at every p",
                      f"top below bottom at {len(below)} of {len(ps)} p (0 < p < 1), significantly "
-                     f"(paired exact test, p < 0.05) at {len(sig)}; largest gap {gap:.1%}; "
+                     f"(paired exact test, p < 0.05) at {len(sig)}; largest gap {100 * gap:.1f} points; "
                      f"{n:,} images",
                      "yes" if len(sig) == len(ps) else
                      (f"yes at {len(sig)} of {len(ps)} p, direction only at the others"
@@ -853,7 +883,7 @@ def claims_table(r: Ch05Results) -> pd.DataFrame:
         rows.append(("Gray-box: the shift moves the weak pixels away from where the attacker put "
                      "the perturbation (the shift is what defends)",
                      "; ".join(f"{ATTACK_NAMES[a]}: PRM alone {alone.acc[a]:.1%}, with the shift "
-                               f"{gray.acc[a]:.1%} (paired p = {gray.p_shift[a]:.2g})"
+                               f"{gray.acc[a]:.1%} (paired p {p_value(gray.p_shift[a], '= ')})"
                                for a in gray.index),
                      "yes" if len(helped) == len(gray) else
                      ("only against " + ", ".join(ATTACK_NAMES[a] for a in helped) if helped
@@ -867,7 +897,7 @@ def claims_table(r: Ch05Results) -> pd.DataFrame:
     above = [a for a, _, v in verdicts if v == "above"]
     belowv = [a for a, _, v in verdicts if v == "below"]
     rows.append(("Gray-box: ours beats the three baselines",
-                 "; ".join(f"{ATTACK_NAMES[a]}: best baseline {b.acc:.1%} ({b.defence}), ours "
+                 "; ".join(f"{ATTACK_NAMES[a]}: best baseline {b.acc:.1%} ({titles[b.defence].split(' (')[0]}), ours "
                            f"{gray.loc[a].acc:.1%}, Wilson intervals {v}" for a, b, v in verdicts),
                  ("yes" if len(above) == len(verdicts) else
                   ("better (intervals separate) only against " + ", ".join(ATTACK_NAMES[a] for a in above)
@@ -927,6 +957,7 @@ class Chapter05(Chapter):
               "tab-ch05-masked-imagenet": _masked("ImageNet", "post-hoc blend",
                                                   "tab-ch05-masked-imagenet"),
               "tab-ch05-lambda": _lambda_table, "tab-ch05-defences": _defence_table,
+              "tab-ch05-prm-defence": _prm_defence_table,
               "tab-ch05-rate": _rate_table, "tab-ch05-padding": _padding_table,
               "tab-ch05-claims": _claims_table}
     figures = {
