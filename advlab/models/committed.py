@@ -48,14 +48,20 @@ def read_manifest(folder: Path) -> dict[str, Record]:
     return {k: Record(**v) for k, v in json.loads(path.read_text()).items()}
 
 
-def read_state(folder: Path, record: Record) -> dict[str, torch.Tensor]:
+def read_state(folder: Path, record: Record, what: str = "committed weights"
+               ) -> dict[str, torch.Tensor]:
     """The state dict of ``record`` (floating tensors as float32), its file checked against
-    the manifest's sha256 first (a mismatch is a ValueError) and read with ``weights_only``."""
+    the manifest's sha256 first (a mismatch is a ``ChecksumError``, a ValueError) and read with ``weights_only``."""
     path = Path(folder) / record.file
     blob = path.read_bytes()
     digest = hashlib.sha256(blob).hexdigest()
     if digest != record.sha256:
-        raise ValueError(f"{path}: sha256 {digest} does not match the manifest's {record.sha256}")
+        from ..download import ChecksumError, resource_hint
+        package = Path(str(resources.files("advlab.resources")))
+        fix = (resource_hint(path.relative_to(package).as_posix()) if path.is_relative_to(package)
+               else "train it again or restore the file")
+        raise ChecksumError(f"{what} {path}: sha256 {digest} does not match the manifest's "
+                            f"{record.sha256}; the file is damaged or was replaced: {fix}")
     state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 

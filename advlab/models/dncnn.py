@@ -88,5 +88,5 @@ def load_committed(name: str) -> DnCNN:
     if record is None:
         raise ValueError(f"no committed denoiser {name!r}; committed: {sorted(manifest())}")
     model = DnCNN(**record.recipe["arch"])
-    model.load_state_dict(read_state(resource_dir(), record))
+    model.load_state_dict(read_state(resource_dir(), record, "committed denoiser"))
     return model.eval()

@@ -84,5 +84,5 @@ def load_committed(name: str = "vgg-cifar10") -> Normalized:
     if record is None:
         raise ValueError(f"no committed surrogate {name!r}; committed: {sorted(manifest())}")
     model = vgg_cifar10(**record.recipe["arch"])
-    model.load_state_dict(read_state(resource_dir(), record))
+    model.load_state_dict(read_state(resource_dir(), record, "committed surrogate"))
     return model.eval()
