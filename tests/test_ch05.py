@@ -131,6 +131,17 @@ def test_defence_table_layout():
     assert len(rate) == 2
 
 
+def test_rate_shown_only_where_the_attack_hurt_the_model_significantly():
+    s = CHAPTER.settings("full")
+    t = synthetic_defences().assign(p_drop=1.0)
+    t.loc[t.defence == "region-based", "p_drop"] = 0.001
+    titles = ch05.defence_titles(s)
+    rate = ch05.defence_table(t, s, "defence_rate")
+    assert list(rate.columns) == ["examples", titles["region-based"]]     # no column of dashes
+    assert rate[titles["region-based"]].notna().all()
+    assert t.defence_rate.notna().sum() > len(rate)   # the data keep the authors' formula
+
+
 def test_separation_of_wilson_intervals():
     row = lambda lo, hi: pd.Series({"acc_lo": lo, "acc_hi": hi})  # noqa: E731
     assert ch05.separated(row(0.5, 0.7), row(0.2, 0.4)) == "above"
@@ -157,6 +168,7 @@ def test_cli_smoke_run_writes_tables_and_figures(mirror, models_mirror, tmp_path
     assert set(gray[gray.attacker == "white-box"].defence) == {"PRM + shift"}
     assert set(gray.n) == {10}                              # gray-box and white-box: same images
     assert gray[gray.defence == "PRM + shift"].p_shift.notna().sum() == len(ch05.GRAYBOX) + 1
+    assert (gray[gray.attack == "clean"].p_drop == 1).all() and gray.p_drop.between(0, 1).all()
     none = gray[(gray.defence == "undefended") & (gray.attacker == "gray-box")].set_index("attack")
     assert none.loc["pgd", "acc"] < 0.2                    # PGD breaks the bare ResNet-20
     for stem in CHAPTER.figures:
