@@ -33,6 +33,7 @@ are the only ImageNet data here, too few to train and test it; ImageNet appears 
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +43,7 @@ import torch
 
 from .. import attacks as atk
 from .. import plots
-from ..chapter import Chapter, ChapterResults, RunContext, Settings, stage
+from ..chapter import Chapter, ChapterResults, RunContext, Settings, identity, stage
 from ..config import RunInfo
 from ..data import ImageSet, first_per_class, load_cifar10
 from ..defences.base import Defence, Undefended
@@ -479,13 +480,23 @@ def attack_images(ctx: RunContext, s: Ch05Settings, model, attack: atk.Attack, i
                      batch_size=s.batch_size)["x"]
 
 
-def predictions(ctx: RunContext, s: Ch05Settings, defence: Defence, x: torch.Tensor) -> torch.Tensor:
-    """``defence.predict(x)`` (a piece; seeded)."""
-    return ctx.piece("predict", lambda: {"pred": defence.predict(x, s.batch_size, seed=s.seed)},
+def predictions(ctx: RunContext, s: Ch05Settings, defence: Defence, x: torch.Tensor,
+                memo: dict | None = None) -> torch.Tensor:
+    """``defence.predict(x)`` (a piece; seeded).  ``memo`` keeps what this run has already
+    predicted (the bare model of several defences is asked about the same examples), so a run
+    from an empty cache computes every piece once and reads none back."""
+    key = json.dumps([identity(defence), identity(x)], sort_keys=True, default=str) if memo is not None else None
+    if key is not None and key in memo:
+        return memo[key]
+    pred = ctx.piece("predict", lambda: {"pred": defence.predict(x, s.batch_size, seed=s.seed)},
                      defence=defence, x=x, seed=s.seed, batch_size=s.batch_size)["pred"]
+    if key is not None:
+        memo[key] = pred
+    return pred
 
 
-def run_defences(ctx: RunContext, s: Ch05Settings, clf, prm: PRM, images: ImageSet) -> pd.DataFrame:
+def run_defences(ctx: RunContext, s: Ch05Settings, clf, prm: PRM, images: ImageSet,
+                 memo: dict | None = None) -> pd.DataFrame:
     """Accuracy of every defence (:meth:`Defence.predict`) and of its model without its
     transform (``acc_plain``) on clean images and on each attack's examples: gray-box (crafted
     on the bare classifier) and white-box (through EOT over the shift, PRM known), all on
@@ -509,8 +520,8 @@ def run_defences(ctx: RunContext, s: Ch05Settings, clf, prm: PRM, images: ImageS
             right = {}
             for d in shown:
                 defence = defences[d]
-                right[d] = predictions(ctx, s, defence, x) == images.y
-                plain = predictions(ctx, s, Undefended(defence.model), x) == images.y
+                right[d] = predictions(ctx, s, defence, x, memo) == images.y
+                plain = predictions(ctx, s, Undefended(defence.model), x, memo) == images.y
                 plain_clean.setdefault(d, plain)          # the clean images come first
                 rows.append({"attack": attack, "attacker": attacker, "defence": d,
                              **accuracy_row(right[d]), "acc_plain": float(plain.float().mean()),
@@ -533,11 +544,12 @@ def add_defence_rate(table: pd.DataFrame) -> pd.DataFrame:
                                                 & ~table.defence.isin(BARE)))
 
 
-def padding_check(ctx: RunContext, s: Ch05Settings, prm: PRM, images: ImageSet) -> pd.DataFrame:
+def padding_check(ctx: RunContext, s: Ch05Settings, prm: PRM, images: ImageSet,
+                  memo: dict | None = None) -> pd.DataFrame:
     """Clean accuracy of the PRM without a shift and with a random shift, replicated or zero
     border."""
     defences = {"none": Undefended(prm), **{p: shift_defence(prm, p) for p in PADDINGS}}
-    return pd.DataFrame([{"padding": name, **accuracy_row(predictions(ctx, s, d, images.x) == images.y)}
+    return pd.DataFrame([{"padding": name, **accuracy_row(predictions(ctx, s, d, images.x, memo) == images.y)}
                          for name, d in defences.items()])
 
 
@@ -1020,8 +1032,9 @@ class Chapter05(Chapter):
         prm = chapter_prm(ctx, s, s.table_lambda)
         images = cifar_images(s.table_per_class)
         with ctx.stage("padding"):
-            pad = padding_check(ctx, s, prm, images)
-        defences = run_defences(ctx, s, clf, prm, images)
+            memo = {}
+            pad = padding_check(ctx, s, prm, images, memo)
+        defences = run_defences(ctx, s, clf, prm, images, memo)
         info = ctx.info(f"{CLASSIFIER} + PRM; {', '.join(s.cifar_models)}; {s.imagenet_model}", clf)
         return Ch05Results(agreement, families, pd.concat(masked, ignore_index=True), lam_table, defences,
                            pad, gmaps, lam_maps, info, s)
