@@ -5,8 +5,9 @@ classifier; and the self-trained autoencoders shipped with the package.
 * :class:`SparseUNet` and :class:`PRM`: ``out = (1 - lam) * x + lam * AE(x)`` then the
   classifier, where the AE's first layer is a 1x1 convolution of stride 2, so at ``lam = 1``
   only the stride-2 lattice (25% of the pixels) receives any gradient;
-* :func:`load_prm` / :func:`load_autoencoder`: the shipped weights (``resources/prm_weights.json``),
-  sha256-checked; training is :mod:`advlab.training.prm`.
+* :func:`load_prm` / :func:`load_autoencoder`: the shipped weights (``resources/prm_weights.json``,
+  or a folder written by ``advlab train-prm``), sha256-checked; training is
+  :mod:`advlab.training.prm`.
 """
 from __future__ import annotations
 
@@ -29,16 +30,23 @@ class SparseUNet(nn.Module):
     top, doubling at each level, ReLU, no normalisation, concatenated skips) works at half
     resolution, and a 3x3 transposed convolution of stride 2 returns to full size.
 
-    The authors' U-Net has depth 5 and 64 filters (about 31M weights); the defaults here
-    (depth 3, 32 filters: 0.47M) train on a CPU.  Input height and width must be even and
-    divisible by ``2 ** depth`` after the first halving.
+    ``output`` keeps the image in [0, 1]: ``"sigmoid"`` (a logistic last step: smooth, every
+    pixel keeps a gradient) or ``"clamp"`` (clipped; no gradient where it clips).  The authors'
+    U-Net has depth 5 and 64 filters (about 31M weights); the defaults here (depth 3, 32
+    filters: 0.47M) train on a CPU.  Input height and width must be even and divisible by
+    ``2 ** depth`` after the first halving.
     """
 
-    def __init__(self, channels: int = 3, width: int = 32, depth: int = 3):
+    OUTPUTS = ("sigmoid", "clamp")
+
+    def __init__(self, channels: int = 3, width: int = 32, depth: int = 3,
+                 output: str = "sigmoid"):
         super().__init__()
         if depth < 1 or width < 1:
             raise ValueError(f"need depth >= 1 and width >= 1, got {depth}, {width}")
-        self.channels, self.width, self.depth = channels, width, depth
+        if output not in self.OUTPUTS:
+            raise ValueError(f"output must be one of {self.OUTPUTS}, got {output!r}")
+        self.channels, self.width, self.depth, self.output = channels, width, depth, output
         self.first = nn.Conv2d(channels, channels, 1, stride=2)
         widths = [width * 2 ** i for i in range(depth)]
         self.down = nn.ModuleList(_double_conv(cin, cout)
@@ -62,7 +70,8 @@ class SparseUNet(nn.Module):
             skips.append(out)
         for up, merge, skip in zip(self.up, self.merge, reversed(skips[:-1])):
             out = merge(torch.cat([up(out), skip], 1))
-        return self.last(out)
+        out = self.last(out)
+        return torch.sigmoid(out) if self.output == "sigmoid" else out.clamp(0, 1)
 
 
 class PRM(nn.Module):
@@ -113,57 +122,73 @@ class PRM(nn.Module):
 # --------------------------------------------------------------------------- committed weights
 #: The manifest of the self-trained PRM autoencoders shipped with the package (float16 state
 #: dicts, one per lambda they were trained at): ``resources/prm_weights.json``, written by
-#: ``advlab train-prm`` with ``resources/PRM_PROVENANCE.md`` (command, data, seed, sha256).
+#: ``advlab train-prm --ship`` with ``resources/PRM_PROVENANCE.md`` (command, data, seed,
+#: sha256); ``advlab train-prm`` alone writes the same files into ``prm-weights/``.
 MANIFEST = "prm_weights.json"
 
 
-def shipped_prms() -> dict:
-    """The manifest: ``{classifier: {"width", "depth", "channels", "weights": {lam: {"file",
-    "sha256"}}}}`` (lambda keys as strings, e.g. ``"0.9"``); empty if none is shipped."""
+def _folder(root):
+    """Where the weights are: the package's resources (``root`` None) or the folder ``root``."""
+    if root is None:
+        return resources.files("advlab.resources")
+    from pathlib import Path
+    return Path(root)
+
+
+def shipped_prms(root=None) -> dict:
+    """The manifest: ``{classifier: {"width", "depth", "channels", "output", "weights": {lam:
+    {"file", "sha256", ...}}}}`` (lambda keys as strings, e.g. ``"0.9"``); empty if there is
+    none.  ``root``: a folder written by ``advlab train-prm --out`` (default: the package's own
+    resources)."""
     import json
-    ref = resources.files("advlab.resources").joinpath(MANIFEST)
+    ref = _folder(root).joinpath(MANIFEST)
     return json.loads(ref.read_text()) if ref.is_file() else {}
 
 
-def trained_lambdas(classifier_name: str = "resnet20") -> list[float]:
+def trained_lambdas(classifier_name: str = "resnet20", root=None) -> list[float]:
     """The lambdas a PRM is shipped for in front of ``classifier_name``."""
-    spec = shipped_prms().get(classifier_name, {})
+    spec = shipped_prms(root).get(classifier_name, {})
     return sorted(float(k) for k in spec.get("weights", {}))
 
 
-def load_autoencoder(classifier_name: str, trained_at: float) -> SparseUNet:
+def load_autoencoder(classifier_name: str, trained_at: float, root=None) -> SparseUNet:
     """The shipped autoencoder trained at lambda ``trained_at`` in front of ``classifier_name``
-    (float32, eval), its file's sha256 checked first, read with ``weights_only=True``."""
-    spec = shipped_prms().get(classifier_name)
+    (float32, eval), its file's sha256 checked first, read with ``weights_only=True``.  A
+    lambda that is not in the manifest is a ValueError naming those that are."""
+    import io
+    manifest = shipped_prms(root)
+    spec = manifest.get(classifier_name)
     if spec is None:
         raise ValueError(f"no shipped PRM for {classifier_name!r}; there is one for "
-                         f"{sorted(shipped_prms())} (train one with train_prm)")
+                         f"{sorted(manifest)} (train one with train_prm)")
     entry = spec["weights"].get(f"{float(trained_at):g}")
     if entry is None:
         raise ValueError(f"no shipped PRM for {classifier_name!r} trained at lambda "
-                         f"{trained_at:g}; there are {trained_lambdas(classifier_name)}")
-    ref = resources.files("advlab.resources").joinpath(entry["file"])
-    blob = ref.read_bytes()
+                         f"{trained_at:g}; there are {trained_lambdas(classifier_name, root)}")
+    if "output" not in spec:
+        raise ValueError(f"the PRM manifest for {classifier_name!r} names no output layer "
+                         "(written by an older advlab); train the PRMs again")
+    blob = _folder(root).joinpath(entry["file"]).read_bytes()
     digest = hashlib.sha256(blob).hexdigest()
     if digest != entry["sha256"]:
         raise ValueError(f"{entry['file']}: sha256 {digest} does not match {entry['sha256']}")
-    with resources.as_file(ref) as path:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    ae = SparseUNet(spec.get("channels", 3), spec["width"], spec["depth"])
+    state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
+    ae = SparseUNet(spec.get("channels", 3), spec["width"], spec["depth"], spec["output"])
     ae.load_state_dict({k: v.float() for k, v in state.items()})
     return ae.eval()
 
 
 def load_prm(classifier: nn.Module, classifier_name: str = "resnet20", lam: float = 0.9,
-             trained_at: float | None = None) -> PRM:
+             trained_at: float | None = None, root=None) -> PRM:
     """The shipped PRM in front of ``classifier`` at ``lam`` (eval mode, float32), with the
     autoencoder trained at ``trained_at`` (default: ``lam``).  A lambda no autoencoder was
     trained at is a ValueError naming those that were; only at ``lam = 0``, where the
-    autoencoder is out of the output and of the gradient, any shipped one serves."""
+    autoencoder is out of the output and of the gradient, any shipped one serves.  ``root``:
+    as in :func:`shipped_prms`."""
     if trained_at is None:
-        lams = trained_lambdas(classifier_name)
+        lams = trained_lambdas(classifier_name, root)
         trained_at = min(lams) if float(lam) == 0 and lams else lam
-    ae = load_autoencoder(classifier_name, trained_at)
+    ae = load_autoencoder(classifier_name, trained_at, root)
     for p in classifier.parameters():
         p.requires_grad_(False)
     return PRM(classifier.eval(), ae, lam).eval()
