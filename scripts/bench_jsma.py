@@ -31,10 +31,10 @@ except ImportError:
     sys.exit("bench_jsma.py needs torchattacks, which advlab does not depend on; install it for "
              "the benchmark only with:  pip install torchattacks --no-deps")
 
-from advlab.config import get_device
-from advlab.data import load_mnist
 from advlab.attacks.jsma import jsma_with_stats, max_iterations
 from advlab.attacks.targets import random_targets
+from advlab.config import get_device
+from advlab.data import load_mnist
 from advlab.models import predict
 from advlab.training.lenet import trained_lenet
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
@@ -52,11 +52,12 @@ def per_image(x: torch.Tensor, f: Callable[[np.ndarray], np.ndarray]) -> Callabl
 
 
 def references(x: torch.Tensor) -> dict[str, tuple[str, Callable[[], object]]]:
+    import io
+
     from PIL import Image
     from scipy import ndimage
     from skimage.restoration import denoise_tv_chambolle
     from sklearn.cluster import KMeans
-    import io
 
     def pil_jpeg(a):
         buf = io.BytesIO()

@@ -153,7 +153,7 @@ def exact_masked_tv(x: np.ndarray, m: np.ndarray, weight: float, isotropic: bool
         return np.diag(mf) + weight * h
 
     z = xf.copy()
-    for mu in (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, SMOOTHING):
+    for mu in (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, SMOOTHING):  # noqa: B007 (the closures read mu)
         z = optimize.minimize(f, z, jac=grad, hess=hess, method="trust-exact",
                               options={"gtol": 1e-12, "maxiter": 500}).x
     gy, gx = dy @ z, dx @ z

@@ -94,7 +94,7 @@ class PRM(nn.Module):
         if not 0 <= float(lam) <= 1:
             raise ValueError(f"lambda weighs the autoencoder in [0, 1], got {lam}")
 
-    def at(self, lam: float) -> "PRM":
+    def at(self, lam: float) -> PRM:
         """Set lambda (in place) and return the module."""
         self._check(lam)
         self.lam.fill_(float(lam))
@@ -110,7 +110,7 @@ class PRM(nn.Module):
             self._check(lam)
         return self.classifier(self.mix(x, lam))
 
-    def train(self, mode: bool = True) -> "PRM":
+    def train(self, mode: bool = True) -> PRM:
         super().train(mode)
         self.classifier.eval()
         return self
@@ -168,10 +168,16 @@ def load_autoencoder(classifier_name: str, trained_at: float, root=None) -> Spar
     if "output" not in spec:
         raise ValueError(f"the PRM manifest for {classifier_name!r} names no output layer "
                          "(written by an older advlab); train the PRMs again")
-    blob = _folder(root).joinpath(entry["file"]).read_bytes()
+    ref = _folder(root).joinpath(entry["file"])
+    blob = ref.read_bytes()
     digest = hashlib.sha256(blob).hexdigest()
     if digest != entry["sha256"]:
-        raise ValueError(f"{entry['file']}: sha256 {digest} does not match {entry['sha256']}")
+        from ..download import ChecksumError, resource_hint
+        where = f"shipped PRM weights {ref}" if root is None else f"PRM weights {ref}"
+        fix = (resource_hint(entry["file"]) if root is None
+               else f"train them again (advlab train-prm --out {root})")
+        raise ChecksumError(f"{where}: sha256 {digest} does not match the {entry['sha256']} "
+                            f"of {MANIFEST}; the file is damaged or was replaced: {fix}")
     state = torch.load(io.BytesIO(blob), map_location="cpu", weights_only=True)
     ae = SparseUNet(spec.get("channels", 3), spec["width"], spec["depth"], spec["output"])
     ae.load_state_dict({k: v.float() for k, v in state.items()})

@@ -133,6 +133,7 @@ def merge_manifest(out: Path, classifier: str, arch: dict, entries: dict) -> dic
     another architecture that would stay are a ValueError (their weights would no longer
     load).  Returns the merged manifest; writes nothing."""
     import json
+
     from ..models.prm import MANIFEST
     path = Path(out) / MANIFEST
     manifest = json.loads(path.read_text()) if path.is_file() else {}
@@ -155,6 +156,7 @@ def provenance_text(manifest: dict) -> str:
     data, device, torch), every file with its size and sha256, and the evaluation rows that
     were recorded."""
     import json
+
     from ..models.prm import MANIFEST
     parts = [f"""# Provenance of the PRM autoencoders (Chapter 5)
 
