@@ -264,17 +264,18 @@ def train_prm(args: argparse.Namespace) -> int:
 PRM_EVAL_SET = ("the first 50 test images of every CIFAR-10 class, n = 500, as in Chapter 5; "
                 "iou: top-25% mean |input gradient| pixels against the stride-2 lattice; acc: "
                 "the PRM at its lambda; acc_<mode>: the classifier on (1 - lambda) x + lambda "
-                "lattice_upsample(x, mode); psnr: mean dB of AE(x) against x")
+                "lattice_upsample(x, mode) (_resized: the lattice resized as a half-size "
+                "image, aligned=False); psnr: mean dB of AE(x) against x")
 
 
 def _prm_table(prms: dict, quiet: bool) -> dict:
     """The lambda table (:func:`advlab.pixel_maps.prm_lambda_table`) of ``prms`` on the chapter's
     500 test images, as ``{lambda: row}``."""
-    from .experiments.ch05 import cifar_subset
+    from .data import first_per_class
     from .pixel_maps import prm_lambda_table
     from .training import prm
-    test = cifar_subset(prm.load_cifar10("test"), 500)
-    table = prm_lambda_table(prms, test.x, test.y, progress=not quiet)
+    test, _ = first_per_class(prm.load_cifar10("test"), 50)
+    table = prm_lambda_table(prms, test.x, test.y, resized=True, progress=not quiet)
     print(table.round(3).to_string(index=False))
     rows = [{k: v.item() if hasattr(v, "item") else v for k, v in row.items()}
             for row in table.to_dict("records")]

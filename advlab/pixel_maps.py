@@ -169,7 +169,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def prm_lambda_table(prms: dict[float, PRM], x: torch.Tensor, y: torch.Tensor,
                      baselines=("bicubic", "bilinear"), aligned: bool = True,
-                     batch_size: int = 100, progress: bool = True):
+                     resized: bool = False, batch_size: int = 100, progress: bool = True):
     """Hwang et al.'s lambda table (their Table 1: accuracy and IoU per lambda) with the
     parameter-free reference a PRM has to beat.
 
@@ -179,13 +179,17 @@ def prm_lambda_table(prms: dict[float, PRM], x: torch.Tensor, y: torch.Tensor,
     (top-1 of the PRM on ``x``), ``acc_<mode>`` (the classifier on ``(1 - lambda) x + lambda
     lattice_upsample(x, mode, aligned)`` for each of ``baselines``), ``psnr`` (mean over the
     images of :func:`psnr` of ``AE(x)`` against ``x``) and ``psnr_<mode>`` (the same for the
-    reconstruction alone), and ``n`` (images).  Returns a pandas DataFrame.
+    reconstruction alone), and ``n`` (images).  ``resized``: also ``acc_<mode>_resized`` and
+    ``psnr_<mode>_resized``, the same with ``aligned=False`` (the lattice resized as a
+    half-size image).  Returns a pandas DataFrame.
     """
     import pandas as pd
 
     from .inference import predict
     lattice = lattice_mask(*x.shape[-2:])
     ups = {m: lattice_upsample(x, m, aligned) for m in baselines}
+    if resized:
+        ups.update({f"{m}_resized": lattice_upsample(x, m, False) for m in baselines})
     rows = []
     for lam, prm in tqdm(sorted(prms.items()), desc="PRM lambda table", disable=not progress,
                          leave=False):

@@ -134,7 +134,8 @@ def test_lattice_upsample_by_hand():
                              -w * v[0] + m * v[1] + m * v[2] - w * v[3], v[2],
                              -w * v[1] + m * v[2] + (m - w) * v[3], v[3], v[3]])
     up = lattice_upsample(row, "bicubic")
-    assert torch.allclose(up[0, 0, 0], expected, atol=1e-6) and torch.equal(up[0, 0, 1], up[0, 0, 0])
+    assert torch.allclose(up[0, 0, 0], expected, atol=1e-6)
+    assert torch.equal(up[0, 0, 1], up[0, 0, 0])
     # every mode keeps the lattice pixels, stays in [0, 1] and reads nothing else
     x = torch.rand(3, 3, 8, 8)
     for mode in ("nearest", "bilinear", "bicubic"):
@@ -178,6 +179,17 @@ def test_prm_lambda_table_matches_its_definition():
             assert table.loc[lam, "psnr"] == pytest.approx(float(psnr(rec, x).mean()), rel=1e-5)
     assert table.loc[0.5, "psnr_bicubic"] == pytest.approx(
         float(psnr(lattice_upsample(x, "bicubic"), x).mean()), rel=1e-5)
+    both = prm_lambda_table(prms, x, y, batch_size=4, resized=True,
+                            progress=False).set_index("lambda")
+    assert list(both.columns) == ["iou", "acc", "acc_bicubic", "acc_bilinear",
+                                  "acc_bicubic_resized", "acc_bilinear_resized", "psnr",
+                                  "psnr_bicubic", "psnr_bilinear", "psnr_bicubic_resized",
+                                  "psnr_bilinear_resized", "n"]
+    assert both[table.columns].equals(table)
+    with torch.no_grad():
+        mixed = 0.5 * x + 0.5 * lattice_upsample(x, "bicubic", aligned=False)
+        assert both.loc[0.5, "acc_bicubic_resized"] == pytest.approx(
+            float((prms[0.5].classifier(mixed).argmax(1) == y).float().mean()))
 
 
 def conv_model(seed=0):
@@ -315,5 +327,36 @@ def test_zoo_loads_the_shipped_prms(models_mirror):
     assert isinstance(prm, PRM) and float(prm.lam) == pytest.approx(0.9)
     assert prm.autoencoder.output == "sigmoid"
     assert float(load_model("prm-resnet20-0.9", "cpu", lam=0.5).lam) == 0.5
-    with pytest.raises(ValueError, match="no shipped PRM 'prm-resnet20-0.5'; shipped: prm-resnet20-0.2"):
+    shipped = ", ".join(f"prm-resnet20-{lam}" for lam in ("0.2", "0.4", "0.6", "0.8", "0.9", "1"))
+    with pytest.raises(ValueError, match=f"no shipped PRM 'prm-resnet20-0.5'; shipped: {shipped}$"):
         load_model("prm-resnet20-0.5", "cpu")
+
+
+def test_shipped_prms_beat_the_parameter_free_baselines(mirror, models_mirror, cifar10_test):
+    """On the chapter's 500 test images (the first 50 of every class) every shipped PRM, at its
+    lambda, is at least as accurate as the lattice's bicubic and bilinear upsampling mixed at
+    the same lambda, as recorded by train-prm; at the extreme lambdas the float16 PRMs and the
+    baselines (both placements of the lattice) are measured again here."""
+    from advlab.data import first_per_class
+    from advlab.inference import predict
+    from advlab.models import load_cifar_resnet
+    from advlab.models import prm as pr
+    from advlab.training.prm import PRM_LAMBDAS, PRM_RECIPE
+    spec = pr.shipped_prms()["resnet20"]
+    assert sorted(map(float, spec["weights"])) == list(PRM_LAMBDAS)
+    for lam, entry in spec["weights"].items():
+        assert entry["recipe"] == PRM_RECIPE  # the code says how they were trained
+        row = entry["eval"]
+        assert row["n"] == 500 and row["acc"] >= max(row["acc_bicubic"], row["acc_bilinear"]), lam
+    images, _ = first_per_class(cifar10_test, 50)
+    x, y = images.x, images.y
+    clf = load_cifar_resnet("resnet20", download=False)
+    for lam in (0.2, 1.0):
+        prm = pr.load_prm(clf, "resnet20", lam)
+        acc = float((predict(prm, x, 250, backend="torch") == y).float().mean())
+        assert acc == pytest.approx(spec["weights"][f"{lam:g}"]["eval"]["acc"], abs=0.0021)
+        for mode in ("bicubic", "bilinear"):
+            for aligned in (True, False):
+                mixed = (1 - lam) * x + lam * lattice_upsample(x, mode, aligned)
+                base = float((predict(clf, mixed, 250, backend="torch") == y).float().mean())
+                assert acc >= base, (lam, mode, aligned)

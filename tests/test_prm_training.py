@@ -109,9 +109,10 @@ def test_merge_manifest_keeps_other_lambdas_and_refuses_mixed_architectures(tmp_
 
 @pytest.fixture
 def tiny_recipe(tmp_path, monkeypatch):
-    """train-prm on a tiny recipe, 40 random images and a linear classifier."""
+    """train-prm on a tiny recipe, 500 random images (50 a class, as the evaluation takes) and
+    a linear classifier."""
     gen = torch.Generator().manual_seed(0)
-    data = ImageSet(torch.rand(40, 3, 32, 32, generator=gen), torch.arange(40) % 10,
+    data = ImageSet(torch.rand(500, 3, 32, 32, generator=gen), torch.arange(500) % 10,
                     tuple("abcdefghij"), "t")
     monkeypatch.setattr(tprm, "load_cifar10", lambda split="test": data)
     monkeypatch.setattr(tprm, "load_cifar_resnet", lambda name: nn.Sequential(
@@ -147,7 +148,8 @@ def test_train_prm_writes_into_prm_weights_by_default_and_merges(tiny_recipe, mo
         state = torch.load(out / entry["file"], weights_only=True)
         assert all(v.dtype == torch.float16 for v in state.values())
     evaluated = manifest["weights"]["1"]["eval"]
-    assert evaluated["iou"] == 1.0 and evaluated["n"] == 40 and "acc_bicubic" in evaluated
+    assert evaluated["iou"] == 1.0 and evaluated["n"] == 500
+    assert {"acc_bicubic", "acc_bilinear_resized", "psnr"} <= set(evaluated)
     assert "eval" not in manifest["weights"]["0.25"]
     text = (out / "PRM_PROVENANCE.md").read_text()
     assert "advlab train-prm --out prm-weights --lambdas 0.5 1.0" in text
@@ -163,3 +165,28 @@ def test_train_prm_refuses_out_and_ship_together(tiny_recipe, capsys):
     with pytest.raises(SystemExit):
         main(["train-prm", "--ship", "--out", str(tiny_recipe)])
     assert "not allowed with" in capsys.readouterr().err
+
+
+def test_train_prm_ship_writes_the_package_resources_and_replaces_their_lambdas(tiny_recipe,
+                                                                                 monkeypatch):
+    """--ship writes into the package's resources (here a stand-in folder): every lambda it
+    trains replaces the entry and the file of the same name; a lambda it does not train is
+    kept; no stray file is left."""
+    from advlab.cli import main
+    from advlab.models.prm import trained_lambdas
+    ship = tiny_recipe / "resources"
+    ship.mkdir()
+    monkeypatch.setattr(tprm, "resources_folder", lambda: ship)
+    (ship / "prm_resnet20_lam1.pt").write_bytes(b"old")
+    (ship / "prm_weights.json").write_text(json.dumps({"resnet20": {
+        **arch(), "weights": {"1": {"file": "prm_resnet20_lam1.pt", "sha256": "0" * 64}}}}))
+    assert main(["train-prm", "--ship", "--lambdas", "0.5", "1", "--device", "cpu", "--quiet",
+                 "--no-eval"]) == 0
+    assert sorted(p.name for p in ship.iterdir()) == [
+        "PRM_PROVENANCE.md", "prm_resnet20_lam0.5.pt", "prm_resnet20_lam1.pt",
+        "prm_weights.json"]
+    manifest = json.loads((ship / "prm_weights.json").read_text())["resnet20"]
+    blob = (ship / "prm_resnet20_lam1.pt").read_bytes()
+    assert blob != b"old" and manifest["weights"]["1"]["sha256"] == hashlib.sha256(blob).hexdigest()
+    assert trained_lambdas("resnet20", root=ship) == [0.5, 1.0]
+    assert "advlab train-prm --ship --lambdas 0.5 1.0" in (ship / "PRM_PROVENANCE.md").read_text()

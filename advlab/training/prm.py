@@ -168,8 +168,9 @@ input, Adam, cosine schedule) is shared by every lambda and cached. Stage 2 (per
 `advlab.training.prm.prm_loss`, cross-entropy of `classifier((1 - lambda) x + lambda AE(x))`
 in front of the frozen pretrained classifier plus `rec_weight` times the autoencoder's MSE,
 Adam on the autoencoder only, cosine schedule. Random horizontal flips; seed `seed` (stage 2:
-seed + 1). Seconds: wall time of each lambda in its call, stage 1 included in the first lambda
-of the call unless it was read from the cache. A rerun on other hardware gives close but not
+seed + 1). Seconds: wall time of each lambda in its call (CPU seconds: the process's CPU time,
+all threads), stage 1 included in the first lambda of the call unless it was read from the
+cache. A rerun on other hardware gives close but not
 bit-identical weights.
 """]
     for clf, spec in manifest.items():
@@ -180,7 +181,7 @@ bit-identical weights.
         groups: dict[str, list[str]] = {}
         for lam, e in spec["weights"].items():
             key = json.dumps({k: e.get(k) for k in ("command", "recipe", "data", "device",
-                                                     "torch")}, sort_keys=True)
+                                                     "torch", "threads")}, sort_keys=True)
             groups.setdefault(key, []).append(lam)
         for key, lams in groups.items():
             g = json.loads(key)
@@ -190,12 +191,13 @@ Lambdas {', '.join(lams)}:
 * command: `{g['command']}`
 * recipe (`advlab.training.prm.PRM_RECIPE`): `{json.dumps(g['recipe'])}`
 * data: {g['data']}
-* trained on: {g['device']}, torch {g['torch']}
+* trained on: {g['device']}, torch {g['torch']}, {g['threads'] or '?'} torch thread(s)
 """)
-        parts.append("\n| lambda | file | bytes | sha256 | seconds | date |\n"
-                     "|---|---|---:|---|---:|---|\n")
+        parts.append("\n| lambda | file | bytes | sha256 | seconds | CPU seconds | date |\n"
+                     "|---|---|---:|---|---:|---:|---|\n")
         parts += [f"| {lam} | `{e['file']}` | {e.get('bytes', 0):,} | `{e['sha256']}` | "
-                  f"{e.get('seconds', 0):.0f} | {e.get('date', '')} |\n"
+                  f"{e.get('seconds', 0):.0f} | {e.get('cpu_seconds', 0):.0f} | "
+                  f"{e.get('date', '')} |\n"
                   for lam, e in spec["weights"].items()]
         evals: dict[str, dict] = {}
         for lam, e in spec["weights"].items():
@@ -254,26 +256,30 @@ def train_shipped_prms(out: Path, lambdas=PRM_LAMBDAS, device=None, progress: bo
                  f"{CIFAR10_MIRROR_SHA256['cifar10_train_part1.npz']}`)")
     arch = dict(width=r["width"], depth=r["depth"], channels=3, output=r["output"])
     merge_manifest(out, r["classifier"], arch, {})   # refuse early, before any training
-    entries, prms, written = {}, {}, []
-    for lam in lambdas:
-        t1 = time.time()
+    trained = {}
+    for lam in lambdas:                 # every lambda first: an interrupted run writes nothing
+        t1, c1 = time.time(), time.process_time()
         clf = prepare_for_inference(load_cifar_resnet(r["classifier"]), dev)
         prm = recipe_prm(clf, train, float(lam), dev, progress)
         state = {k: v.detach().cpu().half() for k, v in prm.autoencoder.state_dict().items()}
-        path = out / f"prm_{r['classifier']}_lam{float(lam):g}.pt"
+        trained[float(lam)] = (clf, state, time.time() - t1, time.process_time() - c1)
+        if progress:
+            print(f"lambda {float(lam):g} trained in {time.time() - t1:.0f} s", flush=True)
+    entries, prms, written = {}, {}, []
+    for lam, (clf, state, seconds, cpu) in trained.items():
+        path = out / f"prm_{r['classifier']}_lam{lam:g}.pt"
         torch.save(state, path)
         blob = path.read_bytes()
-        entries[f"{float(lam):g}"] = dict(
+        entries[f"{lam:g}"] = dict(
             file=path.name, sha256=hashlib.sha256(blob).hexdigest(), bytes=len(blob),
-            seconds=round(time.time() - t1, 1), date=datetime.date.today().isoformat(),
-            command=command, recipe=dict(r), data=data, torch=torch.__version__,
+            seconds=round(seconds, 1), cpu_seconds=round(cpu, 1),
+            date=datetime.date.today().isoformat(), command=command, recipe=dict(r), data=data,
+            torch=torch.__version__, threads=torch.get_num_threads(),
             device=f"{device_name(dev)} ({platform.machine()})")
         half = SparseUNet(3, r["width"], r["depth"], r["output"])
         half.load_state_dict({k: v.float() for k, v in state.items()})
-        prms[float(lam)] = PRM(clf, half.to(dev).eval(), float(lam)).eval()
+        prms[lam] = PRM(clf, half.to(dev).eval(), lam).eval()
         written.append(path)
-        if progress:
-            print(f"lambda {float(lam):g}: {path} in {time.time() - t1:.0f} s", flush=True)
     if evaluate is not None:
         for lam, row in evaluate(prms).items():
             entries[f"{float(lam):g}"].update(eval=row, eval_set=eval_set)
