@@ -22,7 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .attacks.base import model_device
-from .models.prm import PRM
+from .models.prm import PRM, UPSAMPLE_MODES, lattice_upsample  # noqa: F401 (re-exported)
 from .models.wrappers import conv_layout
 
 MASK_KINDS = ("top", "bottom", "random")
@@ -129,37 +129,6 @@ def top_fraction_iou(gmap: torch.Tensor, connected: torch.Tensor) -> float:
 
 
 # --------------------------------------------------------------------------- PRM baselines
-UPSAMPLE_MODES = ("nearest", "bilinear", "bicubic")
-
-
-def lattice_upsample(x: torch.Tensor, mode: str = "bicubic",
-                     aligned: bool = True) -> torch.Tensor:
-    """The image rebuilt from its stride-2 lattice ``x[..., ::2, ::2]`` (the 25% of the pixels
-    a PRM's first layer reads) without parameters, clamped to [0, 1].
-
-    The lattice pixels keep their place and value: pixel ``(2i, 2j)`` is ``x[2i, 2j]`` and the
-    others are interpolated between lattice neighbours (``nearest``: the lattice pixel up and
-    to the left; ``bilinear``: the mean of the two or four around it; ``bicubic``: PyTorch's
-    cubic convolution, a = -0.75, over four lattice pixels per axis); the last row and column,
-    which have no lattice pixel after them, copy the one before.  With ``aligned=False`` it is
-    ``F.interpolate(x[..., ::2, ::2], scale_factor=2, mode=mode)``, the lattice resized as a
-    half-size image, which puts lattice pixel ``i`` at ``2i + 0.5``: half a pixel off and
-    smoother (for ``nearest`` both are the same).  H and W must be even.
-    """
-    if mode not in UPSAMPLE_MODES:
-        raise ValueError(f"mode must be one of {UPSAMPLE_MODES}, got {mode!r}")
-    h, w = x.shape[-2:]
-    if h % 2 or w % 2:
-        raise ValueError(f"lattice_upsample needs even H and W, got {h}x{w}")
-    lattice = x[..., ::2, ::2]
-    if mode == "nearest":
-        return lattice.repeat_interleave(2, -2).repeat_interleave(2, -1)
-    if not aligned:
-        return F.interpolate(lattice, scale_factor=2, mode=mode, align_corners=False).clamp(0, 1)
-    up = F.interpolate(lattice, size=(h - 1, w - 1), mode=mode, align_corners=True)
-    return F.pad(up, (0, 1, 0, 1), mode="replicate").clamp(0, 1)
-
-
 def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Peak signal-to-noise ratio of each image of ``a`` against ``b`` (values in [0, 1]),
     ``10 log10(1 / MSE)`` in dB, one per image (inf where they are equal)."""

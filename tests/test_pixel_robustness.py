@@ -217,15 +217,19 @@ def test_masked_pgd_leaves_unmasked_pixels_untouched():
         blend(x, full, mask[:4])
 
 
-def tiny_prm(lam=1.0, seed=0):
+def tiny_prm(lam=1.0, seed=0, base=None):
     torch.manual_seed(seed)
     clf = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
                         nn.Flatten(), nn.Linear(4 * 16 * 16, 3))
-    return PRM(clf, SparseUNet(3, width=4, depth=2), lam)
+    ae = SparseUNet(3, width=4, depth=2, base=base)
+    if base is not None:                # as if trained: the correction is no longer zero
+        nn.init.normal_(ae.last.weight, std=0.1)
+    return PRM(clf, ae, lam)
 
 
-def test_prm_first_layer_touches_exactly_the_lattice():
-    prm = tiny_prm(1.0).eval()
+@pytest.mark.parametrize("base", [None, "bilinear", "bicubic"])
+def test_prm_first_layer_touches_exactly_the_lattice(base):
+    prm = tiny_prm(1.0, base=base).eval()
     x = torch.rand(5, 3, 16, 16)
     y = torch.arange(5) % 3
     lattice = lattice_mask(16, 16)
@@ -236,6 +240,31 @@ def test_prm_first_layer_touches_exactly_the_lattice():
     open_map = gradient_map(prm.at(0.5), x, y, progress=False)
     assert bool((open_map > 0).all())
     assert top_fraction_iou(gradient_map(prm.at(0.0), x, y, progress=False), lattice) < 0.6
+
+
+@pytest.mark.parametrize("base", ["nearest", "bilinear", "bicubic"])
+def test_residual_autoencoder_starts_as_the_parameter_free_baseline(base):
+    """With ``base``, an untrained SparseUNet is the lattice's interpolation itself (clamped to
+    [eps, 1 - eps] by the logit of the sigmoid output; exactly it with the clamp output), and a
+    correction moves it while the output stays in [0, 1]."""
+    x = torch.rand(4, 3, 16, 16)
+    x[0, :, :4] = 0.0
+    x[1, :, :4] = 1.0                   # saturated pixels: where the logit clamps
+    up = lattice_upsample(x, base)
+    torch.manual_seed(0)
+    ae = SparseUNet(3, width=4, depth=2, base=base)
+    with torch.no_grad():
+        eps = SparseUNet.EPS
+        assert torch.allclose(ae(x), up.clamp(eps, 1 - eps), atol=1e-6)
+        torch.manual_seed(0)
+        clamped = SparseUNet(3, width=4, depth=2, output="clamp", base=base)
+        assert torch.equal(clamped(x), up)
+        nn.init.normal_(ae.last.weight, std=1.0)
+        out = ae(x)
+        assert not torch.allclose(out, up, atol=1e-2)
+        assert float(out.min()) >= 0 and float(out.max()) <= 1
+    with pytest.raises(ValueError, match="base"):
+        SparseUNet(3, 4, 1, base="area")
 
 
 def test_prm_mixes_by_lambda_and_keeps_the_classifier_in_eval():

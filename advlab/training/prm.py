@@ -16,20 +16,25 @@ from ..models import load_cifar_resnet, prepare_for_inference
 from ..models.prm import PRM, SparseUNet
 
 #: The recipe of the shipped PRMs (advlab/resources/prm_resnet20_lam*.pt, ``advlab train-prm``):
-#: the authors' two stages, reduced (a 0.12M-weight U-Net, 10 + 5 epochs on the mirror's 20,000
-#: training images); one autoencoder per lambda of :data:`PRM_LAMBDAS`, all from one stage 1.
-PRM_RECIPE = dict(classifier="resnet20", width=16, depth=3, output="sigmoid", epochs_mse=10,
-                  epochs_ce=4, n_ce=None, batch_size=128, lr_mse=1e-3, lr_ce=1e-3,
-                  rec_weight=100.0, seed=0)
+#: the authors' two stages, reduced to fit 25 minutes of the 2-core CPU: a 0.12M-weight U-Net,
+#: residual on the aligned bilinear upsampling of the lattice (the better of the two baselines
+#: on the chapter's images, see :class:`advlab.models.prm.SparseUNet`); stage 1 2 epochs of
+#: MSE on the mirror's 20,000 training images, shared by every lambda; stage 2 1 epoch of
+#: CE + 50 MSE on the first 10,000 per lambda of :data:`PRM_LAMBDAS`.
+PRM_RECIPE = dict(classifier="resnet20", width=16, depth=3, output="sigmoid", base="bilinear",
+                  epochs_mse=2, epochs_ce=1, n_ce=10_000, batch_size=128, lr_mse=1e-3,
+                  lr_ce=1e-3, rec_weight=50.0, seed=0)
 PRM_LAMBDAS = (0.2, 0.4, 0.6, 0.8, 0.9, 1.0)
 
 
 def prm_recipes(width: int, depth: int, lam: float, lr_mse: float, lr_ce: float,
                 classifier: str, n_ce: int | None, output: str = "sigmoid",
-                rec_weight: float = 0.0) -> tuple[dict, dict]:
+                rec_weight: float = 0.0, base: str | None = None) -> tuple[dict, dict]:
     """What :func:`train_prm`'s two stages depend on besides epochs, batch size, seed and data:
     stage 1 (the AE alone) and stage 2 (the PRM in front of the classifier)."""
     arch = f"SparseUNet(width={width}, depth={depth}, output={output}), first 1x1 stride-2 conv"
+    if base is not None:
+        arch += f", residual on the {base} lattice upsampling, last layer zero-initialised"
     stage1 = dict(arch=arch, loss="MSE(AE(x), x) on the augmented x",
                   optimizer=f"Adam(lr={lr_mse})", schedule="cosine",
                   augment="random horizontal flip")
@@ -72,6 +77,7 @@ def prm_loss(rec_weight: float):
 
 def train_prm(classifier: nn.Module, x: torch.Tensor, y: torch.Tensor, *, classifier_name: str,
               lam: float = 0.9, width: int = 16, depth: int = 3, output: str = "sigmoid",
+              base: str | None = None,
               epochs_mse: int = 3, epochs_ce: int = 1, n_ce: int | None = None,
               batch_size: int = 128, lr_mse: float = 1e-3, lr_ce: float = 1e-3,
               rec_weight: float = 0.0, seed: int = 0, device=None,
@@ -86,7 +92,9 @@ def train_prm(classifier: nn.Module, x: torch.Tensor, y: torch.Tensor, *, classi
     weights within a few batches at lambda >= 0.3, in float32 on the CPU and under float16
     autocast on CUDA; this U-Net has no batch norm).  Both stages run on
     :func:`advlab.train.fit`, so they are seeded, cached under ``$ADVLAB_CACHE/models``
-    (stage 1's key does not depend on stage 2's settings) and resumable mid-epoch.
+    (stage 1's key does not depend on stage 2's settings) and resumable mid-epoch.  ``base``:
+    the :class:`SparseUNet` is a residual on that parameter-free upsampling of the lattice
+    (None: the authors' plain U-Net).
     """
     from ..cache import tensor_digest
     from ..train import fit
@@ -95,8 +103,8 @@ def train_prm(classifier: nn.Module, x: torch.Tensor, y: torch.Tensor, *, classi
     if rec_weight < 0:
         raise ValueError(f"rec_weight must be >= 0, got {rec_weight}")
     stage1, stage2 = prm_recipes(width, depth, lam, lr_mse, lr_ce, classifier_name, n_ce,
-                                 output, rec_weight)
-    ae = fit(lambda: SparseUNet(x.shape[1], width, depth, output), (x, x),
+                                 output, rec_weight, base)
+    ae = fit(lambda: SparseUNet(x.shape[1], width, depth, output, base), (x, x),
              reconstruction_loss, lambda p: torch.optim.Adam(p, lr=lr_mse),
              lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, max(epochs_mse, 1)),
              epochs=epochs_mse, batch_size=batch_size, seed=seed, device=device,
@@ -119,7 +127,7 @@ def recipe_prm(clf, train: ImageSet, lam: float, device, progress: bool = True) 
     """:func:`train_prm` with :data:`PRM_RECIPE` at ``lam`` on ``train``."""
     r = PRM_RECIPE
     return train_prm(clf, train.x, train.y, classifier_name=r["classifier"], lam=lam,
-                     width=r["width"], depth=r["depth"], output=r["output"],
+                     width=r["width"], depth=r["depth"], output=r["output"], base=r["base"],
                      epochs_mse=r["epochs_mse"], epochs_ce=r["epochs_ce"], n_ce=r["n_ce"],
                      batch_size=r["batch_size"], lr_mse=r["lr_mse"], lr_ce=r["lr_ce"],
                      rec_weight=r["rec_weight"], seed=r["seed"], device=device,
@@ -177,7 +185,7 @@ bit-identical weights.
         arch = {k: v for k, v in spec.items() if k != "weights"}
         parts.append(f"\n## {clf}\n\nArchitecture: `SparseUNet({arch.get('channels', 3)}, "
                      f"width={arch.get('width')}, depth={arch.get('depth')}, "
-                     f"output={arch.get('output')!r})`.\n")
+                     f"output={arch.get('output')!r}, base={arch.get('base')!r})`.\n")
         groups: dict[str, list[str]] = {}
         for lam, e in spec["weights"].items():
             key = json.dumps({k: e.get(k) for k in ("command", "recipe", "data", "device",
@@ -254,8 +262,10 @@ def train_shipped_prms(out: Path, lambdas=PRM_LAMBDAS, device=None, progress: bo
                  f"{CIFAR10_MIRROR_SHA256['cifar10_train_part0.npz']}`) and "
                  "`cifar10_train_part1.npz` (sha256 `"
                  f"{CIFAR10_MIRROR_SHA256['cifar10_train_part1.npz']}`)")
-    arch = dict(width=r["width"], depth=r["depth"], channels=3, output=r["output"])
-    merge_manifest(out, r["classifier"], arch, {})   # refuse early, before any training
+    arch = dict(width=r["width"], depth=r["depth"], channels=3, output=r["output"],
+                base=r["base"])
+    # refuse early, before any training (the lambdas trained here replace their entries)
+    merge_manifest(out, r["classifier"], arch, {f"{float(lam):g}": {} for lam in lambdas})
     trained = {}
     for lam in lambdas:                 # every lambda first: an interrupted run writes nothing
         t1, c1 = time.time(), time.process_time()
@@ -276,7 +286,7 @@ def train_shipped_prms(out: Path, lambdas=PRM_LAMBDAS, device=None, progress: bo
             date=datetime.date.today().isoformat(), command=command, recipe=dict(r), data=data,
             torch=torch.__version__, threads=torch.get_num_threads(),
             device=f"{device_name(dev)} ({platform.machine()})")
-        half = SparseUNet(3, r["width"], r["depth"], r["output"])
+        half = SparseUNet(3, r["width"], r["depth"], r["output"], r["base"])
         half.load_state_dict({k: v.float() for k, v in state.items()})
         prms[lam] = PRM(clf, half.to(dev).eval(), lam).eval()
         written.append(path)
