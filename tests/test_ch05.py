@@ -10,7 +10,6 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from advlab.chapter import SettingsError  # noqa: E402
-from advlab.data import ImageSet  # noqa: E402
 from advlab.experiments import ch05  # noqa: E402
 
 CHAPTER = ch05.CHAPTER
@@ -178,40 +177,6 @@ def test_cli_smoke_run_writes_tables_and_figures(mirror, models_mirror, tmp_path
     assert '"profile": "smoke"' in (out / "ch05_run.json").read_text()
 
 
-def test_train_prm_command_writes_weights_manifest_and_provenance(tmp_path, monkeypatch):
-    """``advlab train-prm`` end to end on a tiny recipe and 40 random images."""
-    import hashlib
-    import json
-
-    from advlab.cli import main
-    from advlab.models.prm import SparseUNet
-    gen = torch.Generator().manual_seed(0)
-    data = ImageSet(torch.rand(40, 3, 32, 32, generator=gen), torch.arange(40) % 10,
-                    tuple("abcdefghij"), "t")
-    from advlab.training import prm as tprm
-    monkeypatch.setattr(tprm, "load_cifar10", lambda split="test": data)
-    monkeypatch.setattr(tprm, "load_cifar_resnet", lambda name: torch.nn.Sequential(
-        torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10)))
-    monkeypatch.setitem(tprm.PRM_RECIPE, "width", 4)
-    monkeypatch.setitem(tprm.PRM_RECIPE, "depth", 1)
-    monkeypatch.setitem(tprm.PRM_RECIPE, "epochs_mse", 1)
-    monkeypatch.setitem(tprm.PRM_RECIPE, "epochs_ce", 1)
-    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path / "cache"))
-    out = tmp_path / "res"
-    assert main(["train-prm", "--out", str(out), "--lambdas", "0.5", "1", "--device", "cpu",
-                 "--quiet"]) == 0
-    manifest = json.loads((out / "prm_weights.json").read_text())["resnet20"]
-    assert sorted(manifest["weights"]) == ["0.5", "1"]
-    for entry in manifest["weights"].values():
-        blob = (out / entry["file"]).read_bytes()
-        assert hashlib.sha256(blob).hexdigest() == entry["sha256"]
-        state = torch.load(out / entry["file"], weights_only=True)
-        assert all(v.dtype == torch.float16 for v in state.values())
-        SparseUNet(3, manifest["width"], manifest["depth"]).load_state_dict(state)
-    text = (out / "PRM_PROVENANCE.md").read_text()
-    assert "advlab train-prm" in text and manifest["weights"]["1"]["sha256"] in text
-
-
 def synthetic_lambda_table() -> pd.DataFrame:
     return pd.DataFrame({"lambda": [0.0, 0.5, 0.9, 1.0], "iou": [0.14, 0.2, 0.6, 1.0],
                          "gradient_on_lattice": [0.25, 0.3, 0.7, 1.0],
@@ -225,8 +190,7 @@ def synthetic_lambda_table() -> pd.DataFrame:
 def test_lambda_table_gives_the_baselines_with_intervals():
     from advlab.metrics import wilson_ci
     t = ch05.lambda_table(synthetic_lambda_table())
-    assert list(t.columns) == ["λ", "IoU of the top 25% with the lattice",
-                               "share of the gradient on the lattice", "PRM top-1",
+    assert list(t.columns) == ["λ", "IoU of the top 25% with the lattice", "PRM top-1",
                                "bicubic top-1", "bilinear top-1", "PSNR of AE(x) against x (dB)"]
     acc, lo, hi = t["bicubic top-1"][1]
     assert acc == 0.70 and (lo, hi) == pytest.approx(tuple(float(v) for v in wilson_ci(350, 500)))
