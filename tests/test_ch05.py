@@ -204,6 +204,24 @@ def test_baseline_claim_needs_separated_intervals():
     assert ch05.baseline_claim(synthetic_lambda_table().drop(columns=["acc_bicubic", "acc_bilinear"])) is None
 
 
+def test_baseline_claim_uses_the_paired_test_where_it_has_one():
+    t = synthetic_lambda_table().assign(p_bicubic=[1, 0.001, 0.2, 0.001],
+                                        p_bilinear=[1, 0.001, 0.2, 0.001])
+    claim, measured, shown = ch05.baseline_claim(t)
+    assert "λ 0.5: PRM 90.0%, bilinear 72.0% (paired p = 0.001)" in measured
+    assert shown == ("better (paired exact test, p < 0.05) at λ 0.5; worse at λ 1; "
+                     "no significant difference at the other λ")
+
+
+def test_rebuild_is_a_prm_without_parameters():
+    clf = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 10))
+    x = torch.rand(2, 3, 8, 8)
+    base = ch05.rebuild_prm(clf, "bilinear", 0.9)
+    assert sum(p.numel() for p in base.autoencoder.parameters()) == 0
+    from advlab.pixel_maps import lattice_upsample
+    assert torch.allclose(base.mix(x), 0.1 * x + 0.9 * lattice_upsample(x, "bilinear"))
+
+
 def test_exercises_accept_the_solutions_and_reject_wrong_answers(capsys):
     from advlab import exercises
     from advlab.pixel_maps import gradient_map

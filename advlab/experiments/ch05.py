@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 
 from .. import attacks as atk
 from .. import plots
@@ -58,6 +59,7 @@ from ..pixel_maps import (
     blend,
     gradient_map,
     lattice_mask,
+    lattice_upsample,
     map_correlations,
     pixel_mask,
     prm_lambda_table,
@@ -82,7 +84,10 @@ def _cifar_models() -> tuple[str, ...]:
 CLASSIFIER = "resnet20"
 GRAYBOX = ("one_pixel", "jsma", "deepfool", "cw", "pgd")
 DEFENCES = ("undefended", "region-based", "randomization", "pixel deflection", "PRM",
-            "PRM + shift")
+            "PRM + shift", "rebuild + shift")
+#: The parameter-free rebuild of the lattice behind the shift (the control of "PRM + shift"):
+#: the PRMs' base upsampling, mixed at the same lambda.
+REBUILD = "bilinear"
 #: A defence rate is shown only where the attack lowered the accuracy of the defence's model
 #: without its transform with a paired p-value below this.
 RATE_ALPHA = 0.05
@@ -385,6 +390,28 @@ def run_masked_pgd(ctx: RunContext, s: Ch05Settings, model, model_name: str, ima
 
 
 # --------------------------------------------------------------------------- 3. PRM and lambda
+class LatticeRebuild(nn.Module):
+    """A parameter-free stand-in for the PRM's autoencoder: the image rebuilt from its stride-2
+    lattice by :func:`advlab.pixel_maps.lattice_upsample` (``mode``).  ``PRM(classifier,
+    LatticeRebuild(mode), lam)`` is the baseline a PRM must beat, mixed at the same lambda."""
+
+    def __init__(self, mode: str = "bilinear"):
+        super().__init__()
+        self.mode = mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return lattice_upsample(x, self.mode)
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}"
+
+
+def rebuild_prm(clf, mode: str, lam: float) -> PRM:
+    """The classifier on ``(1 - lam) x + lam * lattice_upsample(x, mode)`` (a PRM without
+    parameters)."""
+    return PRM(clf, LatticeRebuild(mode), float(lam)).eval()
+
+
 def chapter_prm(ctx: RunContext, s: Ch05Settings, lam: float) -> PRM:
     """The PRM at ``lam`` in front of :data:`CLASSIFIER`: the shipped one trained at ``lam``
     (``prm-resnet20-<lam>``; at ``lam = 0``, where the autoencoder is out of the output and of
@@ -425,13 +452,18 @@ def run_prm_lambda(ctx: RunContext, s: Ch05Settings) -> tuple[pd.DataFrame, dict
                                         progress=ctx.progress),
                     "pred": Undefended(prm).predict(images.x, s.batch_size),
                     "row": lambda_row(prm, lam, images, s.upsamplings, s.batch_size,
-                                      ctx.progress)}
-        piece = ctx.piece("prm_lambda", compute, prm=prm, images=images,
+                                      ctx.progress),
+                    **{f"pred_{m}": Undefended(rebuild_prm(prm.classifier, m, lam)).predict(
+                        images.x, s.batch_size) for m in s.upsamplings}}
+        piece = ctx.piece("prm_lambda_paired", compute, prm=prm, images=images,
                           upsamplings=s.upsamplings, batch_size=s.batch_size)
         maps[float(lam)] = piece["map"]
+        right = piece["pred"] == images.y
         rows.append({"lambda": float(lam), "iou": top_fraction_iou(piece["map"], lattice),
                      "gradient_on_lattice": float(piece["map"][lattice].sum() / piece["map"].sum()),
-                     **accuracy_row(piece["pred"] == images.y), **piece["row"]})
+                     **accuracy_row(right), **piece["row"],
+                     **{f"p_{m}": paired_test(right, piece[f"pred_{m}"] == images.y)
+                        for m in s.upsamplings}})
     return pd.DataFrame(rows), maps
 
 
@@ -460,7 +492,8 @@ def deflection_settings(s: Ch05Settings, height: int, width: int) -> tuple[int, 
 
 def make_defences(s: Ch05Settings, clf, prm: PRM, height: int = 32, width: int = 32) -> dict[str, Defence]:
     """The defences of the table, by name: the bare classifier, the three baselines in front
-    of it (CIFAR settings), the PRM alone and the PRM behind the random one-pixel shift."""
+    of it (CIFAR settings), the PRM alone, the PRM behind the random one-pixel shift, and the
+    parameter-free rebuild of the lattice (:data:`REBUILD`, mixed at the same lambda) behind it."""
     deflections, window = deflection_settings(s, height, width)
     return {"undefended": Undefended(clf),
             "region-based": RegionBased(clf, s.region_radius, s.region_samples,
@@ -468,7 +501,8 @@ def make_defences(s: Ch05Settings, clf, prm: PRM, height: int = 32, width: int =
             "randomization": randomization_defence(clf, RANDOMIZATION_SIZES, width),
             "pixel deflection": pixel_deflection_defence(clf, deflections, window,
                                                          PIXEL_DEFLECTION_SIGMA),
-            "PRM": Undefended(prm), "PRM + shift": shift_defence(prm, s.padding)}
+            "PRM": Undefended(prm), "PRM + shift": shift_defence(prm, s.padding),
+            "rebuild + shift": shift_defence(rebuild_prm(clf, REBUILD, s.table_lambda), s.padding)}
 
 
 def attack_images(ctx: RunContext, s: Ch05Settings, model, attack: atk.Attack, images: ImageSet,
@@ -507,7 +541,8 @@ def run_defences(ctx: RunContext, s: Ch05Settings, clf, prm: PRM, images: ImageS
     transform (``acc_plain``) on clean images and on each attack's examples: gray-box (crafted
     on the bare classifier) and white-box (through EOT over the shift, PRM known), all on
     ``images``; ``p_shift``: the exact paired test of the PRM with the shift against the PRM
-    without it on the same examples; ``p_drop``: that of the defence's model without its
+    without it on the same examples; ``p_rebuild``: that of the PRM with the shift against the
+    parameter-free rebuild with the shift; ``p_drop``: that of the defence's model without its
     transform on the examples against on the clean images (did the attack lower it?)."""
     defences = make_defences(s, clf, prm, *images.x.shape[-2:])
     examples = {("clean", "-"): images.x}
@@ -532,8 +567,12 @@ def run_defences(ctx: RunContext, s: Ch05Settings, clf, prm: PRM, images: ImageS
                 rows.append({"attack": attack, "attacker": attacker, "defence": d,
                              **accuracy_row(right[d]), "acc_plain": float(plain.float().mean()),
                              "p_drop": paired_test(plain_clean[d], plain)})
+            at = {d: len(rows) - len(shown) + i for i, d in enumerate(shown)}
             if "PRM" in right:
-                rows[-1]["p_shift"] = paired_test(right["PRM + shift"], right["PRM"])
+                rows[at["PRM + shift"]]["p_shift"] = paired_test(right["PRM + shift"], right["PRM"])
+            if "rebuild + shift" in right:
+                rows[at["PRM + shift"]]["p_rebuild"] = paired_test(right["PRM + shift"],
+                                                                   right["rebuild + shift"])
     return add_defence_rate(pd.DataFrame(rows))
 
 
@@ -603,7 +642,8 @@ def defence_titles(s: Ch05Settings) -> dict[str, str]:
             "randomization": "Randomization",
             "pixel deflection": f"Pixel Deflection ({deflections} in {window})",
             "PRM": f"PRM (λ = {s.table_lambda:g}), no shift",
-            "PRM + shift": f"PRM (λ = {s.table_lambda:g}) + shift"}
+            "PRM + shift": f"PRM (λ = {s.table_lambda:g}) + shift",
+            "rebuild + shift": f"{REBUILD} rebuild (λ = {s.table_lambda:g}) + shift"}
 
 
 def p_value(p: float, equals: str = "") -> str:
@@ -719,7 +759,7 @@ def _lambda_table(r: Ch05Results):
 #: The defence table's two halves, each narrow enough for the page: the bare classifier and
 #: the three baselines in front of it, and the PRM without and with the shift.
 DEFENCE_GROUPS = {"baselines": ("undefended", "region-based", "randomization", "pixel deflection"),
-                  "prm": ("PRM", "PRM + shift")}
+                  "prm": ("PRM", "PRM + shift", "rebuild + shift")}
 
 
 def defence_table(table: pd.DataFrame, s: Ch05Settings, value: str = "acc",
@@ -747,7 +787,7 @@ def defence_table(table: pd.DataFrame, s: Ch05Settings, value: str = "acc",
             out[titles[d]] = [None if np.isnan(a) else (a, lo, hi)
                               for a, lo, hi in zip(sub.acc, sub.acc_lo, sub.acc_hi)]
         else:
-            out[titles[d]] = sub[value].tolist()
+            out[titles[d]] = (sub[value] + 0.0).tolist()      # no "-0.0%"
     out.attrs = {"percent": [titles[d] for d in shown], "labels": 1}
     return out
 
@@ -767,9 +807,10 @@ def _prm_defence_table(r: Ch05Results):
     return make_table(defence_table(r.defences, r.settings, defences=DEFENCE_GROUPS["prm"]),
                       "tab-ch05-prm-defence",
                       f"The same {n:,} images: top-1 accuracy [95% Wilson interval] of the PRM "
-                      "without and with the random one-pixel shift, on clean images, on the "
-                      "gray-box examples of the table before, and on PGD crafted through the PRM "
-                      "and the shift (white-box, EOT).")
+                      "without and with the random one-pixel shift, and of the same shift in "
+                      f"front of the {REBUILD} rebuild of the lattice without parameters mixed "
+                      "at the same λ, on clean images, on the gray-box examples of the table "
+                      "before, and on PGD crafted through the PRM and the shift (white-box, EOT).")
 
 
 def _rate_table(r: Ch05Results):
@@ -805,32 +846,51 @@ def separated(a: pd.Series, b: pd.Series) -> str:
     return "overlap"
 
 
+def baseline_verdict(row: pd.Series, base: pd.Series, mode: str) -> str:
+    """``"above"``, ``"below"`` or ``"overlap"``: the PRM's accuracy against the ``mode``
+    baseline at one lambda, by the exact paired test on the same images (``p_<mode>`` < 0.05)
+    where the table has it, else by whether the Wilson intervals separate."""
+    p = row.get(f"p_{mode}", np.nan)
+    if p is None or np.isnan(p):
+        return separated(row, base)
+    if p >= 0.05 or row.acc == base.acc:
+        return "overlap"
+    return "above" if row.acc > base.acc else "below"
+
+
 def baseline_claim(lam: pd.DataFrame) -> tuple | None:
     """The claims-table row "the PRM's autoencoder does better than a parameter-free
     upsampling of its lattice": at each lambda > 0 the PRM's accuracy against the better
-    upsampling baseline, better or worse only where their Wilson intervals separate (None
-    when the lambda table has no baseline)."""
+    upsampling baseline, better or worse only where the paired test on the same images says so
+    (:func:`baseline_verdict`; None when the lambda table has no baseline)."""
     modes = [m for m in UPSAMPLINGS if f"acc_{m}" in lam]
     mixed = lam[lam["lambda"] > 0]
     if not modes or mixed.empty:
         return None
     best = pd.concat([baseline_rates(mixed, m).assign(mode=m) for m in modes])
     best = best.sort_values("acc", kind="stable").groupby(level=0).tail(1).loc[mixed.index]
-    verdict = {f"{mixed['lambda'][i]:g}": separated(mixed.loc[i], best.loc[i]) for i in mixed.index}
+    verdict = {f"{mixed['lambda'][i]:g}": baseline_verdict(mixed.loc[i], best.loc[i], best["mode"][i])
+               for i in mixed.index}
+    paired = all(f"p_{m}" in lam for m in modes)
+    how = "paired exact test, p < 0.05" if paired else "Wilson intervals separate"
     above = [v for v, w in verdict.items() if w == "above"]
     below = [v for v, w in verdict.items() if w == "below"]
     if len(above) == len(verdict):
-        shown = "yes, at every λ > 0 (Wilson intervals separate)"
+        shown = f"yes, at every λ > 0 ({how})"
     elif not above and not below:
-        shown = "not shown: the Wilson intervals overlap at every λ"
+        shown = ("not shown: no significant difference at any λ" if paired else
+                 "not shown: the Wilson intervals overlap at every λ")
     else:
-        parts = ([f"better (Wilson intervals separate) at λ {', '.join(above)}"] if above else []) + \
+        parts = ([f"better ({how}) at λ {', '.join(above)}"] if above else []) + \
                 ([f"worse at λ {', '.join(below)}"] if below else [])
         if len(above) + len(below) < len(verdict):
-            parts.append("intervals overlap at the other λ")
+            parts.append("no significant difference at the other λ" if paired else
+                         "intervals overlap at the other λ")
         shown = "; ".join(parts)
-    measured = "; ".join(f"λ {mixed['lambda'][i]:g}: PRM {mixed.acc[i]:.1%}, {best['mode'][i]} "
-                         f"{best.acc[i]:.1%}" for i in mixed.index)
+    measured = "; ".join(
+        f"λ {mixed['lambda'][i]:g}: PRM {mixed.acc[i]:.1%}, {best['mode'][i]} {best.acc[i]:.1%}"
+        + (f" (paired p {p_value(mixed.loc[i, 'p_' + best['mode'][i]], '= ')})" if paired else "")
+        for i in mixed.index)
     return ("(Ours) The PRM's autoencoder does better than rebuilding the image from its "
             "lattice without parameters",
             f"{measured} ({int(lam.n.iloc[0]):,} images; the better of {' and '.join(modes)})",
@@ -934,6 +994,21 @@ def claims_table(r: Ch05Results) -> pd.DataFrame:
                      "yes" if len(helped) == len(gray) else
                      ("only against " + ", ".join(ATTACK_NAMES[a] for a in helped) if helped
                       else "no: the PRM alone does as well")))
+    if "rebuild + shift" in set(g.defence):
+        reb = g[(g.attacker == "gray-box") & (g.defence == "rebuild + shift")].set_index("attack")
+        rows_ = [(a, gray.acc[a], reb.acc[a], gray.p_rebuild[a]) for a in gray.index]
+        ahead = [a for a, x, y, p in rows_ if p < 0.05 and x > y]
+        behind = [a for a, x, y, p in rows_ if p < 0.05 and x < y]
+        rows.append(("(Ours) Gray-box: the trained PRM does better behind the shift than the "
+                     "parameter-free rebuild of its lattice",
+                     "; ".join(f"{ATTACK_NAMES[a]}: PRM {x:.1%}, {REBUILD} rebuild {y:.1%} "
+                               f"(paired p {p_value(p, '= ')})" for a, x, y, p in rows_),
+                     ("yes, against every attack" if len(ahead) == len(rows_) else
+                      ("better (paired exact test, p < 0.05) against "
+                       + ", ".join(ATTACK_NAMES[a] for a in ahead) if ahead else
+                       "not shown: no significant difference")
+                      + (("; worse against " + ", ".join(ATTACK_NAMES[a] for a in behind))
+                         if behind else ""))))
     base = g[(g.attacker == "gray-box") & g.defence.isin(["region-based", "randomization",
                                                            "pixel deflection"])]
     verdicts = []
