@@ -226,7 +226,6 @@ def plot_prm_lambda(table: pd.DataFrame) -> plt.Figure:
         if f"acc_{mode}" in table:
             ax.plot(table["lambda"], table[f"acc_{mode}"], style, color="C2", lw=1.2,
                     label=f"accuracy of {mode} upsampling\nof the lattice")
-    ax.axhline(0.25 / 1.75, color="grey", ls=":", lw=1, label="IoU of a random 25% mask")
     ax.set(xlabel="λ")
     percent_axis(ax)
     legend_beside(fig, [ax])
@@ -253,7 +252,7 @@ def plot_defence_table(table: pd.DataFrame) -> plt.Figure:
     ax.set(xlabel="accuracy (95% Wilson interval)")
     percent_axis(ax, "x")
     ax.grid(alpha=0.3, axis="x")
-    legend_below(fig, [ax], ncols=3)
+    legend_below(fig, [ax], ncols=2)
     return fig
 
 
