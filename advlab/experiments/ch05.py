@@ -133,8 +133,8 @@ class Ch05Settings(Settings):
     ps: tuple[float, ...] = stage((0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0), "masked")
     restricted_ps: tuple[float, ...] = stage((0.05, 0.1, 0.3), "masked")
     pgd_per_class: int = stage(50, "masked")
-    restricted_per_class: int = stage(50, "masked")
-    imagenet_pgd: int = stage(300, "masked")
+    restricted_per_class: int = stage(10, "masked")
+    imagenet_pgd: int = stage(100, "masked")
     imagenet_restricted: int = stage(0, "masked")
     lambdas: tuple[float, ...] = stage((0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0), "lambda")
     lambda_per_class: int = stage(50, "lambda")
@@ -1056,9 +1056,9 @@ class Chapter05(Chapter):
             one_pixel_popsize=10, one_pixel_generations=3, jsma_gamma=0.005, deepfool_steps=5,
             cw_steps=10, cw_search_steps=2, whitebox=("pgd",), eot=4, region_samples=20),
         # What fits 25 minutes on 2 CPU cores (see the paper profile for the study's protocol):
-        # 20 PGD steps, 500 CIFAR-10 images for masked PGD (all of them for PGD restricted to
-        # the mask too), 300 ImageNet images, the defence table on 100 images with One Pixel at
-        # the study's population (400) for 10 generations (not 100) and only PGD white-box;
+        # 20 PGD steps, 500 CIFAR-10 images for masked PGD (100 for PGD restricted to the
+        # mask), 100 ImageNet images, the defence table on 100 images with One Pixel at the
+        # study's population (400) for 10 generations (not 100) and only PGD white-box;
         # Region-based with 1,000 samples (Cao & Gong: 10,000).
         "full": Ch05Settings(),
         # The study's protocol at full size, for a GPU: every CIFAR-10 test image, 1,000 PGD
