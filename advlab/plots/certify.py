@@ -6,23 +6,42 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 
-def plot_certified_curves(curves: pd.DataFrame) -> plt.Figure:
-    """Certified accuracy against the L2 radius, one panel per data set, one line per
-    (configuration, sigma), with the Clopper-Pearson band; ``curves`` from ``ch04.curves``."""
-    sets = list(dict.fromkeys(curves.dataset))
-    fig, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 4), squeeze=False)
+def plot_certified_curves(curves: pd.DataFrame, flags: pd.DataFrame | None = None) -> plt.Figure:
+    """Certified accuracy against the L2 radius, one panel per noise sigma (two a row beyond
+    three), one line per configuration with its Clopper-Pearson band; ``curves`` from
+    ``ch04.curves``.  ``flags`` (``ch04.per_sigma``: ``config``, ``sigma``, ``collapsed``,
+    ``top_name``, ``top_share``) draws collapsed classifiers grey and dotted, with the class
+    they return and its share in the legend.  A vertical line marks the radius N allows."""
+    sigmas = sorted(set(curves.sigma))
+    cols = len(sigmas) if len(sigmas) <= 3 else 2
+    rows = -(-len(sigmas) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.8 * rows), squeeze=False,
+                             sharey=True)
     styles = {"no denoiser": ":", "mse": "-.", "black-box": "--", "white-box": "-"}
-    for ax, ds in zip(axes[0], sets):
-        d = curves[curves.dataset == ds]
-        for (config, sigma), g in d.groupby(["config", "sigma"], sort=False):
-            line, = ax.plot(g.radius, 100 * g.certified_acc, styles.get(config, "-"),
-                            label=f"{config}, sigma={sigma:g}")
-            ax.fill_between(g.radius, 100 * g.lo, 100 * g.hi, color=line.get_color(), alpha=0.12)
+    collapsed = {}
+    if flags is not None:
+        for f in flags.drop_duplicates(["config", "sigma"]).itertuples():
+            if f.collapsed:
+                collapsed[(f.config, f.sigma)] = f"{f.top_name} {100 * f.top_share:.0f}%"
+    for ax, sigma in zip(axes.flat, sigmas):
+        d = curves[curves.sigma == sigma]
+        for config, g in d.groupby("config", sort=False):
+            flag = collapsed.get((config, sigma))
+            label = config if flag is None else f"{config} (collapsed: {flag})"
+            kw = dict(color="0.55", linestyle=":") if flag else dict(linestyle=styles.get(config, "-"))
+            line, = ax.plot(g.radius, 100 * g.certified_acc, label=label, **kw)
+            if not flag:
+                ax.fill_between(g.radius, 100 * g.lo, 100 * g.hi, color=line.get_color(), alpha=0.12)
+        ax.axvline(float(d.max_radius.iloc[0]), color="0.3", linewidth=0.8)
         ax.set_xlabel("L2 radius")
-        ax.set_ylabel("certified accuracy (%)")
-        ax.set_title(f"{ds} ({int(d.n_images.iloc[0])} images)")
+        ax.set_title(f"σ = {sigma:g} ({int(d.n_images.iloc[0])} images; cap "
+                     f"{float(d.max_radius.iloc[0]):.2f})", fontsize=10)
         ax.set_ylim(0, 100)
         ax.legend(fontsize=7)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("certified accuracy (%)")
+    for ax in list(axes.flat)[len(sigmas):]:
+        ax.axis("off")
     fig.tight_layout()
     return fig
 
@@ -50,10 +69,13 @@ def plot_denoising_examples(views: dict, classes, max_chars: int = 10) -> plt.Fi
 
 
 def plot_vote_histogram(votes: pd.DataFrame) -> plt.Figure:
-    """Vote counts per class (rows of ``votes``) for each configuration (columns)."""
+    """Vote counts per class (rows of ``votes``) for each configuration (columns); the image's
+    label and sigma from ``votes.attrs`` when present."""
     fig, ax = plt.subplots(figsize=(7, 3.2))
     votes.plot.bar(ax=ax, width=0.8)
     ax.set_ylabel("noise samples")
-    ax.set_title(f"votes of f(x + delta) over {int(votes.iloc[:, 0].sum())} noise samples")
+    what = (f" (a {votes.attrs['label']}, σ = {votes.attrs['sigma']:g})"
+            if "label" in votes.attrs else "")
+    ax.set_title(f"votes of f(x + delta) over {int(votes.iloc[:, 0].sum())} noise samples{what}")
     fig.tight_layout()
     return fig
