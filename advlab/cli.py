@@ -141,9 +141,15 @@ def run_chapter(args: argparse.Namespace) -> int:
         overrides["model"] = args.model
     chapter.settings(args.profile, **overrides)          # a bad setting fails here, not later
     out = args.out / args.chapter
-    _check_writable(out)
-    results = chapter(args.profile, device=args.device, backend=args.backend,
-                      use_cache=not args.no_cache, progress=not args.quiet, **overrides)
+    made = _check_writable(out)
+    try:
+        results = chapter(args.profile, device=args.device, backend=args.backend,
+                          use_cache=not args.no_cache, progress=not args.quiet, **overrides)
+    except BaseException:
+        for folder in made:                                  # leave no empty folders behind
+            if folder.exists() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
     import matplotlib
     matplotlib.use("Agg")
     written = chapter.save(results, out)
@@ -155,15 +161,18 @@ def run_chapter(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_writable(folder: Path) -> None:
-    """Create ``folder`` and write a probe file in it, or raise OSError naming the folder."""
+def _check_writable(folder: Path) -> list[Path]:
+    """Create ``folder`` and write a probe file in it, or raise OSError naming the folder.
+    Returns the folders it created, deepest first."""
     import tempfile
+    made = [p for p in (folder, *folder.parents) if not p.exists()]
     try:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".advlab-probe-"):
             pass
     except OSError as err:
         raise OSError(f"cannot write results to {folder}: {err.strerror or err}") from None
+    return made
 
 
 def train_prm(args: argparse.Namespace) -> int:
