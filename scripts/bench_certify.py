@@ -2,11 +2,12 @@
 ``advlab`` path (``Smooth.certify`` on the fast inference path) against the reference code's
 per-image loop (Cohen et al.'s ``_sample_noise``: eager torch, one image at a time).
 
-    python scripts/bench_certify.py [--n 1000] [--batch-size 400] [--configs "no denoiser,white-box"]
+    python scripts/bench_certify.py [--n 1000] [--batch-size 1000] [--configs "no denoiser,white-box"]
 
-Both certify the same two CIFAR-10 test images with N0 = 100 and ``--n`` samples at sigma 0.25,
-with ResNet-56 and, for ``white-box``, the committed denoiser in front of it
-(``advlab.experiments.ch04.throughput``).  Threads: torch's (2 on this project's machines).
+Both certify the same two CIFAR-10 test images (the first of classes 0 and 1) with N0 = 100 and
+``--n`` samples at sigma 0.25, with ResNet-56 and, for a denoised configuration, the committed
+denoiser in front of it (``advlab.experiments.ch04.throughput``).  Threads: torch's (2 on this
+project's machines).
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import argparse
 import pandas as pd
 import torch
 
-from advlab.config import device_name, get_device
+from advlab.chapter import RunContext
+from advlab.config import device_name
 from advlab.experiments import ch04
 
 
@@ -26,14 +28,14 @@ def main() -> None:
     parser.add_argument("--configs", default="no denoiser,white-box")
     parser.add_argument("--device", default=None)
     args = parser.parse_args()
-    device = get_device(args.device)
-    cfg = ch04.settings("full", throughput_n=args.n, batch_size=args.batch_size)
-    clf = ch04.load_target("cifar10", "resnet56", device)
-    images, ids = ch04.cifar_images(100)
-    tables = [ch04.throughput(clf, images, ids, cfg, "resnet56", device, config=c)
+    s = ch04.CHAPTER.settings("full", throughput_n=args.n, batch_size=args.batch_size, n0=100)
+    ctx = RunContext.create("ch04", "full", args.device, use_cache=False, progress=False)
+    models = ch04.Models(ctx)
+    images, ids = ch04.cifar_images(1)
+    tables = [ch04.throughput(s, models, images, ids, ctx.device, config=c)
               for c in args.configs.split(",")]
     table = pd.concat(tables, ignore_index=True)
-    print(f"device: {device_name(device)}, torch {torch.__version__}")
+    print(f"device: {device_name(ctx.device)}, torch {torch.__version__}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
 
 

@@ -10,8 +10,8 @@ from . import given, ok
 #: Exercise 1's setting: CERTIFY's estimation counted N_A = 9,700 of N = 10,000 noise samples for
 #: the selected class, alpha = 0.001, sigma = 0.25.
 EX1 = dict(n_a=9_700, n=10_000, alpha=0.001, sigma=0.25)
-#: Exercise 2's setting: the full profile's N = 1,000 and alpha = 0.001, sigma = 0.5.
-EX2 = dict(n=1_000, alpha=0.001, sigma=0.5)
+#: Exercise 2's setting: the full profile's N = 500 and alpha = 0.001, sigma = 0.5.
+EX2 = dict(n=500, alpha=0.001, sigma=0.5)
 
 
 def ex1_truth() -> float:

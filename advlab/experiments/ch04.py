@@ -97,7 +97,7 @@ PROTOCOL_NOTES = (
     "Images: the first k test images of every class (advlab.data.first_per_class, ids "
     "class*100000 + rank; the source study: every 20th image, 500). CERTIFY: alpha = 0.001 as "
     "in the source study; N0, N, sigmas and images per profile in the settings (the source "
-    "study: N0 = 100, N = 100,000 for its tables; the paper profile: N = 10,000). ImageNet: "
+    "study and the paper profile: N0 = 100, N = 10,000). ImageNet: "
     "EfficientNet-Lite0 offline on sample images at odd positions of the 975 colour images, no "
     "denoiser, a demonstration only.")
 
@@ -118,13 +118,13 @@ class Ch04Settings(Settings):
     sigmas: tuple[float, ...] = stage((0.25, 0.5, 1.0), "cifar")
     configs: tuple[str, ...] = stage(("no denoiser", "black-box", "white-box"), "cifar")
     n0: int = stage(100, "cifar")
-    n: int = stage(1000, "cifar")
+    n: int = stage(500, "cifar")
     alpha: float = 0.001
     batch_size: int = 1000
     onedraw_per_class: int = stage(50, "onedraw")
     onedraw_sigmas: tuple[float, ...] = stage((0.12, 0.25, 0.5, 1.0), "onedraw")
     imagenet_model: str = stage("efficientnet_lite0", "imagenet")
-    imagenet_images: int = stage(20, "imagenet")
+    imagenet_images: int = stage(50, "imagenet")
     imagenet_sigmas: tuple[float, ...] = stage((0.25,), "imagenet")
     imagenet_n0: int = stage(20, "imagenet")
     imagenet_n: int = stage(100, "imagenet")
@@ -133,7 +133,7 @@ class Ch04Settings(Settings):
     attack_sigma: float = stage(0.25, "attack")
     attack_eps: tuple[float, ...] = stage((0.25,), "attack")
     attack_steps: int = stage(20, "attack")
-    attack_samples: int = stage(4, "attack")
+    attack_samples: int = stage(2, "attack")
     attack_predict_n: int = stage(200, "attack")
     example_images: int = stage(4, "figures")
     hist_n: int = stage(500, "figures")
@@ -630,7 +630,7 @@ def _cifar_table(r: Ch04Results):
                       f"ResNet-56, {s.n_images} test images ({s.per_class} per class), σ in "
                       f"{list(s.sigmas)}, N0 = {s.n0}, N = {s.n:,}, alpha = {s.alpha:g}; * = "
                       f"beyond that σ's cap for this N. Source study: ResNet-110, 500 images, "
-                      "N = 100,000.", note=r.info.line())
+                      "N = 10,000.", note=r.info.line())
 
 
 def _onedraw_table(r: Ch04Results):
@@ -654,7 +654,9 @@ def _imagenet_table(r: Ch04Results):
     if r.imagenet.empty:
         frame = pd.DataFrame({"note": ["this profile certifies no ImageNet images"]})
         return make_table(frame, "tab-ch04-imagenet", "ImageNet: not run in this profile.")
+    from ..data import imagenet_classes
     t = r.imagenet
+    shares = answer_shares(t, {"imagenet": imagenet_classes()}).set_index("sigma")
     rows = []
     for sigma, g in t.groupby("sigma"):
         certs, labels = _certs_of(g)
@@ -664,17 +666,20 @@ def _imagenet_table(r: Ch04Results):
         for a in acc.itertuples():
             row["r = 0" if a.radius == 0 else f"r = {a.radius:g}"] = (
                 "–" if a.radius > cap + 1e-9 else f"{int(a.hits)} of {int(a.n_images)}")
+        share = shares.loc[sigma]
+        row["most frequent answer"] = (f"{share.top_name} {100 * share.top_share:.0f}%"
+                                       + (" COLLAPSED" if share.collapsed else ""))
         rows.append(row)
     src = SOURCE_TABLES["imagenet"].loc["no denoiser"]
     rows.append({"σ": "source study, best σ (%)", "r = 0": "–",
-                 **{f"r = {k}": f"{v}%" for k, v in src.items()}})
+                 **{f"r = {k}": f"{v}%" for k, v in src.items()}, "most frequent answer": "–"})
     cap = max_certifiable_radius(max(s.imagenet_sigmas), s.imagenet_n, s.alpha)
     return make_table(pd.DataFrame(rows), "tab-ch04-imagenet",
                       f"A demonstration, not a measurement: CERTIFY on {len(t.id.unique())} "
                       f"ImageNet sample images with {s.imagenet_model} and no denoiser, N0 = "
                       f"{s.imagenet_n0}, N = {s.imagenet_n} (cap {cap:.2f} at the largest σ; – : "
                       "beyond it): images certified correct at each radius. The source study: "
-                      "ResNet-50, validation images, N = 100,000.")
+                      "ResNet-50, validation images, N = 10,000.")
 
 
 def _adaptive_table(r: Ch04Results):

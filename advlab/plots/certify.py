@@ -32,7 +32,9 @@ def plot_certified_curves(curves: pd.DataFrame, flags: pd.DataFrame | None = Non
             line, = ax.plot(g.radius, 100 * g.certified_acc, label=label, **kw)
             if not flag:
                 ax.fill_between(g.radius, 100 * g.lo, 100 * g.hi, color=line.get_color(), alpha=0.12)
-        ax.axvline(float(d.max_radius.iloc[0]), color="0.3", linewidth=0.8)
+        cap = float(d.max_radius.iloc[0])
+        ax.axvline(cap, color="0.3", linewidth=0.8)
+        ax.set_xlim(0, max(1.6, cap + 0.1))
         ax.set_xlabel("L2 radius")
         ax.set_title(f"σ = {sigma:g} ({int(d.n_images.iloc[0])} images; cap "
                      f"{float(d.max_radius.iloc[0]):.2f})", fontsize=10)
