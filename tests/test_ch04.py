@@ -327,3 +327,43 @@ def test_dncnn_starts_as_identity_and_recipes_check_their_keys():
     gen = torch.Generator().manual_seed(0)
     noisy = dncnn.noisy((0.5,))(torch.zeros(64, 3, 8, 8), gen)
     assert abs(float(noisy.std()) - 0.5) < 0.02
+
+
+def test_certify_explorer_uses_the_denoiser_of_each_sigma():
+    import matplotlib
+    matplotlib.use("Agg")
+    from advlab.widgets import certify_explorer
+
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.conv = torch.nn.Conv2d(3, 10, 3)
+
+        def forward(self, x):
+            return self.conv(x).mean((2, 3))
+
+    used = []
+
+    class Spy(torch.nn.Module):
+        def __init__(self, sigma):
+            super().__init__()
+            self.sigma = sigma
+
+        def forward(self, x):
+            used.append(self.sigma)
+            return x
+
+    g = torch.Generator().manual_seed(0)
+    images = ImageSet(torch.rand(2, 3, 8, 8, generator=g), torch.tensor([0, 1]),
+                      ch04.CIFAR10_CLASSES, "made")
+    denoisers = {"no denoiser": {0.25: None, 0.5: None},
+                 "white-box": {0.25: Spy(0.25), 0.5: Spy(0.5)}}
+    box = certify_explorer(Tiny().eval(), denoisers, images, torch.tensor([0, 100_000]), n0=5, n=20)
+    choose, config, sigma = box.children[0].children
+    assert [label for label, _ in choose.options] == ["id 0: airplane", "id 100000: automobile"]
+    assert sigma.options == (0.25, 0.5) and used == []
+    config.value = "white-box"
+    sigma.value = 0.5
+    assert used and set(used) == {0.25, 0.5} and used[-1] == 0.5
+    assert box.children[1].outputs[0]["output_type"] == "display_data"
