@@ -14,10 +14,8 @@ def refuse(*args, **kwargs):
 
 
 @pytest.fixture
-def offline(empty_env, monkeypatch):
+def offline(empty_env, no_network, monkeypatch):
     """No mirror, an empty cache, and every download fails."""
-    monkeypatch.setattr("torchvision.datasets.MNIST", refuse)
-    monkeypatch.setattr("torchvision.datasets.utils.download_and_extract_archive", refuse)
     monkeypatch.setattr("torchvision.models._api.load_state_dict_from_url", refuse)
     return empty_env
 

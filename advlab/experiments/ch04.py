@@ -44,7 +44,7 @@ from ..defences.smoothing import (
     max_certifiable_radius,
     reference_sample_noise,
 )
-from ..inference import backend_name
+from ..inference import backend_name, predict
 from ..metrics import clopper_pearson_ci
 from ..models import IMAGENET_SPECS
 from ..report import make_table
@@ -475,9 +475,10 @@ def example_views(ctx: RunContext, s: Ch04Settings, models: Models, images: Imag
     k = s.example_images
     pick = torch.arange(0, len(images), s.per_class)[:k] if k <= 10 else torch.arange(k)
     x, y, i = images.x[pick], images.y[pick], ids[pick]
-    clf = Undefended(models.get(TARGET))
+    target = models.get(TARGET)
+    label = lambda v: predict(target, v, 64, unit_range=False)  # noqa: E731  noisy: unclipped
     out = {"clean": x, "y": y, "sigmas": list(s.sigmas), "noisy": [], "denoised": [],
-           "pred_noisy": [], "pred_denoised": [], "pred_clean": clf.predict(x)}
+           "pred_noisy": [], "pred_denoised": [], "pred_clean": Undefended(target).predict(x)}
     for sigma in s.sigmas:
         den = models.denoiser(config, sigma)
         noisy = x + sigma * per_image_normal((s.seed * 100_003 + i).tolist(), x.shape[1:])
@@ -485,8 +486,8 @@ def example_views(ctx: RunContext, s: Ch04Settings, models: Models, images: Imag
             shown = den(noisy.to(ctx.device)).cpu() if den is not None else noisy
         out["noisy"].append(noisy)
         out["denoised"].append(shown)
-        out["pred_noisy"].append(clf.predict(noisy))
-        out["pred_denoised"].append(clf.predict(shown))
+        out["pred_noisy"].append(label(noisy))
+        out["pred_denoised"].append(label(shown))
     return out
 
 

