@@ -319,8 +319,9 @@ def per_sigma(per_image: pd.DataFrame, shares: pd.DataFrame) -> pd.DataFrame:
 def best_over_sigma(table: pd.DataFrame) -> pd.DataFrame:
     """The source study's table: at each radius the best certified accuracy over the sigmas
     whose smoothed classifier did not collapse (with that sigma, its interval and its accuracy
-    at radius 0); a radius above every such sigma's cap for this N is marked ``capped``; a
-    configuration whose every sigma collapsed has no entry (NaN)."""
+    at radius 0; ties go to the larger cap); ``capped`` when the winner's N cannot certify the
+    radius (no such sigma reaches it); a configuration whose every sigma collapsed has no entry
+    (NaN)."""
     rows = []
     for (ds, config), g in table.groupby(["dataset", "config"], sort=False):
         ok = g[~g.collapsed.astype(bool)]
@@ -329,12 +330,12 @@ def best_over_sigma(table: pd.DataFrame) -> pd.DataFrame:
             at = ok[np.isclose(ok.radius, r)]
             row = dict(dataset=ds, config=config, radius=r, collapsed_sigmas=collapsed,
                        n_images=int(g.n_images.iloc[0]))
-            if len(at):
-                best = at.loc[at.certified_acc.idxmax()]
+            if len(at):   # ties go to the sigma whose cap reaches furthest
+                best = at.sort_values(["certified_acc", "max_radius"], ascending=False).iloc[0]
                 clean = ok[(ok.radius == 0.0) & (ok.sigma == best.sigma)].certified_acc.iloc[0]
                 row.update(certified_acc=best.certified_acc, lo=best.lo, hi=best.hi,
                            sigma=best.sigma, clean_acc=clean,
-                           capped=bool(r > at.max_radius.max() + 1e-9))
+                           capped=bool(r > best.max_radius + 1e-9))
             else:
                 row.update(certified_acc=np.nan, lo=np.nan, hi=np.nan, sigma=np.nan,
                            clean_acc=np.nan, capped=False)
