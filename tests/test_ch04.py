@@ -212,9 +212,9 @@ def test_collapsed_rows_are_flagged_and_left_out_of_the_best_over_sigma():
     assert not best.loc[("white-box", 0.75), "capped"] and best.loc[("white-box", 1.0), "capped"]
     assert np.isnan(best.loc[("no denoiser", 0.25), "certified_acc"])
     view = ch04.source_comparison(best.reset_index(), "cifar10").set_index("configuration")
-    assert view.loc["ours: white-box", "r = 0.25"] == "60 [36, 81] σ=0.25"
+    assert view.loc["ours: white-box", "r = 0.25"] == "60 [36, 81] (60) σ=0.25"
     assert view.loc["ours: no denoiser", "r = 0.25"] == "no σ without collapse"
-    assert view.loc["source study (ResNet-110): white-box", "r = 0.25"] == "56"
+    assert view.loc["source study (ResNet-110): white-box", "r = 0.25"] == "56 (72)"
     readers = ch04.per_sigma_view(table).set_index(["σ", "configuration"])
     assert readers.loc[("1", "white-box"), "collapsed"] == "COLLAPSED"
     assert readers.loc[("1", "white-box"), "most frequent answer"] == "bird 95%"

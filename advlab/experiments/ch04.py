@@ -357,12 +357,16 @@ def source_comparison(best: pd.DataFrame, dataset: str) -> pd.DataFrame:
         for r in g.itertuples():
             cells[f"r = {r.radius:g}"] = ("no σ without collapse" if np.isnan(r.certified_acc) else
                                           _pct(r.certified_acc, r.lo, r.hi)
-                                          + f" σ={r.sigma:g}" + ("*" if r.capped else ""))
+                                          + f" ({100 * r.clean_acc:.0f}) σ={r.sigma:g}"
+                                          + ("*" if r.capped else ""))
         rows.append({"configuration": f"ours: {config}", **cells})
     source = SOURCE_TABLES[dataset]
+    clean = SOURCE_CLEAN_CIFAR if dataset == "cifar10" else None
     for config in source.index:
         rows.append({"configuration": f"source study ({SOURCE_MODELS[dataset]}): {config}",
-                     **{f"r = {k}": f"{v}" for k, v in source.loc[config].items()}})
+                     **{f"r = {k}": f"{v}" + (f" ({clean.loc[config, k]})" if clean is not None
+                                              else "")
+                        for k, v in source.loc[config].items()}})
     return pd.DataFrame(rows)
 
 
@@ -628,7 +632,9 @@ def _cifar_table(r: Ch04Results):
     s = r.settings
     return make_table(r.comparison, "tab-ch04-cifar",
                       f"Certified accuracy (%) on CIFAR-10 at the source study's L2 radii, best "
-                      f"over the σ that did not collapse [95% interval] and the σ that won; ours: "
+                      f"over the σ that did not collapse [95% interval], (in brackets) the "
+                      f"accuracy at radius 0 of the σ that won, as the source study prints it, "
+                      f"and that σ; ours: "
                       f"ResNet-56, {s.n_images} test images ({s.per_class} per class), σ in "
                       f"{list(s.sigmas)}, N0 = {s.n0}, N = {s.n:,}, alpha = {s.alpha:g}; * = "
                       f"beyond that σ's cap for this N. Source study: ResNet-110, 500 images, "
