@@ -14,6 +14,7 @@ import torch
 from tqdm import tqdm
 
 from .. import attacks as atk
+from .. import plots
 from ..chapter import Chapter, ChapterResults, RunContext, Settings, stage
 from ..config import RunInfo
 from ..data import ImageSet
@@ -361,16 +362,6 @@ TABLES = {
 }
 
 
-def _noise_figure(r: Ch01Results):
-    from .. import plots
-    return plots.plot_noise_curves(r.table, SOURCE_TABLE)
-
-
-def _attack_figure(r: Ch01Results):
-    from .. import plots
-    return plots.plot_attack_curves(r.attacks)
-
-
 class Chapter01(Chapter):
     id = "ch01"
     title = "Noise, Gaussian smoothing and the 2-of-3 vote"
@@ -382,7 +373,8 @@ class Chapter01(Chapter):
     }
     model_setting = "model"
     tables = TABLES
-    figures = {"ch01_noise_curves": _noise_figure, "ch01_attack_curves": _attack_figure}
+    figures = {"ch01_noise_curves": lambda r: plots.plot_noise_curves(r.table, SOURCE_TABLE),
+               "ch01_attack_curves": lambda r: plots.plot_attack_curves(r.attacks)}
 
     def run(self, ctx: RunContext, s: Ch01Settings) -> Ch01Results:
         """Noise table over draws, source-study comparison, attacks, kernel check."""

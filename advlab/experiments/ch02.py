@@ -21,6 +21,7 @@ import torch
 from sklearn.metrics import auc, roc_curve
 
 from .. import attacks as atk
+from .. import plots
 from ..chapter import Chapter, ChapterResults, RunContext, Settings, stage
 from ..config import RunInfo
 from ..data import ImageSet, load_mnist
@@ -525,19 +526,8 @@ TABLES = {
 
 
 def _uncertainty_figure(r: Ch02Results):
-    from .. import plots
     th = {t.attack: (t.low, t.high) for t in r.thresholds.itertuples() if t.fit_on == "validation"}
     return plots.plot_uncertainty_histograms(r.uncertainty, th)
-
-
-def _roc_figure(r: Ch02Results):
-    from .. import plots
-    return plots.plot_roc(r.curves, r.auroc)
-
-
-def _calibration_figure(r: Ch02Results):
-    from .. import plots
-    return plots.plot_calibration(r.calibration, r.chosen)
 
 
 class Chapter02(Chapter):
@@ -552,8 +542,9 @@ class Chapter02(Chapter):
         "full": Ch02Settings(),
     }
     tables = TABLES
-    figures = {"ch02_uncertainty": _uncertainty_figure, "ch02_roc": _roc_figure,
-               "ch02_calibration": _calibration_figure}
+    figures = {"ch02_uncertainty": _uncertainty_figure,
+               "ch02_roc": lambda r: plots.plot_roc(r.curves, r.auroc),
+               "ch02_calibration": lambda r: plots.plot_calibration(r.calibration, r.chosen)}
 
     def run(self, ctx: RunContext, s: Ch02Settings) -> Ch02Results:
         return run_chapter(ctx, s)

