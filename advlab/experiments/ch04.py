@@ -33,6 +33,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .. import attacks as atk
+from .. import plots
 from ..chapter import Chapter, ChapterResults, RunContext, Settings, stage
 from ..config import RunInfo, per_image_normal
 from ..data import CIFAR10_CLASSES, ImageSet, first_per_class, load_cifar10
@@ -724,23 +725,6 @@ def _throughput_table(r: Ch04Results):
                       f"= {tp.sigma.iloc[0]:g}, two images) on {tp.computed_on.iloc[0]}.")
 
 
-# --------------------------------------------------------------------------- figures
-def _curves_figure(r: Ch04Results):
-    from .. import plots
-    return plots.plot_certified_curves(r.curves[r.curves.dataset == "cifar10"],
-                                       r.per_sigma[r.per_sigma.dataset == "cifar10"])
-
-
-def _examples_figure(r: Ch04Results):
-    from .. import plots
-    return plots.plot_denoising_examples(r.examples, CIFAR10_CLASSES)
-
-
-def _votes_figure(r: Ch04Results):
-    from .. import plots
-    return plots.plot_vote_histogram(r.votes)
-
-
 # --------------------------------------------------------------------------- the chapter
 class Chapter04(Chapter):
     id = "ch04"
@@ -766,8 +750,11 @@ class Chapter04(Chapter):
               "tab-ch04-cifar": _cifar_table, "tab-ch04-onedraw": _onedraw_table,
               "tab-ch04-imagenet": _imagenet_table, "tab-ch04-adaptive": _adaptive_table,
               "tab-ch04-throughput": _throughput_table}
-    figures = {"ch04_certified_curves": _curves_figure, "ch04_denoising_examples": _examples_figure,
-               "ch04_votes": _votes_figure}
+    figures = {"ch04_certified_curves": lambda r: plots.plot_certified_curves(
+                   r.curves[r.curves.dataset == "cifar10"], r.per_sigma[r.per_sigma.dataset == "cifar10"]),
+               "ch04_denoising_examples": lambda r: plots.plot_denoising_examples(
+                   r.examples, CIFAR10_CLASSES),
+               "ch04_votes": lambda r: plots.plot_vote_histogram(r.votes)}
 
     def run(self, ctx: RunContext, s: Ch04Settings) -> Ch04Results:
         with ctx.stage("models and images"):
