@@ -170,14 +170,14 @@ def certify_explorer(classifier, denoisers: dict, images: ImageSet, ids=None, n0
     config = W.Dropdown(options=list(denoisers), description="denoiser")
     sigmas = sorted({s for per in denoisers.values() for s in per})
     sigma = W.SelectionSlider(options=sigmas, value=0.25 if 0.25 in sigmas else sigmas[0],
-                              description="sigma", continuous_update=False)
+                              description="σ", continuous_update=False)
     out = W.Output()
 
     def redraw(*_):
         i, s = choose.value, sigma.value
         if s not in denoisers[config.value]:
             out.outputs = ()
-            out.append_stdout(f"no {config.value} denoiser for sigma {s:g}\n")
+            out.append_stdout(f"no {config.value} denoiser for σ = {s:g}\n")
             return
         den = denoisers[config.value][s]
         smooth = Smooth(classifier, len(images.classes), s, den, alpha=alpha, seed=seed)
@@ -189,7 +189,7 @@ def certify_explorer(classifier, denoisers: dict, images: ImageSet, ids=None, n0
             shown = den(noisy).clamp(0, 1) if den is not None else noisy.clamp(0, 1)
         fig, axes = plt.subplots(1, 3, figsize=(PAGE_WIDTH_IN, 3.4), width_ratios=[1, 1, 2.2],
                                  layout="constrained")
-        for ax, img, title in ((axes[0], noisy.clamp(0, 1), f"noisy, sigma={s:.2f}"),
+        for ax, img, title in ((axes[0], noisy.clamp(0, 1), f"noisy, σ = {s:g}"),
                                (axes[1], shown, "denoised" if den is not None else "(no denoiser)")):
             ax.imshow(img[0].permute(1, 2, 0).numpy())
             ax.set_title(title, fontsize=9)

@@ -124,8 +124,13 @@ def _with(**changes) -> list[str]:
     (dict(alpha="nan"), "alpha must be finite"),
     (dict(denoiser="cifar10-stab-wb-0.5"), "was trained for sigma \\[0.5\\], not for --sigma 0.25"),
     (dict(denoiser="cifar10-nonsense"), "is not a committed cifar10 denoiser"),
-    (dict(model="efficientnet_lite0"), "is not a cifar10 classifier"),
-    (dict(model="cifar10-mse-0.25"), "is not a cifar10 classifier"),
+    (dict(model="efficientnet_lite0"), "unknown cifar10 classifier 'efficientnet_lite0'; known: "
+                                       "resnet20"),
+    (dict(model="cifar10-mse-0.25"), "unknown cifar10 classifier 'cifar10-mse-0.25'"),
+    (dict(model="resnet999"), "unknown cifar10 classifier 'resnet999'"),
+    (dict(dataset="imagenet", model="resnet56", images="5"), "unknown imagenet classifier 'resnet56'"),
+    (dict(dataset="imagenet", model="efficientnet_lite1", images="5"),
+     "ImageNet certification takes one of"),
     (dict(seed="-1"), "seed must be >= 0"),
     (dict(dataset="imagenet", model="efficientnet_lite0", images="488"), "ImageNet takes --images 1"),
 ])
@@ -219,6 +224,22 @@ def test_collapsed_rows_are_flagged_and_left_out_of_the_best_over_sigma():
     assert readers.loc[("1", "white-box"), "collapsed"] == "COLLAPSED"
     assert readers.loc[("1", "white-box"), "most frequent answer"] == "bird 95%"
     assert readers.loc[("0.25", "white-box"), "r = 0.5"] == "–"     # beyond the cap 0.375
+
+
+def test_run_with_an_unknown_model_fails_in_settings_validation(capsys, monkeypatch):
+    def no_work(*args, **kwargs):
+        raise AssertionError("the chapter started before its settings were checked")
+    monkeypatch.setattr(ch04.Chapter04, "run", no_work)
+    for model, message in (("resnet999", "unknown imagenet classifier 'resnet999'; known: "
+                                         "efficientnet_lite0"),
+                           ("imagenet-mse", "unknown imagenet classifier 'imagenet-mse'"),
+                           ("resnet56", "unknown imagenet classifier 'resnet56'")):
+        assert main(["run", "ch04", "--profile", "smoke", "--model", model, "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("advlab: error: Ch04Settings: ") and message in err, err
+        assert len(err.strip().splitlines()) == 1
+        with pytest.raises(SettingsError, match=message):
+            ch04.CHAPTER.settings("full", model=model)
 
 
 def test_settings_profiles_and_source_tables():

@@ -50,7 +50,7 @@ from ..metrics import clopper_pearson_ci
 from ..models import IMAGENET_SPECS
 from ..report import make_table
 from ..training.denoisers import IMAGENET_TRAIN_PARITY, imagenet_split, noisy_accuracy, recipe
-from ..zoo import DEFAULT_TARGETS, dataset_of, load_imagenet_for, model_names
+from ..zoo import DEFAULT_TARGETS, check_model_name, load_imagenet_for, model_names
 
 #: The certified CIFAR-10 classifier (the white-box denoisers are trained through it).
 TARGET = DEFAULT_TARGETS["cifar10"]
@@ -154,8 +154,10 @@ class Ch04Settings(Settings):
         req(self.batch_size >= 1 and self.imagenet_batch_size >= 1, "batch sizes must be >= 1")
         req(0 <= self.onedraw_per_class <= 1000, "onedraw_per_class must be in 0..1000")
         req(all(s > 0 for s in self.onedraw_sigmas), "onedraw_sigmas must be positive")
+        _require_model(self, self.imagenet_model, "imagenet")
         req(self.imagenet_model in IMAGENET_SPECS,
-            f"imagenet_model must be one of {sorted(IMAGENET_SPECS)}")
+            f"imagenet_model must be one of {sorted(IMAGENET_SPECS)} (the ImageNet models "
+            "with a known preprocessing)")
         req(0 <= self.imagenet_images <= IMAGENET_POOL,
             f"imagenet_images must be in 0..{IMAGENET_POOL} (odd-position colour sample images)")
         req(len(self.imagenet_sigmas) > 0 and min(self.imagenet_sigmas) > 0,
@@ -174,6 +176,15 @@ class Ch04Settings(Settings):
     @property
     def n_images(self) -> int:
         return 10 * self.per_class
+
+
+def _require_model(settings: Settings, name: str, dataset: str) -> None:
+    """``advlab.zoo.check_model_name`` (a classifier of ``dataset``) as a settings error, so a
+    mistyped model fails in validation, before any work."""
+    try:
+        check_model_name(name, dataset, classifier=True)
+    except ValueError as e:
+        settings.require(False, str(e))
 
 
 # --------------------------------------------------------------------------- data and models
@@ -859,9 +870,10 @@ class CertifySettings(Settings):
                 f"ImageNet takes --images 1 ... {IMAGENET_POOL} (odd-position colour sample "
                 f"images), got {self.images}")
         model = self.classifier
-        req(model in model_names() and dataset_of(model) == self.dataset
-            and not model.startswith(("cifar10-", "imagenet-", "prm-")),
-            f"--model {model!r} is not a {self.dataset} classifier of advlab.zoo")
+        _require_model(self, model, self.dataset)
+        if self.dataset == "imagenet":
+            req(model in IMAGENET_SPECS, f"--model {model!r}: ImageNet certification takes one "
+                                         f"of {sorted(IMAGENET_SPECS)}")
         if self.denoiser is not None:
             req(self.denoiser in model_names() and self.denoiser.startswith(f"{self.dataset}-"),
                 f"--denoiser {self.denoiser!r} is not a committed {self.dataset} denoiser; "
