@@ -217,13 +217,16 @@ def test_collapsed_rows_are_flagged_and_left_out_of_the_best_over_sigma():
     assert not best.loc[("white-box", 0.75), "capped"] and best.loc[("white-box", 1.0), "capped"]
     assert np.isnan(best.loc[("no denoiser", 0.25), "certified_acc"])
     view = ch04.source_comparison(best.reset_index(), "cifar10").set_index("configuration")
-    assert view.loc["ours: white-box", "r = 0.25"] == "60 [36, 81] (60) σ=0.25"
+    assert view.loc["ours: white-box denoiser", "r = 0.25"] == "60% [36, 81] (60) σ = 0.25"
     assert view.loc["ours: no denoiser", "r = 0.25"] == "no σ without collapse"
-    assert view.loc["source study (ResNet-110): white-box", "r = 0.25"] == "56 (72)"
-    readers = ch04.per_sigma_view(table).set_index(["σ", "configuration"])
-    assert readers.loc[("1", "white-box"), "collapsed"] == "COLLAPSED"
-    assert readers.loc[("1", "white-box"), "most frequent answer"] == "bird 95%"
-    assert readers.loc[("0.25", "white-box"), "r = 0.5"] == "–"     # beyond the cap 0.375
+    assert view.loc["source study (ResNet-110): white-box denoiser", "r = 0.25"] == "56% (72)"
+    readers = ch04.per_sigma_view(table)
+    assert readers.configuration.tolist()[:2] == ["no denoiser", "white-box denoiser"]
+    readers = readers.set_index(["σ", "configuration"])
+    assert readers.loc[("1", "white-box denoiser"), "most frequent answer"] == "bird 95%: collapsed"
+    assert readers.loc[("0.25", "white-box denoiser"), "most frequent answer"] == "airplane 10%"
+    assert readers.loc[("0.25", "white-box denoiser"), "r = 0"] == "60% [36, 81]"
+    assert readers.loc[("0.25", "white-box denoiser"), "r = 0.5"] == "–"   # beyond the cap 0.375
 
 
 def test_run_with_an_unknown_model_fails_in_settings_validation(capsys, monkeypatch):

@@ -48,7 +48,7 @@ from ..defences.smoothing import (
 from ..inference import backend_name, predict
 from ..metrics import clopper_pearson_ci
 from ..models import IMAGENET_SPECS
-from ..report import make_table
+from ..report import human, make_table
 from ..training.denoisers import IMAGENET_TRAIN_PARITY, imagenet_split, noisy_accuracy, recipe
 from ..zoo import DEFAULT_TARGETS, check_model_name, load_imagenet_for, model_names
 
@@ -356,7 +356,9 @@ def best_over_sigma(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _pct(v: float, lo: float, hi: float) -> str:
-    return f"{100 * v:.0f} [{100 * lo:.0f}, {100 * hi:.0f}]"
+    """A rate and its interval in whole percent, "56% [45, 66]" (with 100 images every image is
+    one point, so the rate is exact)."""
+    return f"{100 * v:.0f}% [{100 * lo:.0f}, {100 * hi:.0f}]"
 
 
 def source_comparison(best: pd.DataFrame, dataset: str) -> pd.DataFrame:
@@ -369,15 +371,15 @@ def source_comparison(best: pd.DataFrame, dataset: str) -> pd.DataFrame:
         for r in g.itertuples():
             cells[f"r = {r.radius:g}"] = ("no σ without collapse" if np.isnan(r.certified_acc) else
                                           _pct(r.certified_acc, r.lo, r.hi)
-                                          + f" ({100 * r.clean_acc:.0f}) σ={r.sigma:g}"
+                                          + f" ({100 * r.clean_acc:.0f}) σ = {r.sigma:g}"
                                           + ("*" if r.capped else ""))
-        rows.append({"configuration": f"ours: {config}", **cells})
+        rows.append({"configuration": f"ours: {human(config)}", **cells})
     source = SOURCE_TABLES[dataset]
     clean = SOURCE_CLEAN_CIFAR if dataset == "cifar10" else None
     for config in source.index:
-        rows.append({"configuration": f"source study ({SOURCE_MODELS[dataset]}): {config}",
-                     **{f"r = {k}": f"{v}" + (f" ({clean.loc[config, k]})" if clean is not None
-                                              else "")
+        rows.append({"configuration": f"source study ({SOURCE_MODELS[dataset]}): {human(config)}",
+                     **{f"r = {k}": f"{v}%" + (f" ({clean.loc[config, k]})" if clean is not None
+                                               else "")
                         for k, v in source.loc[config].items()}})
     return pd.DataFrame(rows)
 
@@ -601,27 +603,29 @@ def _caps_table(r: Ch04Results):
     ns = sorted({100, s.n, 10_000, 100_000})
     return make_table(caps_frame(ns, tuple(sorted({0.12, 0.25, 0.5, 1.0, *s.sigmas})), s.alpha),
                       "tab-ch04-caps",
-                      f"The largest L2 radius CERTIFY can return with N samples (alpha = "
-                      f"{s.alpha:g}): σ Φ⁻¹(alpha^(1/N)), reached when all N samples agree. This "
-                      f"run: N = {s.n:,}.", digits=3)
+                      f"The largest L2 radius CERTIFY can return with N samples (α = "
+                      f"{s.alpha:g}): σ Φ⁻¹(α^(1/N)), reached when all N samples agree. This "
+                      f"chapter's CIFAR-10 runs: N = {s.n:,}.", digits=3)
 
 
 def per_sigma_view(table: pd.DataFrame, dataset: str = "cifar10") -> pd.DataFrame:
     """The per-sigma table for readers: one row per (sigma, configuration), the certified
     accuracy (%) [95% interval] at radius 0 and at the source study's radii (``–`` beyond the
-    cap), the class returned most often with its share, and the collapse flag."""
+    cap), and the class returned most often with its share, "collapsed" when it is the answer
+    for more than :data:`COLLAPSE_SHARE` of the images."""
     t = table[table.dataset == dataset]
+    order = {c: i for i, c in enumerate(CONFIGS)}
     rows = []
-    for (sigma, config), g in t.groupby(["sigma", "config"], sort=True):
+    for (sigma, _), g in t.groupby(["sigma", t.config.map(order)], sort=True):
         g = g.set_index("radius")
         first = g.iloc[0]
-        row = {"σ": f"{sigma:g}", "configuration": config}
+        row = {"σ": f"{sigma:g}", "configuration": human(first.config)}
         for r in (0.0, *RADII):
             v = g.loc[r]
-            row["r = 0 (accuracy)" if r == 0 else f"r = {r:g}"] = (
+            row[f"r = {r:g}"] = (
                 "–" if r > v.max_radius + 1e-9 else _pct(v.certified_acc, v.lo, v.hi))
-        row["most frequent answer"] = f"{first.top_name} {100 * first.top_share:.0f}%"
-        row["collapsed"] = "COLLAPSED" if first.collapsed else ""
+        row["most frequent answer"] = (f"{first.top_name} {100 * first.top_share:.0f}%"
+                                       + (": collapsed" if first.collapsed else ""))
         rows.append(row)
     out = pd.DataFrame(rows)
     out.attrs = {"labels": 2}
@@ -631,42 +635,62 @@ def per_sigma_view(table: pd.DataFrame, dataset: str = "cifar10") -> pd.DataFram
 def _per_sigma_table(r: Ch04Results):
     s = r.settings
     return make_table(per_sigma_view(r.per_sigma), "tab-ch04-per-sigma",
-                      f"Certified accuracy (%) [95% Clopper-Pearson interval over the "
-                      f"{s.n_images} images] of the smoothed ResNet-56 on CIFAR-10 per noise σ "
-                      f"and configuration; N0 = {s.n0}, N = {s.n:,}, alpha = {s.alpha:g}; – : "
-                      f"beyond the radius N allows at that σ. 'Most frequent answer': the class "
-                      f"CERTIFY returned most often and its share of all images; COLLAPSED: more "
-                      f"than {100 * COLLAPSE_SHARE:.0f}% (the rows certify one class, not the "
-                      "images).", labels=2, note=r.info.line())
+                      f"Certified accuracy [95% Clopper-Pearson interval] of the smoothed "
+                      f"ResNet-56 on {s.n_images} CIFAR-10 test images ({s.per_class} per class) "
+                      f"per noise σ and configuration, at radius 0 (the smoothed classifier's "
+                      f"accuracy) and at the source study's L2 radii; N0 = {s.n0}, N = {s.n:,}, "
+                      f"α = {s.alpha:g}; – : beyond the radius N allows at that σ. Most frequent "
+                      f"answer: the class CERTIFY returned most often and its share of all the "
+                      f"images; collapsed: more than {100 * COLLAPSE_SHARE:.0f}% (such a row "
+                      "certifies one class, not the images).", labels=2)
 
 
 def _cifar_table(r: Ch04Results):
     s = r.settings
+    sigmas = ", ".join(f"{sg:g}" for sg in s.sigmas)
     return make_table(r.comparison, "tab-ch04-cifar",
-                      f"Certified accuracy (%) on CIFAR-10 at the source study's L2 radii, best "
-                      f"over the σ that did not collapse [95% interval], (in brackets) the "
+                      f"Certified accuracy on CIFAR-10 at the source study's L2 radii, best "
+                      f"over the σ that did not collapse [95% interval], then (in brackets) the "
                       f"accuracy at radius 0 of the σ that won, as the source study prints it, "
-                      f"and that σ; ours: "
-                      f"ResNet-56, {s.n_images} test images ({s.per_class} per class), σ in "
-                      f"{list(s.sigmas)}, N0 = {s.n0}, N = {s.n:,}, alpha = {s.alpha:g}; * = "
-                      f"beyond that σ's cap for this N. Source study: ResNet-110, 500 images, "
-                      "N = 10,000.", note=r.info.line())
+                      f"and that σ. Ours: ResNet-56, {s.n_images} test images ({s.per_class} per "
+                      f"class), σ of {sigmas}, N0 = {s.n0}, N = {s.n:,}, α = {s.alpha:g}; * : "
+                      f"beyond the radius that σ allows with this N. Source study: ResNet-110, "
+                      "500 images, N = 10,000.")
 
 
 def _onedraw_table(r: Ch04Results):
-    t = r.onedraw.copy()
-    t["accuracy [95% CI]"] = list(zip(t.accuracy, t.lo, t.hi))
-    t["σ"] = [("–" if sg == 0 else f"{sg:g}") for sg in t.sigma]
-    t = t.rename(columns={"config": "configuration", "denoiser": "model or denoiser",
-                          "through": "stability stage through"})
-    t = t[["configuration", "σ", "model or denoiser", "stability stage through", "accuracy [95% CI]"]]
-    t.attrs = {"percent": ["accuracy [95% CI]"], "labels": 1}
+    t = onedraw_view(r.onedraw)
     n = int(r.onedraw.n_images.iloc[0])
     return make_table(t, "tab-ch04-onedraw",
-                      f"Top-1 accuracy of ResNet-56 on the first {n // 10} test images of every "
-                      f"class ({n}): clean, and under one noise draw per image without and with "
-                      "each denoiser (a denoiser per σ, trained for that σ); the surrogate's "
-                      "clean accuracy when the black-box denoisers were trained through one.")
+                      f"Top-1 accuracy [95% Clopper-Pearson interval] on the first {n // 10} test "
+                      f"images of every class ({n:,} images): ResNet-56 and the surrogate on the "
+                      "clean images, then ResNet-56 under one noise draw per image, without and "
+                      "with each denoiser (the one trained for that σ); the last column names "
+                      "the classifiers the denoiser's stability stage was trained through.",
+                      labels=2)
+
+
+def onedraw_view(one: pd.DataFrame) -> pd.DataFrame:
+    """The one-draw table for readers: clean rows first, then one row per (σ, configuration)."""
+    rank = {c: i for i, c in enumerate(["clean target", "clean surrogate", *CONFIGS])}
+    one = one.assign(_rank=one.config.map(rank)).sort_values(["sigma", "_rank"], kind="stable")
+    rows = []
+    for o in one.itertuples():
+        acc = (o.accuracy, o.lo, o.hi)
+        if o.config.startswith("clean"):
+            who = human(o.denoiser)
+            if o.config == "clean surrogate" and "surrogate" not in who:
+                who += " (surrogate)"
+            rows.append({"σ": "clean", "configuration": who, "trained through": "–",
+                         "accuracy [95% CI]": acc})
+        else:
+            rows.append({"σ": f"{o.sigma:g}", "configuration": human(o.config),
+                         "trained through": (", ".join(human(c) for c in o.through.split(", "))
+                                             if o.through and o.through != "–" else "–"),
+                         "accuracy [95% CI]": acc})
+    out = pd.DataFrame(rows)
+    out.attrs = {"percent": ["accuracy [95% CI]"], "labels": 2}
+    return out
 
 
 def _imagenet_table(r: Ch04Results):
@@ -696,7 +720,7 @@ def _imagenet_table(r: Ch04Results):
     cap = max_certifiable_radius(max(s.imagenet_sigmas), s.imagenet_n, s.alpha)
     return make_table(pd.DataFrame(rows), "tab-ch04-imagenet",
                       f"A demonstration, not a measurement: CERTIFY on {len(t.id.unique())} "
-                      f"ImageNet sample images with {s.imagenet_model} and no denoiser, N0 = "
+                      f"ImageNet sample images with {human(s.imagenet_model)} and no denoiser, N0 = "
                       f"{s.imagenet_n0}, N = {s.imagenet_n} (cap {cap:.2f} at the largest σ; – : "
                       "beyond it): images certified correct at each radius. The source study: "
                       "ResNet-50, validation images, N = 10,000.")
@@ -714,10 +738,10 @@ def _adaptive_table(r: Ch04Results):
     a.attrs = {"labels": 2}
     return make_table(a, "tab-ch04-adaptive",
                       f"SmoothAdv ({s.attack_steps} L2 PGD steps, {s.attack_samples} noise draws "
-                      f"per step) on the {s.attack_config} configuration at σ = "
+                      f"per step) on ResNet-56 with the {human(s.attack_config)} at σ = "
                       f"{s.attack_sigma:g}, on all {s.n_images} certified test images; the "
                       f"attacked images classified by PREDICT (n = {s.attack_predict_n:,}, "
-                      f"alpha = {s.alpha:g}).", labels=2)
+                      f"α = {s.alpha:g}).", labels=2)
 
 
 def _throughput_table(r: Ch04Results):
@@ -732,8 +756,9 @@ def _throughput_table(r: Ch04Results):
            "seconds per certified image", "speed-up"]]
     return make_table(t, "tab-ch04-throughput",
                       f"CERTIFY throughput (N0 = {int(tp.n0.iloc[0])}, N = {int(tp.n.iloc[0]):,}, "
-                      f"batch {int(tp.batch_size.iloc[0])}, {tp.config.iloc[0]} configuration at σ "
-                      f"= {tp.sigma.iloc[0]:g}, two images) on {tp.computed_on.iloc[0]}.")
+                      f"batch {int(tp.batch_size.iloc[0])}, ResNet-56 with the "
+                      f"{human(tp.config.iloc[0])} at σ = {tp.sigma.iloc[0]:g}, two images) on "
+                      f"{tp.computed_on.iloc[0]}.")
 
 
 # --------------------------------------------------------------------------- the chapter
