@@ -25,7 +25,9 @@ def plot_certified_curves(curves: pd.DataFrame, flags: pd.DataFrame | None = Non
                 collapsed[(f.config, f.sigma)] = f"{f.top_name} {100 * f.top_share:.0f}%"
     for ax, sigma in zip(axes, sigmas):
         d = curves[curves.sigma == sigma]
+        cap = float(d.max_radius.iloc[0])
         for config, g in d.groupby("config", sort=False):
+            g = g[g.radius <= cap + 1e-9]   # no certificate reaches beyond the cap
             flag = collapsed.get((config, sigma))
             label = (human(config) if flag is None
                      else f"{human(config)}, σ = {sigma:g}: collapsed ({flag})")
@@ -34,7 +36,6 @@ def plot_certified_curves(curves: pd.DataFrame, flags: pd.DataFrame | None = Non
             ax.plot(g.radius, 100 * g.certified_acc, label=label, **kw)
             if not flag:
                 ax.fill_between(g.radius, 100 * g.lo, 100 * g.hi, color=colors[config], alpha=0.12)
-        cap = float(d.max_radius.iloc[0])
         ax.axvline(cap, color="0.3", linewidth=0.8)
         ax.set_xlim(0, max(1.6, cap + 0.1))
         ax.set_xlabel("L2 radius")
@@ -52,15 +53,15 @@ def plot_denoising_examples(views: dict, classes, max_chars: int = 10) -> plt.Fi
     classifier's label (check mark when right).  ``views`` from ``ch04.example_views``."""
     x, y, sigmas = views["clean"], views["y"], views["sigmas"]
     n, cols = len(x), 1 + 2 * len(sigmas)
-    fig, axes = plt.subplots(n, cols, figsize=(PAGE_WIDTH_IN, (PAGE_WIDTH_IN / cols + 0.45) * n),
+    fig, axes = plt.subplots(n, cols, figsize=(PAGE_WIDTH_IN, (PAGE_WIDTH_IN / cols + 0.45) * n + 0.35),
                              squeeze=False, layout="constrained")
     name = lambda i: classes[int(i)][:max_chars]  # noqa: E731
     mark = lambda p, t: f"{name(p)} {'✓' if int(p) == int(t) else '✗'}"  # noqa: E731
     for i in range(n):
-        panels_ = [("clean", x[i], views["pred_clean"][i])]
+        panels_ = [("clean\n", x[i], views["pred_clean"][i])]
         for j, s in enumerate(sigmas):
-            panels_ += [(f"noisy σ={s:g}", views["noisy"][j][i], views["pred_noisy"][j][i]),
-                        (f"denoised σ={s:g}", views["denoised"][j][i], views["pred_denoised"][j][i])]
+            panels_ += [(f"noisy\nσ = {s:g}", views["noisy"][j][i], views["pred_noisy"][j][i]),
+                        (f"denoised\nσ = {s:g}", views["denoised"][j][i], views["pred_denoised"][j][i])]
         for ax, (what, img, p) in zip(axes[i], panels_):
             ax.imshow(img.permute(1, 2, 0).clamp(0, 1).numpy())
             bare(ax)
@@ -77,8 +78,9 @@ def plot_vote_histogram(votes: pd.DataFrame) -> plt.Figure:
     votes.rename(columns=human).plot.bar(ax=ax, width=0.8, legend=False)
     ax.set_ylabel("noise samples")
     ax.set_xlabel("class")
-    what = (f" (a {votes.attrs['label']}, σ = {votes.attrs['sigma']:g})"
-            if "label" in votes.attrs else "")
-    ax.set_title(f"votes of f(x + δ) over {int(votes.iloc[:, 0].sum())} noise samples{what}")
+    label = votes.attrs.get("label")
+    what = (f": {'an' if label[0] in 'aeiou' else 'a'} {label}, σ = {votes.attrs['sigma']:g}"
+            if label else "")
+    ax.set_title(f"votes over {int(votes.iloc[:, 0].sum())} noise samples{what}")
     legend_beside(fig, [ax])
     return fig
