@@ -298,6 +298,40 @@ def test_exercise_checkers_accept_the_solution_and_reject_wrong_answers():
         exercises.check("ch04-ex2", float("inf"))
     with pytest.raises(AssertionError, match="Not yet"):
         exercises.check("ch04-ex2", 1.0)
+    with pytest.raises(AssertionError, match="Not yet"):     # the full profile's N = 500: no
+        exercises.check("ch04-ex2", max_certifiable_radius(0.5, 500, 0.001))   # reading off
+
+
+def _my_collapse(pred):
+    answered = pred[pred >= 0]
+    if len(answered) == 0:
+        return -1, 0.0
+    counts = torch.bincount(answered)
+    return int(counts.argmax()), float(counts.max()) / len(pred)
+
+
+def test_collapse_exercise_accepts_the_solution_on_a_run_and_rejects_wrong_answers(capsys):
+    from advlab import exercises
+    labels = [i % 10 for i in range(20)]
+    per_image = _per_image([("white-box", 0.25, labels[:12] + [-1] * 8, [0.3] * 20),
+                            ("no denoiser", 1.0, [2] * 19 + [-1], [1.4] * 20),
+                            ("mse", 0.5, [-1] * 20, [0.0] * 20)])
+    exercises.check("ch04-ex3", _my_collapse, per_image)
+    out = capsys.readouterr().out
+    assert "Exercise 3: correct." in out and "3 smoothed classifiers, 1 of them collapsed" in out
+    shares = ch04.answer_shares(per_image, {"cifar10": ch04.CIFAR10_CLASSES})
+    assert shares.collapsed.tolist() == [False, True, False]     # the chapter's own rule agrees
+    over_answered = lambda p: (_my_collapse(p)[0], _my_collapse(p)[1] * len(p) / max(1, int((p >= 0).sum())))  # noqa: E731
+    wrong = {"abstentions included": over_answered,
+             "Not yet": lambda p: (int(torch.mode(p).values), 0.5),        # counts -1 as a class
+             "two numbers": lambda p: _my_collapse(p)[1],
+             "returned nothing": lambda p: None,
+             "No answer": None}
+    for hint, fn in wrong.items():
+        with pytest.raises(AssertionError, match=hint):
+            exercises.check("ch04-ex3", fn)
+    with pytest.raises(AssertionError, match="white-box at σ = 0.25"):     # wrong on the run only
+        exercises.check("ch04-ex3", lambda p: _my_collapse(p) if len(p) < 11 else (0, 0.05), per_image)
 
 
 def test_committed_denoisers_load_checked_and_within_size_limits(tmp_path, monkeypatch):
