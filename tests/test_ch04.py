@@ -220,6 +220,18 @@ def test_collapsed_rows_are_flagged_and_left_out_of_the_best_over_sigma():
     assert view.loc["ours: white-box denoiser", "r = 0.25"] == "60% [36, 81] (60) σ = 0.25"
     assert view.loc["ours: no denoiser", "r = 0.25"] == "no σ without collapse"
     assert view.loc["source study (ResNet-110): white-box denoiser", "r = 0.25"] == "56% (72)"
+    # the black-box denoiser exists at sigma 0.25 only: its other sigmas are absent, not zeros
+    assert ch04.not_trained(("no denoiser", "black-box", "white-box"), (0.25, 0.5, 1.0)) == [
+        ("black-box", 0.5), ("black-box", 1.0)]
+    assert "not trained (CPU time)" in ch04.not_trained_note(("black-box",), (0.25, 0.5))
+    assert ch04.not_trained_note(("white-box",), (0.25, 0.5)) == ""
+    with_bb = _per_image([("white-box", 0.25, *healthy_025), ("white-box", 0.5, *healthy_05),
+                          ("black-box", 0.25, *healthy_05)])
+    t2 = ch04.per_sigma(with_bb, ch04.answer_shares(with_bb, {"cifar10": ch04.CIFAR10_CLASSES}))
+    v2 = ch04.source_comparison(ch04.best_over_sigma(t2), "cifar10").set_index("configuration")
+    assert v2.loc["ours: black-box denoiser (σ = 0.25 only)", "r = 0.25"] == "30% [12, 54] (30) σ = 0.25"
+    assert "ours: white-box denoiser" in v2.index
+    assert len(ch04.per_sigma_view(t2)) == 3   # no black-box row at sigma 0.5
     readers = ch04.per_sigma_view(table)
     assert readers.configuration.tolist()[:2] == ["no denoiser", "white-box denoiser"]
     readers = readers.set_index(["σ", "configuration"])
@@ -369,12 +381,15 @@ def test_committed_denoisers_load_checked_and_within_size_limits(tmp_path, monke
 def test_black_box_denoisers_never_see_the_target():
     from advlab.training import denoisers as dncnn
     for s in dncnn.CIFAR_SIGMAS:
-        wb = dncnn.recipe(f"cifar10-stab-wb-{s:g}")
+        assert dncnn.recipe(f"cifar10-stab-wb-{s:g}")["classifiers"] == (ch04.TARGET,)
+        assert ch04.has_denoiser("white-box", s) and ch04.has_denoiser("no denoiser", s)
+        assert ch04.has_denoiser("black-box", s) == (s in dncnn.CIFAR_BB_SIGMAS)
+    for s in dncnn.CIFAR_BB_SIGMAS:
         bb = dncnn.recipe(f"cifar10-stab-bb-{s:g}")
-        assert wb["sigmas"] == bb["sigmas"] == (s,)
-        assert wb["classifiers"] == (ch04.TARGET,)
-        assert ch04.TARGET not in bb["classifiers"]
+        assert bb["classifiers"] == (ch04.SURROGATE,) and ch04.TARGET not in bb["classifiers"]
         assert ch04.denoiser_sigma(f"cifar10-stab-bb-{s:g}") == s
+    with pytest.raises(ValueError, match="no denoiser at attack_sigma"):
+        ch04.Ch04Settings(attack_config="black-box", attack_sigma=0.5).check()
 
 
 def test_dncnn_starts_as_identity_and_recipes_check_their_keys():

@@ -2,8 +2,10 @@
 (Salman et al. 2020), on CIFAR-10 and on the ImageNet sample images.
 
 For each classifier configuration (no denoiser; the MSE denoiser; a black-box denoiser trained
-through a surrogate of another architecture only; a white-box denoiser trained through the
-certified classifier) and noise sigma, Cohen et al.'s CERTIFY runs on the same CIFAR-10 test
+through a surrogate of another architecture only, at the sigmas it was trained for; a
+white-box denoiser trained through the certified classifier) and noise sigma with a committed
+denoiser (:func:`not_trained` lists the pairs left out: no row, never a zero), Cohen et al.'s
+CERTIFY runs on the same CIFAR-10 test
 images (:func:`advlab.data.first_per_class`: the first images of every class, the same from the
 offline mirror and from the official download), one cached piece per image.  The tables give
 the certified accuracy per sigma at the source study's radii with Clopper-Pearson intervals over
@@ -166,6 +168,9 @@ class Ch04Settings(Settings):
         req(self.attack_config in self.configs, "attack_config must be one of configs")
         req(self.attack_sigma in self.sigmas, "attack_sigma must be one of sigmas (the attacked "
                                               "images are split by their certificate)")
+        req(has_denoiser(self.attack_config, self.attack_sigma),
+            f"attack_config {self.attack_config!r} has no denoiser at attack_sigma "
+            f"{self.attack_sigma:g} (not trained)")
         req(len(self.attack_eps) > 0 and min(self.attack_eps) > 0, "attack_eps must be positive")
         req(self.attack_steps >= 1 and self.attack_samples >= 1 and self.attack_predict_n >= 1,
             "attack_steps, attack_samples and attack_predict_n must be >= 1")
@@ -176,6 +181,11 @@ class Ch04Settings(Settings):
     @property
     def n_images(self) -> int:
         return 10 * self.per_class
+
+    @property
+    def pairs(self) -> list[tuple[str, float]]:
+        """The (configuration, sigma) pairs certified: those with a committed denoiser."""
+        return [(c, sg) for c in self.configs for sg in self.sigmas if has_denoiser(c, sg)]
 
 
 def _require_model(settings: Settings, name: str, dataset: str) -> None:
@@ -210,6 +220,28 @@ def denoiser_name(config: str, sigma: float) -> str | None:
         raise ValueError(f"unknown configuration {config!r}; choose one of {list(CONFIGS)}")
     pattern = CONFIGS[config]
     return None if pattern is None else pattern.format(s=sigma)
+
+
+def has_denoiser(config: str, sigma: float) -> bool:
+    """Whether the configuration can run at ``sigma``: no denoiser, or its denoiser for that
+    sigma is committed (the black-box one exists at ``CIFAR_BB_SIGMAS`` only: CPU time)."""
+    name = denoiser_name(config, sigma)
+    return name is None or name in model_names()
+
+
+def not_trained(configs, sigmas) -> list[tuple[str, float]]:
+    """The (configuration, sigma) pairs of ``configs`` x ``sigmas`` without a committed denoiser:
+    not certified, absent from the tables (never a zero or a collapse)."""
+    return [(c, sg) for c in configs for sg in sigmas if not has_denoiser(c, sg)]
+
+
+def not_trained_note(configs, sigmas) -> str:
+    """A caption sentence naming the configurations without a denoiser at some sigmas, or ""."""
+    missing: dict[str, list[str]] = {}
+    for c, sg in not_trained(configs, sigmas):
+        missing.setdefault(c, []).append(f"{sg:g}")
+    return "".join(f" The {human(c)} at σ = {', '.join(v)}: not trained (CPU time), "
+                   f"so no row." for c, v in missing.items())
 
 
 def denoiser_sigma(name: str) -> float:
@@ -341,7 +373,7 @@ def best_over_sigma(table: pd.DataFrame) -> pd.DataFrame:
         for r in RADII:
             at = ok[np.isclose(ok.radius, r)]
             row = dict(dataset=ds, config=config, radius=r, collapsed_sigmas=collapsed,
-                       n_images=int(g.n_images.iloc[0]))
+                       sigmas=tuple(sorted(set(g.sigma))), n_images=int(g.n_images.iloc[0]))
             if len(at):   # ties go to the sigma whose cap reaches furthest
                 best = at.sort_values(["certified_acc", "max_radius"], ascending=False).iloc[0]
                 clean = ok[(ok.radius == 0.0) & (ok.sigma == best.sigma)].certified_acc.iloc[0]
@@ -365,15 +397,19 @@ def source_comparison(best: pd.DataFrame, dataset: str) -> pd.DataFrame:
     """Certified accuracy (%) at the source study's radii, best over the sigmas that did not
     collapse [95% interval] (sigma): this run's rows above the source study's."""
     ours = best[best.dataset == dataset]
+    every = sorted({x for t in ours.sigmas for x in t})
     rows = []
     for config, g in ours.groupby("config", sort=False):
+        only = [x for x in every if has_denoiser(config, x)]   # its denoiser's sigmas
+        where = (f" (σ = {', '.join(f'{x:g}' for x in only)} only)" if len(only) < len(every)
+                 else "")
         cells = {}
         for r in g.itertuples():
             cells[f"r = {r.radius:g}"] = ("no σ without collapse" if np.isnan(r.certified_acc) else
                                           _pct(r.certified_acc, r.lo, r.hi)
                                           + f" ({100 * r.clean_acc:.0f}) σ = {r.sigma:g}"
                                           + ("*" if r.capped else ""))
-        rows.append({"configuration": f"ours: {human(config)}", **cells})
+        rows.append({"configuration": f"ours: {human(config)}{where}", **cells})
     source = SOURCE_TABLES[dataset]
     clean = SOURCE_CLEAN_CIFAR if dataset == "cifar10" else None
     for config in source.index:
@@ -517,7 +553,7 @@ def vote_histograms(ctx: RunContext, s: Ch04Settings, models: Models, images: Im
     sigma = s.sigmas[0]
     x, i = images.x[index:index + 1], ids[index:index + 1]
     rows = {}
-    for config in s.configs:
+    for config in [c for c in s.configs if has_denoiser(c, sigma)]:
         smooth = Smooth(models.get(TARGET), 10, sigma, models.denoiser(config, sigma),
                         forward_batch=s.batch_size, seed=s.seed)
         piece = ctx.piece("votes", lambda smooth=smooth: {
@@ -586,6 +622,7 @@ class Ch04Results(ChapterResults):
     def extras(self) -> dict:
         s = self.settings
         return {"protocol_notes": PROTOCOL_NOTES, "collapse_share": COLLAPSE_SHARE,
+                "not_trained": [f"{c} sigma={sg:g}" for c, sg in not_trained(s.configs, s.sigmas)],
                 "max_radius": {f"cifar10 sigma={sg:g}": max_certifiable_radius(sg, s.n, s.alpha)
                                for sg in s.sigmas}}
 
@@ -642,7 +679,8 @@ def _per_sigma_table(r: Ch04Results):
                       f"α = {s.alpha:g}; – : beyond the radius N allows at that σ. Most frequent "
                       f"answer: the class CERTIFY returned most often and its share of all the "
                       f"images; collapsed: more than {100 * COLLAPSE_SHARE:.0f}% (such a row "
-                      "certifies one class, not the images).", labels=2)
+                      "certifies one class, not the images)."
+                      + not_trained_note(s.configs, s.sigmas), labels=2)
 
 
 def _cifar_table(r: Ch04Results):
@@ -654,8 +692,10 @@ def _cifar_table(r: Ch04Results):
                       f"accuracy at radius 0 of the σ that won, as the source study prints it, "
                       f"and that σ. Ours: ResNet-56, {s.n_images} test images ({s.per_class} per "
                       f"class), σ of {sigmas}, N0 = {s.n0}, N = {s.n:,}, α = {s.alpha:g}; * : "
-                      f"beyond the radius that σ allows with this N. Source study: ResNet-110, "
-                      "500 images, N = 10,000.")
+                      f"beyond the radius that σ allows with this N."
+                      + not_trained_note(s.configs, s.sigmas).replace("so no row", "so its best "
+                                                                      "is over the other σ")
+                      + " Source study: ResNet-110, 500 images, N = 10,000.")
 
 
 def _onedraw_table(r: Ch04Results):
@@ -797,22 +837,20 @@ class Chapter04(Chapter):
             models = Models(ctx)
             target = models.get(TARGET)
             images, ids = cifar_images(s.per_class)
-            for config in s.configs:
-                for sigma in s.sigmas:
-                    models.denoiser(config, sigma)
+            for config, sigma in s.pairs:
+                models.denoiser(config, sigma)
         with ctx.stage("one-draw accuracy"):
             one = onedraw(ctx, s, models) if s.onedraw_per_class else pd.DataFrame()
         frames = []
         with ctx.stage("certification (CIFAR-10)"):
-            for config in s.configs:
-                for sigma in s.sigmas:
-                    smooth = Smooth(target, 10, sigma, models.denoiser(config, sigma),
-                                    alpha=s.alpha, forward_batch=s.batch_size, seed=s.seed)
-                    certs, where = certify_each(ctx, smooth, images.x, ids, s.n0, s.n, s.alpha,
-                                                f"CERTIFY {config}, σ={sigma:g}")
-                    frames.append(certificate_rows(certs, where, images.y, dataset="cifar10",
-                                                   config=config, sigma=sigma, n=s.n,
-                                                   alpha=s.alpha))
+            for config, sigma in s.pairs:   # a configuration without a denoiser at sigma: none
+                smooth = Smooth(target, 10, sigma, models.denoiser(config, sigma),
+                                alpha=s.alpha, forward_batch=s.batch_size, seed=s.seed)
+                certs, where = certify_each(ctx, smooth, images.x, ids, s.n0, s.n, s.alpha,
+                                            f"CERTIFY {config}, σ={sigma:g}")
+                frames.append(certificate_rows(certs, where, images.y, dataset="cifar10",
+                                               config=config, sigma=sigma, n=s.n,
+                                               alpha=s.alpha))
         with ctx.stage("SmoothAdv"):
             per_image = pd.concat(frames, ignore_index=True)
             adaptive = run_adaptive(ctx, s, models, images, ids, per_image)

@@ -45,7 +45,6 @@ def plot_certified_curves(curves: pd.DataFrame, flags: pd.DataFrame | None = Non
         ax.set_ylabel("certified accuracy")
     legend_below(fig, axes, ncols=2)
     return fig
-    return fig
 
 
 def plot_denoising_examples(views: dict, classes, max_chars: int = 10) -> plt.Figure:
