@@ -706,8 +706,8 @@ def _onedraw_table(r: Ch04Results):
                       f"images of every class ({n:,} images): ResNet-56 and the surrogate on the "
                       "clean images, then ResNet-56 under one noise draw per image, without and "
                       "with each denoiser (the one trained for that σ); the last column names "
-                      "the classifiers the denoiser's stability stage was trained through.",
-                      labels=2)
+                      "the classifiers the denoiser's stability stage was trained through."
+                      + not_trained_note(tuple(CONFIGS), r.settings.onedraw_sigmas), labels=2)
 
 
 def onedraw_view(one: pd.DataFrame) -> pd.DataFrame:
