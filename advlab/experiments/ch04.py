@@ -645,11 +645,17 @@ def _caps_table(r: Ch04Results):
                       f"chapter's CIFAR-10 runs: N = {s.n:,}.", digits=3)
 
 
+#: The per-sigma table's radii: the source study's up to 1 (the page is not wide enough for all;
+#: the larger ones are in the best-over-sigma table and the curves).
+VIEW_RADII = tuple(r for r in RADII if r <= 1.0)
+
+
 def per_sigma_view(table: pd.DataFrame, dataset: str = "cifar10") -> pd.DataFrame:
     """The per-sigma table for readers: one row per (sigma, configuration), the certified
-    accuracy (%) [95% interval] at radius 0 and at the source study's radii (``–`` beyond the
-    cap), and the class returned most often with its share, "collapsed" when it is the answer
-    for more than :data:`COLLAPSE_SHARE` of the images."""
+    accuracy (%) [95% interval] at radius 0 and at the source study's radii up to 1
+    (:data:`VIEW_RADII`; ``–`` beyond the cap), and the class returned most often with its
+    share, "collapsed" when it is the answer for more than :data:`COLLAPSE_SHARE` of the
+    images."""
     t = table[table.dataset == dataset]
     order = {c: i for i, c in enumerate(CONFIGS)}
     rows = []
@@ -657,7 +663,7 @@ def per_sigma_view(table: pd.DataFrame, dataset: str = "cifar10") -> pd.DataFram
         g = g.set_index("radius")
         first = g.iloc[0]
         row = {"σ": f"{sigma:g}", "configuration": human(first.config)}
-        for r in (0.0, *RADII):
+        for r in (0.0, *VIEW_RADII):
             v = g.loc[r]
             row[f"r = {r:g}"] = (
                 "–" if r > v.max_radius + 1e-9 else _pct(v.certified_acc, v.lo, v.hi))
@@ -675,7 +681,8 @@ def _per_sigma_table(r: Ch04Results):
                       f"Certified accuracy [95% Clopper-Pearson interval] of the smoothed "
                       f"ResNet-56 on {s.n_images} CIFAR-10 test images ({s.per_class} per class) "
                       f"per noise σ and configuration, at radius 0 (the smoothed classifier's "
-                      f"accuracy) and at the source study's L2 radii; N0 = {s.n0}, N = {s.n:,}, "
+                      f"accuracy) and at the source study's L2 radii up to 1 (the larger ones "
+                      f"in the best-over-σ table and the curves); N0 = {s.n0}, N = {s.n:,}, "
                       f"α = {s.alpha:g}; – : beyond the radius N allows at that σ. Most frequent "
                       f"answer: the class CERTIFY returned most often and its share of all the "
                       f"images; collapsed: more than {100 * COLLAPSE_SHARE:.0f}% (such a row "
