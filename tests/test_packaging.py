@@ -37,6 +37,7 @@ def test_wheel_metadata(wheel):
         meta = z.read(f"advlab-{advlab.__version__}.dist-info/METADATA").decode()
         entry = z.read(f"advlab-{advlab.__version__}.dist-info/entry_points.txt").decode()
     assert "advlab/resources/imagenet_samples.csv" in names        # package data
+    assert "advlab/native.cpp" in names                           # built on first use
     assert any(n.startswith("advlab/exercises/ch01") for n in names)
     assert not any(n.startswith(("tests/", "notebooks/", "scripts/")) for n in names)
     assert "advlab = advlab.cli:main" in entry
