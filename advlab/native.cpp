@@ -14,77 +14,102 @@
 namespace {
 
 // ------------------------------------------------------------------------ TV minimisation
-// All iterations of one (H, W) plane, in place on z, in one row sweep per iteration so that the
-// plane's working set (z, its extrapolation, the dual field, the mask) stays in the L2 cache.
-// Row i's dual update needs the extrapolated primal of rows i and i + 1 before they change;
-// its primal update needs the new dual of rows i - 1 and i: computing the dual of row i, then
-// the primal of row i, for i = 0 .. H - 1, respects both.  The arithmetic is that of
-// transforms._primal_dual_step (forward differences, zero on the last row / column; the
-// divergence its negative adjoint).  UNIT: every pixel kept (m = 1), Algorithm 2's
-// acceleration; otherwise ``c`` holds 1 / (1 + tau m) and tau stays fixed.
+// One row of one Chambolle-Pock iteration, in place: the dual update of row i, then its primal
+// update.  The dual of row i needs the extrapolated primal zb of rows i and i + 1 from before
+// this iteration; the primal of row i needs the new dual of rows i - 1 and i.  The arithmetic
+// is that of transforms._primal_dual_step (forward differences, zero on the last row /
+// column; the divergence their negative adjoint).  UNIT: every pixel kept (m = 1); otherwise
+// ``c`` holds 1 / (1 + tau m).
+template <typename T, bool ISO, bool UNIT>
+inline void tv_row(int i, T* __restrict z, const T* __restrict c, const T* __restrict mx,
+                   T* __restrict zb, T* __restrict py, T* __restrict px, int H, int W,
+                   T ta, T sg, T th, T unit_c, T w, T inv_w) {
+    T* __restrict zbr = zb + (size_t)i * W;
+    const T* __restrict zbn = zbr + W;                 // row i + 1 (not read on the last row)
+    T* __restrict pyr = py + (size_t)i * W;
+    T* __restrict pxr = px + (size_t)i * W;
+    const T* __restrict pyp = i > 0 ? pyr - W : pyr;   // row i - 1
+    T* __restrict zr = z + (size_t)i * W;
+    const T* __restrict cr = c + (size_t)i * W;
+    const T* __restrict mxr = mx + (size_t)i * W;
+    const bool last = i == H - 1;
+    auto dual = [&](int j, T gy, T gx) {
+        T a = pyr[j] + sg * gy, b = pxr[j] + sg * gx;
+        if (ISO) {                                     // onto the disc of radius w
+            T scale = std::sqrt(a * a + b * b) * inv_w;
+            scale = scale > (T)1 ? scale : (T)1;
+            const T r = (T)1 / scale;
+            a *= r;
+            b *= r;
+        } else {                                       // onto the square
+            a = std::min(std::max(a, -w), w);
+            b = std::min(std::max(b, -w), w);
+        }
+        pyr[j] = a;
+        pxr[j] = b;
+    };
+    if (last) {
+        for (int j = 0; j < W - 1; ++j) dual(j, (T)0, zbr[j + 1] - zbr[j]);
+    } else {
+        for (int j = 0; j < W - 1; ++j) dual(j, zbn[j] - zbr[j], zbr[j + 1] - zbr[j]);
+    }
+    dual(W - 1, last ? (T)0 : zbn[W - 1] - zbr[W - 1], (T)0);
+
+    auto primal = [&](int j, T div) {
+        const T zn = (zr[j] + ta * (div + mxr[j])) * (UNIT ? unit_c : cr[j]);
+        zbr[j] = zn + th * (zn - zr[j]);
+        zr[j] = zn;
+    };
+    // div = py[i] (not on the last row) - py[i-1] (not on the first row)
+    //     + px[j] (not on the last column) - px[j-1] (not on the first column)
+    auto dy = [&](int j) { return (last ? (T)0 : pyr[j]) - (i > 0 ? pyp[j] : (T)0); };
+    primal(0, dy(0) + (W > 1 ? pxr[0] : (T)0));
+    if (!last && i > 0) {
+        for (int j = 1; j < W - 1; ++j) primal(j, pyr[j] - pyp[j] + pxr[j] - pxr[j - 1]);
+    } else {
+        for (int j = 1; j < W - 1; ++j) primal(j, dy(j) + pxr[j] - pxr[j - 1]);
+    }
+    if (W > 1) primal(W - 1, dy(W - 1) - pxr[W - 2]);
+}
+
+// All iterations of one (H, W) plane, in place on z (which holds the start).  The arrays of a
+// plane stay in the L2 cache; on top of that, BLOCK iterations advance together in one sweep
+// over the rows, iteration k + 1 one row behind iteration k, so that each row is loaded once
+// for BLOCK iterations (from L1).  One row behind is enough: iteration k + 1 at row r needs
+// zb of rows r and r + 1 and the dual of row r - 1 after iteration k, and overwrites nothing
+// iteration k still reads (its rows r + 1 and beyond), given that at each sweep position the
+// earlier iteration goes first.  UNIT: Algorithm 2's acceleration (tau, sigma, theta change
+// every iteration); otherwise tau stays fixed.
 template <typename T, bool ISO, bool UNIT>
 void tv_plane(T* __restrict z, const T* __restrict c, const T* __restrict mx,
               T* __restrict zb, T* __restrict py, T* __restrict px,
               int H, int W, int steps, double tau, double sigma, double weight) {
+    constexpr int BLOCK = 2;
     const T w = (T)weight, inv_w = (T)(1.0 / weight);
     const size_t hw = (size_t)H * W;
     std::memcpy(zb, z, sizeof(T) * hw);
     std::memset(py, 0, sizeof(T) * hw);
     std::memset(px, 0, sizeof(T) * hw);
-    for (int s = 0; s < steps; ++s) {
-        const double theta = UNIT ? 1.0 / std::sqrt(1.0 + 2.0 * tau) : 1.0;
-        const T ta = (T)tau, sg = (T)sigma, th = (T)theta, unit_c = (T)(1.0 / (1.0 + tau));
-        for (int i = 0; i < H; ++i) {
-            T* __restrict zbr = zb + (size_t)i * W;
-            const T* __restrict zbn = zbr + W;            // row i + 1 (not read on the last row)
-            T* __restrict pyr = py + (size_t)i * W;
-            T* __restrict pxr = px + (size_t)i * W;
-            const T* __restrict pyp = i > 0 ? pyr - W : pyr;   // row i - 1
-            T* __restrict zr = z + (size_t)i * W;
-            const T* __restrict cr = c + (size_t)i * W;
-            const T* __restrict mxr = mx + (size_t)i * W;
-            const bool last = i == H - 1;
-            auto dual = [&](int j, T gy, T gx) {
-                T a = pyr[j] + sg * gy, b = pxr[j] + sg * gx;
-                if (ISO) {                                 // onto the disc of radius w
-                    T scale = std::sqrt(a * a + b * b) * inv_w;
-                    scale = scale > (T)1 ? scale : (T)1;
-                    const T r = (T)1 / scale;
-                    a *= r;
-                    b *= r;
-                } else {                                   // onto the square
-                    a = std::min(std::max(a, -w), w);
-                    b = std::min(std::max(b, -w), w);
-                }
-                pyr[j] = a;
-                pxr[j] = b;
-            };
-            if (last) {
-                for (int j = 0; j < W - 1; ++j) dual(j, (T)0, zbr[j + 1] - zbr[j]);
-            } else {
-                for (int j = 0; j < W - 1; ++j) dual(j, zbn[j] - zbr[j], zbr[j + 1] - zbr[j]);
+    for (int s0 = 0; s0 < steps; s0 += BLOCK) {
+        const int k_n = std::min(BLOCK, steps - s0);
+        T ta[BLOCK], sg[BLOCK], th[BLOCK], uc[BLOCK];
+        for (int k = 0; k < k_n; ++k) {
+            const double theta = UNIT ? 1.0 / std::sqrt(1.0 + 2.0 * tau) : 1.0;
+            ta[k] = (T)tau;
+            sg[k] = (T)sigma;
+            th[k] = (T)theta;
+            uc[k] = (T)(1.0 / (1.0 + tau));
+            if (UNIT) {
+                tau *= theta;
+                sigma /= theta;
             }
-            dual(W - 1, last ? (T)0 : zbn[W - 1] - zbr[W - 1], (T)0);
-
-            auto primal = [&](int j, T div) {
-                const T zn = (zr[j] + ta * (div + mxr[j])) * (UNIT ? unit_c : cr[j]);
-                zbr[j] = zn + th * (zn - zr[j]);
-                zr[j] = zn;
-            };
-            // div = py[i] (not on the last row) - py[i-1] (not on the first row)
-            //     + px[j] (not on the last column) - px[j-1] (not on the first column)
-            auto dy = [&](int j) { return (last ? (T)0 : pyr[j]) - (i > 0 ? pyp[j] : (T)0); };
-            primal(0, dy(0) + (W > 1 ? pxr[0] : (T)0));
-            if (!last && i > 0) {
-                for (int j = 1; j < W - 1; ++j) primal(j, pyr[j] - pyp[j] + pxr[j] - pxr[j - 1]);
-            } else {
-                for (int j = 1; j < W - 1; ++j) primal(j, dy(j) + pxr[j] - pxr[j - 1]);
-            }
-            if (W > 1) primal(W - 1, dy(W - 1) - pxr[W - 2]);
         }
-        if (UNIT) {
-            tau *= theta;
-            sigma /= theta;
+        for (int t = 0; t < H + k_n - 1; ++t) {
+            for (int k = 0; k < k_n; ++k) {
+                const int r = t - k;
+                if (r >= 0 && r < H)
+                    tv_row<T, ISO, UNIT>(r, z, c, mx, zb, py, px, H, W, ta[k], sg[k], th[k], uc[k], w, inv_w);
+            }
         }
     }
 }

@@ -143,10 +143,12 @@ def _parallel(count: int, threads: int | None, run) -> None:
     if threads == 1:
         run(0, count)
         return
-    if "pool" not in _STATE or _STATE["pool"]._max_workers < threads:
-        _STATE["pool"] = ThreadPoolExecutor(threads, thread_name_prefix="advlab-native")
+    with _LOCK:
+        pool = _STATE.get("pool")
+        if pool is None or pool._max_workers < threads:
+            pool = _STATE["pool"] = ThreadPoolExecutor(threads, thread_name_prefix="advlab-native")
     bounds = [count * k // threads for k in range(threads + 1)]
-    list(_STATE["pool"].map(run, bounds[:-1], bounds[1:]))
+    list(pool.map(run, bounds[:-1], bounds[1:]))
 
 
 def tv_minimize(x: torch.Tensor, mask: torch.Tensor | None, steps: int, tau: float,
