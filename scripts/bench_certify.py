@@ -11,6 +11,7 @@ with ResNet-56 and, for ``white-box``, the committed denoiser in front of it
 from __future__ import annotations
 
 import argparse
+import os
 
 import pandas as pd
 import torch
@@ -25,6 +26,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--configs", default="no denoiser,white-box")
     parser.add_argument("--device", default=None)
+    parser.add_argument("--out", default=None, help="CSV file for the table")
     args = parser.parse_args()
     device = get_device(args.device)
     cfg = ch04.settings("full", throughput_n=args.n, batch_size=args.batch_size)
@@ -33,8 +35,11 @@ def main() -> None:
     tables = [ch04.throughput(clf, images, ids, cfg, "resnet56", device, config=c)
               for c in args.configs.split(",")]
     table = pd.concat(tables, ignore_index=True)
-    print(f"device: {device_name(device)}, torch {torch.__version__}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"device: {device_name(device)}, torch {torch.__version__}, load average {load:.1f}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    if args.out:
+        table.to_csv(args.out, index=False)
 
 
 if __name__ == "__main__":
