@@ -4,32 +4,29 @@ PRMs Chapter 5 ships; ``advlab certify`` runs CERTIFY alone (sharded under ``tor
 
 It calls the same experiment functions as the chapter's notebook and writes the tables (CSV),
 the settings and run-info (JSON) and the figures (PNG) to ``--out``.  Errors the user can fix
-(missing data, weights that cannot be downloaded, bad settings, an unwritable folder) print
-``advlab: error: <message>`` and exit with status 2; ``--debug`` shows the traceback instead.
+(missing data, weights that cannot be downloaded, bad settings, an unwritable folder, a full
+disk) print ``advlab: error: <message>`` and exit with status 2; ``--debug`` shows the traceback
+instead.  Before any work every command checks the device, the inference backend and that the
+cache (and the command's output) can be written to with room to spare.  Ctrl-C prints one line
+and exits with status 130: run the same command again and it resumes from the cache.
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from .config import PROFILES
-from .inference import BACKEND_ENV, BACKENDS
-
-CHAPTERS = {"ch00": "advlab.experiments.ch00", "ch01": "advlab.experiments.ch01",
-            "ch02": "advlab.experiments.ch02", "ch03": "advlab.experiments.ch03",
-            "ch04": "advlab.experiments.ch04", "ch05": "advlab.experiments.ch05"}
+from .experiments import chapter_ids
+from .inference import BACKENDS
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="advlab", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run one chapter's experiment")
-    run.add_argument("chapter", choices=sorted(CHAPTERS))
+    run.add_argument("chapter", choices=chapter_ids())
     run.add_argument("--profile", choices=PROFILES, default=None,
                      help="default: $ADVLAB_PROFILE, else smoke (paper: chapters that define it)")
     run.add_argument("--model", default=None,
@@ -39,8 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--backend", choices=BACKENDS, default=None,
                      help="inference backend on the CPU (default: $ADVLAB_BACKEND, else auto: "
                           "ONNX Runtime); CUDA always runs torch")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                     help="override a setting of the profile, e.g. --set n_images=50 "
+                          "--set 'epsilons=[0.01, 0.03]' (unknown keys are an error)")
     run.add_argument("--out", type=Path, default=Path("results"), help="output folder")
-    run.add_argument("--no-cache", action="store_true", help="recompute everything")
+    run.add_argument("--timings", action="store_true",
+                     help="print where the run's time went, stage by stage (always in the JSON)")
+    run.add_argument("--no-cache", action="store_true",
+                     help="recompute every result piece and store none; trained models, ONNX "
+                          "exports, downloads and decoded images are still read from (and "
+                          "written to) the cache, which must be writable")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument("--debug", action="store_true", help="show the traceback of an error")
     prm = sub.add_parser("train-prm", help="train the PRMs Chapter 5 ships (one per lambda)")
@@ -85,21 +90,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-@contextmanager
-def _env(var: str, value: str | None) -> Iterator[None]:
-    """Set ``$var`` to ``value`` (unless None) for the block, then restore it."""
-    old = os.environ.get(var)
-    if value is not None:
-        os.environ[var] = value
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(var, None)
-        else:
-            os.environ[var] = old
-
-
 def user_errors() -> tuple[type[Exception], ...]:
     """Errors a user causes and can fix: reported in one line, without a traceback."""
     from .config import DeviceUnavailableError
@@ -108,33 +98,136 @@ def user_errors() -> tuple[type[Exception], ...]:
     return (OSError, ValueError, WeightsUnavailableError, DeviceUnavailableError)
 
 
+#: What Ctrl-C prints (exit status 130): every command caches what it finished.
+INTERRUPTED = "advlab: interrupted; run the same command again to resume from the cache"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         commands = {"run": run_chapter, "train-denoiser": train_denoiser, "train-prm": train_prm,
                     "certify": certify}
+        preflight(args)
         return commands[args.command](args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
     except user_errors() as err:
         if args.debug:
             raise
-        print(f"advlab: error: {err}", file=sys.stderr)
+        print(f"advlab: error: {_one_line(err)}", file=sys.stderr)
         return 2
 
 
+def _one_line(err: Exception) -> str:
+    """The message of a user error; a full disk anywhere names the file it was writing."""
+    from .cache import DiskFullError, is_disk_full
+    if is_disk_full(err) and not isinstance(err, DiskFullError):
+        return str(DiskFullError(getattr(err, "filename", None) or "a file"))
+    return str(err)
+
+
+# --------------------------------------------------------------------------- before any work
+#: The least free space the cache (and an output folder) must have before a command starts.
+MIN_FREE_BYTES = 64 * 2**20
+
+
+def preflight(args: argparse.Namespace) -> None:
+    """What every command checks before it computes anything: the device (``--device`` or
+    ``$ADVLAB_DEVICE``), the inference backend (``--backend`` or ``$ADVLAB_BACKEND``), that the
+    cache folder can be written to and has room, and that ``certify``'s output file can be
+    written.  Each problem is one ``OSError``/``ValueError``/``DeviceUnavailableError`` line."""
+    from .config import cache_location, get_device
+    from .inference import resolve_backend
+    get_device(args.device)
+    resolve_backend(getattr(args, "backend", None))
+    check_writable(cache_location(), "the cache (ADVLAB_CACHE)")
+    if args.command == "certify":
+        check_file_writable(args.out)
+
+
+def check_writable(folder: Path, what: str = "results") -> list[Path]:
+    """Create ``folder``, write a probe file in it and check that its disk has at least
+    :data:`MIN_FREE_BYTES` free, or raise OSError naming the folder (a
+    :class:`~advlab.cache.DiskFullError` for a full disk).  Returns the folders it created,
+    deepest first (the caller removes them if the command fails)."""
+    import shutil
+    import tempfile
+
+    from .cache import DiskFullError, is_disk_full
+    folder = Path(folder)
+    made = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".advlab-probe-"):
+            pass
+        free = shutil.disk_usage(folder).free
+    except OSError as err:
+        if is_disk_full(err):
+            raise DiskFullError(folder) from None
+        raise OSError(f"cannot write {what} to {folder}: {err.strerror or err}") from None
+    if free < MIN_FREE_BYTES:
+        raise DiskFullError(f"{folder} ({free / 2**20:.1f} MiB free; {what} needs at least "
+                            f"{MIN_FREE_BYTES // 2**20} MiB)")
+    return made
+
+
+def check_file_writable(path: Path, what: str = "results") -> None:
+    """``path`` can be written as a file: not a folder, in a folder :func:`check_writable`
+    accepts.  Folders it had to create are removed again, so a check leaves nothing behind."""
+    path = Path(path)
+    if path.is_dir():
+        raise OSError(f"cannot write {what} to {path}: it is a folder; name a file")
+    made = check_writable(path.parent, what)
+    for folder in made:
+        if folder.exists() and not any(folder.iterdir()):
+            folder.rmdir()
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """``KEY=JSON`` items as a dict (a value that is not JSON is kept as a string; lists become
+    tuples)."""
+    import json
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes KEY=JSON, got {item!r}")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        out[key] = tuple(parsed) if isinstance(parsed, list) else parsed
+    return out
+
+
 def run_chapter(args: argparse.Namespace) -> int:
-    """``advlab run``: the chapter's experiment, tables and figures written to ``args.out``."""
-    module = importlib.import_module(CHAPTERS[args.chapter])
-    model = {} if args.model is None else {"model_name": args.model}
-    with _env(BACKEND_ENV, args.backend):
-        results = module.run(profile=args.profile, device=args.device, use_cache=not args.no_cache,
-                             progress=not args.quiet, **model)
+    """``advlab run``: the chapter's experiment; its tables, record and figures written to
+    ``args.out/<chapter>``.  Settings and the output folder are checked before any work."""
+    from .experiments import chapter as find_chapter
+    chapter = find_chapter(args.chapter)
+    overrides = parse_overrides(args.set)
+    if args.model is not None:
+        overrides["model"] = args.model
+    chapter.settings(args.profile, **overrides)          # a bad setting fails here, not later
     out = args.out / args.chapter
-    written = results.save(out)
+    made = check_writable(out)
+    try:
+        results = chapter(args.profile, device=args.device, backend=args.backend,
+                          use_cache=not args.no_cache, progress=not args.quiet, **overrides)
+    except BaseException:
+        for folder in made:                                  # leave no empty folders behind
+            if folder.exists() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
     import matplotlib
     matplotlib.use("Agg")
-    from .experiments.common import save_figures
-    written += save_figures(module.make_figures(results), out)
+    written = chapter.save(results, out)
     print(results.info.line())
+    if args.timings:
+        print(results.info.timings())
     for path in written:
         print(f"wrote {path}")
     return 0
@@ -152,21 +245,14 @@ def train_prm(args: argparse.Namespace) -> int:
 def train_denoiser(args: argparse.Namespace) -> int:
     """``advlab train-denoiser``: train (or read from the cache) one recipe of
     ``advlab.training.denoisers.RECIPES``; without overrides, commit it with its provenance."""
-    import json
     import shlex
     import time
 
     from .training import denoisers as dncnn
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--set takes KEY=JSON, got {item!r}")
-        try:
-            overrides[key] = json.loads(value)
-        except json.JSONDecodeError:
-            overrides[key] = value
-    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    overrides = parse_overrides(args.set)
+    dncnn.recipe(args.name, **overrides)                # a bad recipe fails here, not later
+    if not (overrides or args.no_commit):               # where the weights go, checked first
+        check_writable(dncnn.resource_dir(), "the committed denoiser")
     started = time.perf_counter()
     model = dncnn.train_denoiser(args.name, args.device, progress=not args.quiet,
                                  retrain=args.retrain, **overrides)
@@ -206,7 +292,7 @@ def certify(args: argparse.Namespace) -> int:
     images, ids = (ch04.cifar_images(args.images) if args.dataset == "cifar10"
                    else ch04.imagenet_images(args.images, progress=not args.quiet))
     smooth = Smooth(clf, ch04.NUM_CLASSES[args.dataset], args.sigma, den, alpha=args.alpha,
-                    batch_size=args.batch_size, seed=args.seed)
+                    forward_batch=args.batch_size, seed=args.seed)
     certs = smooth.certify(images.x, args.N0, args.N, args.alpha, ids,
                            progress=not args.quiet and rank == 0)
     if rank == 0:
@@ -217,7 +303,6 @@ def certify(args: argparse.Namespace) -> int:
 
 
 def torch_device_of_rank():
-    import os
 
     import torch
     return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))

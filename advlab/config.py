@@ -6,10 +6,12 @@ Environment variables (all optional):
                     (the stored outputs) or ``paper`` (a chapter's protocol at the source
                     study's size where ``full`` cannot reach it on a CPU; meant for a GPU;
                     only chapters that define it).  Default: ``smoke``.
-``ADVLAB_DEVICE``   ``cpu``, ``cuda``, ``cuda:1`` ...  Default: CUDA when available.
+``ADVLAB_DEVICE``   ``cpu``, ``cuda``, ``cuda:1``, ``mps``.  Default: CUDA when available.
 ``ADVLAB_DATA``     folder holding offline mirrors (``MNIST/raw``, ``imagenet-samples`` ...).
 ``ADVLAB_MODELS``   folder holding offline model weights.
 ``ADVLAB_CACHE``    where downloads and cached results go.  Default: ``~/.cache/advlab``.
+``ADVLAB_DOWNLOAD_BASE``  fetch every download ``https://site/path`` from
+                    ``$ADVLAB_DOWNLOAD_BASE/site/path`` instead (see ``advlab.download``).
 ``ADVLAB_BACKEND``  inference backend on the CPU: ``auto`` (ONNX Runtime), ``onnx`` or ``torch``
                     (see ``advlab.inference``).  Default: ``auto``.
 ``TQDM_DISABLE``    set (``1``) to hide the progress bars of a notebook whose ``PROGRESS``
@@ -20,13 +22,16 @@ from __future__ import annotations
 import os
 import platform
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-PROFILES = ("smoke", "full", "paper")
+#: Profile names a chapter may define: ``smoke`` (seconds to a minute on a CPU; CI), ``full`` (the
+#: stored pages), ``cpu`` (where the full protocol cannot fit on two CPU cores: what matters, cut
+#: to fit, said by the chapter) and ``paper`` (the source study's size, for a GPU).
+PROFILES = ("smoke", "full", "cpu", "paper")
 
 
 def resolve_profile(profile: str | None = None) -> str:
@@ -69,15 +74,36 @@ class DeviceUnavailableError(RuntimeError):
     """The requested device does not exist on this machine."""
 
 
+#: The device types advlab runs on.
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
 def get_device(device: str | torch.device | None = None) -> torch.device:
-    """The argument, else ``$ADVLAB_DEVICE``, else CUDA when available, else the CPU."""
+    """The argument, else ``$ADVLAB_DEVICE``, else CUDA when available, else the CPU.
+
+    A name torch does not know (``tpu``, ``banana``), a type advlab does not run on, or a
+    device this machine lacks (CUDA, ``cuda:3`` on a machine with fewer GPUs, MPS) is a
+    one-line :class:`DeviceUnavailableError` saying where the name came from."""
     choice = device or os.environ.get("ADVLAB_DEVICE")
     if choice is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(choice)
+    where = "" if device else " (from $ADVLAB_DEVICE)"
+    try:
+        dev = torch.device(choice)
+    except (RuntimeError, ValueError, TypeError):
+        dev = None
+    if dev is None or dev.type not in DEVICE_TYPES:
+        raise DeviceUnavailableError(f"unknown device {str(choice)!r}{where}; use cpu, cuda, "
+                                     "cuda:N or mps")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceUnavailableError(f"device {choice!r} requested but CUDA is not available on "
-                                     "this machine")
+        raise DeviceUnavailableError(f"device {str(choice)!r}{where} requested but CUDA is not "
+                                     "available on this machine")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise DeviceUnavailableError(f"device {str(choice)!r}{where} requested but this machine "
+                                     f"has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceUnavailableError(f"device {str(choice)!r}{where} requested but MPS is not "
+                                     "available on this machine")
     return dev
 
 
@@ -138,16 +164,22 @@ def models_root() -> Path | None:
     return _env_path("ADVLAB_MODELS")
 
 
+def cache_location() -> Path:
+    """Where the cache is (``$ADVLAB_CACHE`` or ``~/.cache/advlab``), without creating it."""
+    return _env_path("ADVLAB_CACHE") or Path.home() / ".cache" / "advlab"
+
+
 def cache_root() -> Path:
     """Writable folder for downloads and cached results (``$ADVLAB_CACHE`` or ``~/.cache/advlab``)."""
-    root = _env_path("ADVLAB_CACHE") or Path.home() / ".cache" / "advlab"
+    root = cache_location()
     root.mkdir(parents=True, exist_ok=True)
     return root
 
 
 @dataclass(frozen=True)
 class RunInfo:
-    """What every result records about how it was produced."""
+    """What every result records about how it was produced: profile, device, model, inference
+    backend, wall time; which device computed each cached piece, and where the time went."""
 
     chapter: str
     profile: str
@@ -158,11 +190,23 @@ class RunInfo:
     backend: str = "unrecorded"  # what ran the inference passes (advlab.inference.backend_name)
     torch: str = torch.__version__
     host: str = platform.machine()
+    computed_on: dict = field(default_factory=dict)   # device -> pieces it computed
+    stages: dict = field(default_factory=dict)        # stage -> seconds, pieces computed / read
 
     def line(self) -> str:
+        where = ", ".join(f"{n} on {d}" for d, n in self.computed_on.items())
         return (f"run-info: chapter={self.chapter} profile={self.profile} device={self.device} "
                 f"backend={self.backend} model={self.model} wall={self.wall_time_s:.1f}s "
-                f"torch={self.torch}" + (f" ({self.note})" if self.note else ""))
+                f"torch={self.torch}" + (f" ({self.note})" if self.note else "")
+                + (f"; pieces computed: {where}" if where else ""))
+
+    def timings(self) -> str:
+        """Where the run's time went, stage by stage, as a text table."""
+        rows = [f"{'stage':<28} {'seconds':>9} {'computed':>9} {'read':>6}"]
+        for name, st in self.stages.items():
+            rows.append(f"{name:<28} {st['seconds']:>9.1f} {st['computed']:>9} {st['read']:>6}")
+        rows.append(f"{'total (wall)':<28} {self.wall_time_s:>9.1f}")
+        return "\n".join(rows)
 
 
 def device_name(device: torch.device) -> str:

@@ -110,8 +110,8 @@ def pixel_explorer(models: dict, images: ImageSet, maps: dict, eps: float = 0.03
     import torch
 
     from . import attacks as atk
-    from .pixel_maps import MASK_KINDS, blend, input_gradients, pixel_mask
     from .inference import predict
+    from .pixel_maps import MASK_KINDS, blend, input_gradients, pixel_mask
     choose = W.Dropdown(options=[(f"{i}: {images.classes[int(images.y[i])]}", i)
                                  for i in range(len(images))], description="image")
     model_name = W.Dropdown(options=list(models), description="model")
@@ -125,7 +125,7 @@ def pixel_explorer(models: dict, images: ImageSet, maps: dict, eps: float = 0.03
         i, name = choose.value, model_name.value
         model, x, y = models[name], images.x[i:i + 1], images.y[i:i + 1]
         if (name, i) not in adversarial:
-            attack = atk.PGD("linf", steps, random_init=False)
+            attack = atk.PGD("linf", steps, random_start=False)
             adversarial[name, i] = atk.run(model, x, y, attack, [eps], batch_size=1, seed=seed,
                                            progress=False)[eps]
         own = input_gradients(model, x, y).abs().mean(1)[0].float().cpu()

@@ -36,10 +36,10 @@ except ImportError:
              "the benchmark only with:  pip install --no-deps --target /tmp/ta torchattacks  "
              "(and PYTHONPATH=/tmp/ta)")
 
-from advlab.config import get_device
-from advlab.data import load_mnist
 from advlab.attacks.jsma import jsma_with_stats, max_iterations
 from advlab.attacks.targets import random_targets
+from advlab.config import get_device
+from advlab.data import load_mnist
 from advlab.models import predict
 from advlab.training.lenet import trained_lenet
 

@@ -6,7 +6,7 @@ from torch import nn
 
 from advlab import attacks
 from advlab.attacks import BPDA, EOT, PGD
-from advlab.attacks.pgd import margin, project, random_start
+from advlab.attacks.pgd import margin, project, uniform_in_ball
 
 
 def tiny_model():
@@ -54,7 +54,7 @@ def test_fgsm_is_foolboxs_and_takes_one_gradient_for_all_epsilons():
         assert torch.allclose(ours_t[e], (x - e * xg.grad.sign()).clamp(0, 1), atol=1e-6)
 
 
-@pytest.mark.parametrize("name,norm", [("bim", "linf"), ("pgd", "linf"), ("l2_bim", "l2"),
+@pytest.mark.parametrize("name,norm", [("bim", "linf"), ("linf_pgd", "linf"), ("l2_bim", "l2"),
                                        ("l2_pgd", "l2"), ("fgm", "l2")])
 def test_standard_attacks_stay_in_the_ball_and_raise_the_loss(name, norm):
     model = tiny_model()
@@ -83,10 +83,10 @@ def test_pgd_core_takes_foolboxs_steps(norm, fb_attack):
     x, y = data(10, (3, 8, 8), 4)
     eps = 0.05 if norm == "linf" else 0.5
     atk = fb_attack()
-    random_init = getattr(atk, "random_start", False)
+    random_start = getattr(atk, "random_start", False)
     torch.manual_seed(7)
     _, ref, _ = atk(fb.PyTorchModel(model, bounds=(0, 1)), x, y, epsilons=[eps])
-    ours = attacks.run(model, x, y, PGD(norm, 7, rel_stepsize=0.25, random_init=random_init),
+    ours = attacks.run(model, x, y, PGD(norm, 7, rel_stepsize=0.25, random_start=random_start),
                        [eps], seed=7, batch_size=len(x), progress=False)[eps]
     assert torch.allclose(ours, ref[0], atol=1e-6), float((ours - ref[0]).abs().max())
 
@@ -96,7 +96,7 @@ def test_run_is_seeded_and_leaves_the_global_rng_alone():
     x, y = data(4)
     torch.manual_seed(123)
     before = torch.random.get_rng_state()
-    a = attacks.run(model, x, y, "pgd", [0.05], steps=2, seed=3, progress=False)[0.05]
+    a = attacks.run(model, x, y, "linf_pgd", [0.05], steps=2, seed=3, progress=False)[0.05]
     assert torch.equal(torch.random.get_rng_state(), before)
     small = PGD("linf", 2, rel_stepsize=0.1)      # small steps: the random start still shows
     b = attacks.run(model, x, y, small, [0.05], seed=3, progress=False)[0.05]
@@ -186,7 +186,7 @@ def test_margin_loss_and_projection():
     assert torch.allclose(project(d, 1.0, "l2"), torch.tensor([[0.6, 0.8]]))
     assert torch.equal(project(d, 1.0, "linf"), torch.tensor([[1.0, 1.0]]))
     torch.manual_seed(0)
-    r = random_start(torch.zeros(500, 3, 2, 2), 0.5, "l2")
+    r = uniform_in_ball(torch.zeros(500, 3, 2, 2), 0.5, "l2")
     norms = r.flatten(1).norm(dim=1)
     assert float(norms.max()) <= 0.5 + 1e-6 and float(norms.mean()) > 0.4  # mass near the shell
 
@@ -196,7 +196,7 @@ def test_run_checks_its_arguments():
     with pytest.raises(ValueError, match="unknown attack"):
         attacks.make("one_pixel_typo")
     with pytest.raises(ValueError, match="steps"):
-        attacks.make("pgd", steps=0)
+        attacks.make("linf_pgd", steps=0)
     with pytest.raises(ValueError, match="same length"):
         attacks.run(model, x, y[:3], "fgsm", [0.1])
     with pytest.raises(ValueError, match="needs epsilons"):

@@ -5,10 +5,9 @@ import pytest
 import torch
 from torch import nn
 
-from advlab.defences.pixel_deflection import (deflect, pixel_deflection,
-                                              pixel_deflection_defence, wavelet_denoise)
-from advlab.defences.resize_pad import random_resize_pad, randomization_defence
+from advlab.defences.pixel_deflection import deflect, pixel_deflection, pixel_deflection_defence, wavelet_denoise
 from advlab.defences.region_based import RegionBased, hypercube_samples
+from advlab.defences.resize_pad import random_resize_pad, randomization_defence
 
 
 class FirstPixel(nn.Module):

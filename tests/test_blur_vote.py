@@ -6,9 +6,17 @@ import torch.nn.functional as F
 from torch import nn
 
 from advlab.defences.base import ABSTAIN, Defence
-from advlab.defences.blur_vote import (BlurVote, add_noise, compose_kernels, equivalent_gaussian,
-                                       gaussian_blur, gaussian_kernel, kernel_distance,
-                                       majority_vote, three_views)
+from advlab.defences.blur_vote import (
+    BlurVote,
+    add_noise,
+    compose_kernels,
+    equivalent_gaussian,
+    gaussian_blur,
+    gaussian_kernel,
+    kernel_distance,
+    majority_vote,
+    three_views,
+)
 
 
 def t(*v):

@@ -3,8 +3,7 @@ import re
 import pytest
 import torch
 
-from advlab.cache import (ResultCache, atomic_save, config_hash, fingerprint, load_or_discard,
-                          tensor_digest)
+from advlab.cache import ResultCache, atomic_save, config_hash, fingerprint, load_or_discard, tensor_digest
 
 
 def test_hash_is_order_independent_and_sensitive():

@@ -19,7 +19,7 @@ def synthetic_results() -> pd.DataFrame:
     for norm, names in ch00.ATTACKS.items():
         for name in names:
             for k, knowledge in enumerate(("white box", "black box (transfer)")):
-                for e in ch00.settings("full")[f"{norm}_eps"]:
+                for e in getattr(ch00.CHAPTER.settings("full"), f"{norm}_eps"):
                     rows.append(dict(norm=norm, attack=name, knowledge=knowledge, eps=e,
                                      accuracy=max(0.0, 0.9 - e * (2 - k)), linf=e, l2=e,
                                      device="cpu"))
@@ -27,9 +27,15 @@ def synthetic_results() -> pd.DataFrame:
 
 
 def test_settings():
-    assert ch00.settings("smoke")["n_images"] < ch00.settings("full")["n_images"]
-    with pytest.raises(ValueError, match="unknown ch00 settings"):
-        ch00.settings("smoke", n_imgs=3)
+    from advlab.chapter import SettingsError
+    settings = ch00.CHAPTER.settings
+    assert settings("smoke").n_images < settings("full").n_images
+    with pytest.raises(SettingsError, match="unknown setting"):
+        settings("smoke", n_imgs=3)
+    with pytest.raises(SettingsError, match="n_images must be in"):
+        settings("smoke", n_images=0)
+    with pytest.raises(SettingsError, match="positive budgets"):
+        settings("smoke", linf_eps=())
 
 
 def test_attack_table_for_readers():
@@ -38,14 +44,14 @@ def test_attack_table_for_readers():
                                      "FGSM (one step), black box (transfer)", "PGD, white box",
                                      "PGD, black box (transfer)"]
     assert t.cells.iloc[0].tolist() == ["0.05", "80.0%", "85.0%", "80.0%", "85.0%"]
-    assert len(ch00.attack_table(synthetic_results(), "l2")) == len(ch00.settings("full")["l2_eps"])
+    assert len(ch00.attack_table(synthetic_results(), "l2")) == len(ch00.CHAPTER.settings("full").l2_eps)
 
 
 def test_steepest_ascent_and_figures():
     ex = ch00.steepest_ascent_example()
     assert torch.equal(ex["linf"], ex["gradient"].sign())
     assert torch.isclose(ex["l2"].norm(), torch.tensor(1.0))
-    assert len(plots.plot_budget_curves(synthetic_results()).axes) == 2
+    assert len(plots.plot_budget_curves(synthetic_results(), ch00.ATTACK_TITLES).axes) == 2
     assert len(plots.plot_steepest_ascent(ex).axes) == 1
 
 

@@ -97,7 +97,7 @@ def test_ch02_crop_exercise_with_a_small_model(capsys):
     torch.manual_seed(0)
     model = LeNet().eval()
     x = torch.rand(40, 1, 28, 28)
-    context = {"model": model, "md": md, "cfg": {"mc_passes": 8, "batch_size": 40},
+    context = {"model": model, "md": md, "s": SimpleNamespace(mc_passes=8, batch_size=40),
                "halves": SimpleNamespace(val=SimpleNamespace(x=x))}
     run_solution("ch02-ex3", **context)
     assert "correct" in capsys.readouterr().out

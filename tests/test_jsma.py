@@ -1,11 +1,11 @@
 import pytest
 import torch
+from reference_jsma import reference_jsma
 from torch import nn
 
 from advlab.attacks import jsma as jsma_mod
 from advlab.attacks.jsma import jsma, jsma_with_stats, max_iterations
 from advlab.attacks.targets import random_targets
-from reference_jsma import reference_jsma
 
 N_CLASSES = 4
 SHAPE = (1, 5, 5)

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from sklearn.metrics import auc
 from torch import nn
 
+from advlab.attacks import defence_aware_pgd
 from advlab.defences import mc_dropout as md
 from advlab.metrics import roc_hull
 from advlab.models.mnist import LeNet
@@ -181,7 +182,7 @@ def test_adaptive_pgd_stays_in_the_ball_and_lowers_its_loss():
     model = LeNet().eval()
     x, y = torch.rand(6, 1, 28, 28), torch.randint(0, 10, (6,))
     eps = 0.1
-    adv = md.adaptive_pgd(model, x, y, eps, steps=5, n_eot=4, progress=False)
+    adv = defence_aware_pgd(md.MCDropoutDetector(model, n_eot=4), x, y, eps, steps=5, progress=False)
     assert (adv - x).abs().max() <= eps + 1e-6 and adv.min() >= 0 and adv.max() <= 1
     with torch.no_grad():
         logits = model(x)
@@ -193,7 +194,7 @@ def test_adaptive_pgd_stays_in_the_ball_and_lowers_its_loss():
         after = md.detector_loss(model, adv, target, 64, 24, 10.0).mean()
     assert after < before
     with pytest.raises(ValueError):
-        md.adaptive_pgd(model, x, y, 0.0)
+        defence_aware_pgd(md.MCDropoutDetector(model), x, y, 0.0)
 
 
 def old_adaptive_pgd(model, x, y, eps, steps, n_eot, crop_size, unc_weight, batch_size, seed):
@@ -224,7 +225,7 @@ def test_adaptive_pgd_is_bit_for_bit_the_loop_chapter_2_used():
     torch.manual_seed(0)
     model = LeNet().eval()
     x, y = torch.rand(10, 1, 28, 28), torch.randint(0, 10, (10,))
-    ours = md.adaptive_pgd(model, x, y, 0.1, steps=4, n_eot=3, crop_size=24, unc_weight=10.0,
-                           batch_size=4, seed=2, progress=False)
+    detector = md.MCDropoutDetector(model, n_eot=3, crop_size=24, unc_weight=10.0)
+    ours = defence_aware_pgd(detector, x, y, 0.1, steps=4, batch_size=4, seed=2, progress=False)
     ref = old_adaptive_pgd(model, x, y, 0.1, 4, 3, 24, 10.0, 4, 2)
     assert torch.equal(ours, ref)

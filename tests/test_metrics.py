@@ -4,8 +4,15 @@ import pytest
 import torch
 from scipy.stats import beta
 
-from advlab.metrics import (clopper_pearson_ci, clopper_pearson_lower, detection_counts,
-                            labelled_clean_breakdown, roc_hull, summarise_draws, wilson_ci)
+from advlab.metrics import (
+    clopper_pearson_ci,
+    clopper_pearson_lower,
+    detection_counts,
+    labelled_clean_breakdown,
+    roc_hull,
+    summarise_draws,
+    wilson_ci,
+)
 
 
 def test_wilson_interval_known_values():

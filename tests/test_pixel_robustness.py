@@ -8,8 +8,7 @@ from advlab import attacks
 from advlab.attacks import EOT, PGD
 from advlab.defences.pixel_shift import SHIFTS, pixel_shift, shift_defence
 from advlab.models.prm import PRM, SparseUNet
-from advlab.pixel_maps import (blend, gradient_map, iou, lattice_mask, map_correlations, pixel_mask,
-                               top_fraction_iou)
+from advlab.pixel_maps import blend, gradient_map, iou, lattice_mask, map_correlations, pixel_mask, top_fraction_iou
 
 
 def linear_model(c=3, h=4, w=4, classes=5, seed=0):

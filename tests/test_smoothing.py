@@ -11,8 +11,15 @@ from statsmodels.stats.proportion import proportion_confint
 from torch import nn
 
 from advlab.defences.base import ABSTAIN
-from advlab.defences.smoothing import (NOISE_BLOCK, PREDICT, Certificates, Smooth,
-                                        certified_accuracy, max_certifiable_radius, radius)
+from advlab.defences.smoothing import (
+    NOISE_BLOCK,
+    PREDICT,
+    Certificates,
+    Smooth,
+    certified_accuracy,
+    max_certifiable_radius,
+    radius,
+)
 
 
 # --------------------------------------------------------------------------- the reference
@@ -81,7 +88,7 @@ def tiny():
 # --------------------------------------------------------------------------- tests
 def test_certify_matches_the_per_image_reference(tiny):
     net, x = tiny
-    smooth = Smooth(net, 4, sigma=0.5, batch_size=64, backend="torch")
+    smooth = Smooth(net, 4, sigma=0.5, forward_batch=64, backend="torch")
     ids = torch.tensor([7, 3, 11, 0, 5])
     certs = smooth.certify(x, n0=50, n=250, alpha=0.01, ids=ids)
     for i in range(len(x)):
@@ -97,7 +104,7 @@ def test_certify_matches_the_per_image_reference(tiny):
 
 def test_predict_matches_the_per_image_reference(tiny):
     net, x = tiny
-    smooth = Smooth(net, 4, sigma=0.5, batch_size=100, backend="torch")
+    smooth = Smooth(net, 4, sigma=0.5, forward_batch=100, backend="torch")
     got = smooth.predict(x, n=300, alpha=0.01)
     want = [reference_predict(smooth, x[i], i, 300, 0.01) for i in range(len(x))]
     assert got.tolist() == want
@@ -105,17 +112,17 @@ def test_predict_matches_the_per_image_reference(tiny):
 
 def test_onnx_fast_path_gives_the_same_counts(tiny):
     net, x = tiny
-    onnx = Smooth(net, 4, sigma=0.5, batch_size=128).sample_counts(x, 300, 1)
-    eager = Smooth(net, 4, sigma=0.5, batch_size=128, backend="torch").sample_counts(x, 300, 1)
+    onnx = Smooth(net, 4, sigma=0.5, forward_batch=128).sample_counts(x, 300, 1)
+    eager = Smooth(net, 4, sigma=0.5, forward_batch=128, backend="torch").sample_counts(x, 300, 1)
     assert torch.equal(onnx, eager) and int(onnx.sum()) == 5 * 300
 
 
 def test_results_do_not_depend_on_batch_size_or_the_other_images(tiny):
     net, x = tiny
     ids = torch.tensor([4, 9, 2, 6, 1])
-    a = Smooth(net, 4, 0.25, batch_size=37).certify(x, 30, 230, ids=ids)
-    b = Smooth(net, 4, 0.25, batch_size=1000).certify(x, 30, 230, ids=ids)
-    alone = Smooth(net, 4, 0.25, batch_size=7).certify(x[2:3], 30, 230, ids=ids[2:3])
+    a = Smooth(net, 4, 0.25, forward_batch=37).certify(x, 30, 230, ids=ids)
+    b = Smooth(net, 4, 0.25, forward_batch=1000).certify(x, 30, 230, ids=ids)
+    alone = Smooth(net, 4, 0.25, forward_batch=7).certify(x[2:3], 30, 230, ids=ids[2:3])
     for k in Certificates.TENSORS:
         assert torch.equal(getattr(a, k), getattr(b, k))
         assert torch.equal(getattr(a, k)[2:3], getattr(alone, k))
@@ -132,13 +139,13 @@ def test_linear_classifier_radius_never_above_the_truth_and_close_for_large_n():
     g = torch.Generator().manual_seed(0)
     w = torch.randn(1, 4, 4, generator=g)
     unit = w / w.norm()
-    sigma, b = 0.5, 0.1
-    # images at signed distances d from the hyperplane along its normal
+    # images at signed distances d from the hyperplane along its normal, which passes through
+    # the grey image (so that every image stays in [0, 1], as Smooth requires)
     distances = torch.tensor([0.15, 0.4, 0.75, -0.6])
-    x0 = torch.rand(1, 4, 4, generator=g)
-    shift = (x0.flatten() @ w.flatten() + b) / w.norm()
-    x = torch.stack([x0 + (d - shift) * unit for d in distances])
-    smooth = Smooth(linear_binary(w, b), 2, sigma, batch_size=20_000)
+    x0 = torch.full((1, 4, 4), 0.5)
+    sigma, b = 0.5, -float(x0.flatten() @ w.flatten())
+    x = torch.stack([x0 + d * unit for d in distances])
+    smooth = Smooth(linear_binary(w, b), 2, sigma, forward_batch=20_000)
     certs = smooth.certify(x, n0=100, n=100_000, alpha=0.001)
     truth = distances.abs().double()
     assert certs.prediction.tolist() == [1, 1, 1, 0]
@@ -152,12 +159,12 @@ def test_linear_classifier_radius_never_above_the_truth_and_close_for_large_n():
 
 def test_abstains_on_the_boundary_and_caps_at_the_largest_radius():
     w = torch.ones(1, 2, 2)
-    x = torch.stack([torch.full((1, 2, 2), 0.25), torch.full((1, 2, 2), 5.0)])
-    smooth = Smooth(linear_binary(w, -1.0), 2, 0.25, batch_size=500)  # x[0] on the boundary
+    x = torch.stack([torch.full((1, 2, 2), 0.25), torch.full((1, 2, 2), 1.0)])
+    smooth = Smooth(linear_binary(w, -1.0), 2, 0.25, forward_batch=500)  # x[0] on the boundary
     certs = smooth.certify(x, 100, 2000, alpha=0.001)
     assert int(certs.prediction[0]) == ABSTAIN and float(certs.radius[0]) == 0.0
     assert 0.4 < float(certs.p_lower[0]) < 0.5
-    # x[1] is 9.5 (38 sigma) from the boundary: every sample agrees, so the radius is the cap
+    # x[1] is 1.5 (6 sigma) from the boundary: every sample agrees, so the radius is the cap
     assert int(certs.prediction[1]) == 1 and int(certs.count[1]) == 2000
     assert float(certs.radius[1]) == pytest.approx(max_certifiable_radius(0.25, 2000, 0.001))
     pred = smooth.predict(x, n=1000, alpha=0.001)
@@ -187,8 +194,9 @@ def test_certified_accuracy_counts_abstentions_as_wrong():
 
 def test_bad_input_is_a_clear_error(tiny):
     net, x = tiny
-    with pytest.raises(ValueError, match="sigma must be positive"):
-        Smooth(net, 4, 0.0)
+    for sigma in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="sigma must be a positive finite number"):
+            Smooth(net, 4, sigma)
     smooth = Smooth(net, 4, 0.25)
     with pytest.raises(ValueError, match="one id per image"):
         smooth.certify(x, 10, 10, ids=[0, 1])
@@ -216,3 +224,15 @@ def test_forward_is_the_smoothed_soft_classifier(tiny):
     x = x.clone().requires_grad_(True)
     smooth(x)[:, 0].sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_predict_follows_the_defence_protocol(tiny):
+    """``predict(x, batch_size, seed)``: batch_size is images per step and changes nothing;
+    seed is the call's noise seed and leaves the defence as it was."""
+    net, x = tiny
+    smooth = Smooth(net, 4, sigma=0.5, forward_batch=64, seed=3)
+    whole = smooth.predict(x, n=200, alpha=0.01)
+    assert torch.equal(smooth.predict(x, 2, n=200, alpha=0.01), whole)
+    other = smooth.predict(x, seed=11, n=200, alpha=0.01)
+    assert smooth.seed == 3
+    assert torch.equal(other, Smooth(net, 4, sigma=0.5, seed=11).predict(x, n=200, alpha=0.01))

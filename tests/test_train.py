@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from advlab.models.mnist import LeNet
-from advlab.training.lenet import RECIPE, train_lenet
 from advlab.train import fit, model_path, on_outputs
+from advlab.training.lenet import RECIPE, train_lenet
 
 
 def reference_train_lenet(x, y, **recipe):
@@ -20,7 +20,7 @@ def reference_train_lenet(x, y, **recipe):
     opt = torch.optim.Adam(model.parameters(), lr=cfg["lr"])
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=cfg["lr_decay"])
     bs = cfg["batch_size"]
-    for epoch in range(cfg["epochs"]):
+    for _epoch in range(cfg["epochs"]):
         model.train()
         order = torch.randperm(len(x), generator=gen)
         for i in range(0, len(x), bs):

@@ -166,7 +166,7 @@ def exact_masked_tv(x: np.ndarray, m: np.ndarray, weight: float, isotropic: bool
         return np.diag(mf) + weight * h
 
     z = xf.copy()
-    for mu in (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, SMOOTHING):
+    for mu in (1e-2, 1e-3, 1e-4, 1e-5, 1e-6, SMOOTHING):  # noqa: B007 (the closures read mu)
         z = optimize.minimize(f, z, jac=grad, hess=hess, method="trust-exact",
                               options={"gtol": 1e-12, "maxiter": 500}).x
     gy, gx = dy @ z, dx @ z
@@ -191,6 +191,7 @@ def test_tv_all_pixels_reaches_a_lower_objective_than_scikit_image(mirror):
     is below the one scikit-image's denoise_tv_chambolle reaches with its own stopping rule
     (its default eps and iteration cap), by at least 0.05%."""
     from skimage.restoration import denoise_tv_chambolle
+
     from advlab.zoo import load_imagenet_for
     x = load_imagenet_for("efficientnet_lite0", limit=8, progress=False).x[:, :, 80:144, 80:144].double()
     ours = T.tv_objective(T.tv_minimize(x), x)

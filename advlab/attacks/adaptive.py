@@ -10,7 +10,7 @@ give a false sense of security"): wrap a defence so that gradient attacks see th
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -59,3 +59,32 @@ class EOT(nn.Module):
             logits = self.model(x.repeat(k, *[1] * (x.dim() - 1)))
             total = total + F.log_softmax(logits.float(), dim=1).view(k, len(x), -1).sum(0)
         return total / self.n
+
+
+def defence_aware_pgd(defence: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
+                      steps: int = 40, step: float | None = None, batch_size: int = 500,
+                      seed: int = 0, progress: bool = True) -> torch.Tensor:
+    """L-inf PGD (no random start) descending the defence's own ``attack_loss`` towards each
+    image's most likely wrong class under ``defence.model`` (:func:`~advlab.attacks.runner_up`):
+    the adaptive attack on a defence that publishes its objective (e.g. the MC-dropout
+    detector).  Returns CPU images within ``eps`` of ``x`` and in [0, 1]."""
+    from .base import run
+    from .pgd import PGD
+    from .targets import runner_up
+    if len(x) != len(y):
+        raise ValueError("x and y must have the same length")
+    if eps <= 0:
+        raise ValueError("eps must be positive")
+    if not hasattr(defence, "attack_loss"):
+        raise TypeError(f"{type(defence).__name__} has no attack_loss(x, labels) to descend")
+    model = defence.model
+    was_training = model.training
+    model.eval()
+    try:
+        targets = runner_up(model, x, y, batch_size)
+        attack = PGD("linf", steps, step=step, random_start=False, name="adaptive PGD",
+                     loss=lambda d, v, t: d.attack_loss(v, t))
+        return run(defence, x, y, attack, [eps], targets=targets, batch_size=batch_size,
+                   seed=seed, progress=progress)[float(eps)]
+    finally:
+        model.train(was_training)

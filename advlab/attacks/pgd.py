@@ -14,7 +14,7 @@ With none of those options it takes the same steps as foolbox's ``LinfPGD``/``L2
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +41,15 @@ def margin(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 LOSSES = {"ce": cross_entropy, "margin": margin}
+#: Madry et al.'s step: a fraction 2.5 / steps of epsilon, so the steps can cross the ball and back.
+DEFAULT_REL_STEP = 2.5
+
+
+def step_size(eps: float, steps: int, rel_stepsize: float | None = None) -> float:
+    """The book's one step-size rule: ``rel_stepsize * eps``, by default ``2.5 * eps / steps``."""
+    if steps < 1:
+        raise ValueError(f"iterative attacks need steps >= 1, got {steps}")
+    return (rel_stepsize if rel_stepsize is not None else DEFAULT_REL_STEP / steps) * eps
 
 
 def _flat_norm(t: torch.Tensor) -> torch.Tensor:
@@ -55,7 +64,7 @@ def project(delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
     return delta * factor
 
 
-def random_start(x: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+def uniform_in_ball(x: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
     """A uniform draw from the ``norm`` ball of radius ``eps`` (global RNG, foolbox's recipe:
     uniform per coordinate for L-inf; Voelker et al. 2017's n-ball sampling for L2)."""
     if norm == "linf":
@@ -67,7 +76,7 @@ def random_start(x: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
 
 
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm: str = "linf",
-        steps: int = 10, step_size: float | None = None, random_init: bool = False,
+        steps: int = 10, step: float | None = None, random_start: bool = False,
         targeted: bool = False, loss: str | LossFn = "ce", mask: torch.Tensor | None = None,
         early_stop: bool = False, bounds: tuple[float, float] = (0.0, 1.0),
         tick: Tick | None = None) -> torch.Tensor:
@@ -75,8 +84,8 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm:
 
     ``y``: the true labels (untargeted: ascend the loss away from them) or the targets
     (``targeted=True``: descend the loss towards them).  ``loss``: ``"ce"``, ``"margin"`` or
-    a callable ``loss(model, x, labels) -> per-image loss``.  ``step_size``: default
-    ``2.5 * eps / steps`` (Madry et al.).  ``mask``: broadcastable to ``x``; pixels where it is
+    a callable ``loss(model, x, labels) -> per-image loss``.  ``step``: default
+    :func:`step_size` (``2.5 * eps / steps``, Madry et al.).  ``mask``: broadcastable to ``x``; pixels where it is
     0 never move (the gradient, the random start and the projection are all masked).
     ``early_stop``: stop moving an image once the model's arg-max leaves ``y`` (untargeted) or
     reaches it (targeted); needs a built-in loss.
@@ -94,12 +103,12 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm:
     else:
         raise ValueError(f"loss must be one of {sorted(LOSSES)} or a callable, got {loss!r}")
     lo, hi = bounds
-    step = step_size if step_size is not None else 2.5 * eps / steps
+    step = step if step is not None else step_size(eps, steps)
     x0 = x.detach()
     m = None if mask is None else mask.to(device=x0.device, dtype=x0.dtype).expand_as(x0)
     adv = x0
-    if random_init:
-        start = random_start(x0, eps, norm)
+    if random_start:
+        start = uniform_in_ball(x0, eps, norm)
         adv = (x0 + (start if m is None else start * m)).clamp(lo, hi)
     direction = -1.0 if targeted else 1.0
     for _ in range(steps):
@@ -134,29 +143,31 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm:
 
 
 class PGD(Attack):
-    """:func:`pgd` in the attack shape; ``rel_stepsize`` (foolbox's convention) sets the step
-    as a fraction of epsilon when ``step_size`` is not given."""
+    """:func:`pgd` in the attack shape.  ``random_start``: start from a uniform draw in the
+    ball (Madry et al.'s PGD) or from the image itself (Kurakin et al.'s BIM with projection);
+    the name says which.  The step is :func:`step_size` (``rel_stepsize`` times epsilon,
+    default ``2.5 / steps``) unless ``step`` fixes it."""
 
     uses_epsilon = True
 
     def __init__(self, norm: str = "linf", steps: int = 10, rel_stepsize: float | None = None,
-                 step_size: float | None = None, random_init: bool = True, loss: str | LossFn = "ce",
+                 step: float | None = None, random_start: bool = True, loss: str | LossFn = "ce",
                  mask: torch.Tensor | None = None, early_stop: bool = False, name: str | None = None):
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
         if steps < 1:
             raise ValueError(f"steps must be >= 1, got {steps}")
-        if rel_stepsize is not None and step_size is not None:
-            raise ValueError("give rel_stepsize or step_size, not both")
-        self.norm, self.steps, self.rel_stepsize, self.step_size = norm, steps, rel_stepsize, step_size
-        self.random_init, self.loss, self.mask, self.early_stop = random_init, loss, mask, early_stop
-        self.name = name or f"{'masked ' if mask is not None else ''}{norm} PGD"
+        if rel_stepsize is not None and step is not None:
+            raise ValueError("give rel_stepsize or step, not both")
+        self.norm, self.steps, self.rel_stepsize, self.step = norm, steps, rel_stepsize, step
+        self.random_start, self.loss, self.mask, self.early_stop = random_start, loss, mask, early_stop
+        ball = {"linf": "L∞", "l2": "L2"}[norm]
+        self.name = name or (f"{'masked ' if mask is not None else ''}{ball} PGD"
+                             f"{'' if random_start else ', no random start'}")
 
     def __call__(self, model, x, y, epsilon=None, target=None, tick=None):
-        step = self.step_size
-        if step is None:
-            step = (self.rel_stepsize if self.rel_stepsize is not None else 2.5 / self.steps) * epsilon
+        step = self.step if self.step is not None else step_size(epsilon, self.steps, self.rel_stepsize)
         return pgd(model, x, y if target is None else target, epsilon, norm=self.norm,
-                   steps=self.steps, step_size=step, random_init=self.random_init,
+                   steps=self.steps, step=step, random_start=self.random_start,
                    targeted=target is not None, loss=self.loss, mask=self.mask,
                    early_stop=self.early_stop, tick=tick)

@@ -5,7 +5,7 @@
 ``fgm``       its L2 twin: one step of L2 length epsilon along the gradient.
 ``bim``       Kurakin et al. 2017 (I-FGSM): iterated FGSM, no random start (L-inf).
 ``l2_bim``    the same in L2.
-``pgd``       Madry et al. 2018: iterated FGSM from a random start in the L-inf ball.
+``linf_pgd``  Madry et al. 2018: iterated FGSM from a random start in the L-inf ball.
 ``l2_pgd``    the same in L2.
 ``deepfool``  Moosavi-Dezfooli et al. 2016, L2, minimal: no epsilon.
 ``cw``        Carlini & Wagner 2017, L2, minimal: no epsilon.
@@ -16,6 +16,7 @@ import foolbox as fb
 import torch
 
 from .base import Attack
+from .pgd import step_size
 
 
 class FoolboxAttack(Attack):
@@ -35,9 +36,8 @@ class FoolboxAttack(Attack):
 
 
 def _rel(steps: int, rel_stepsize: float | None) -> float:
-    if steps < 1:
-        raise ValueError(f"iterative attacks need steps >= 1, got {steps}")
-    return rel_stepsize if rel_stepsize is not None else 2.5 / steps
+    """foolbox's relative step for the book's one rule (:func:`advlab.attacks.pgd.step_size`)."""
+    return step_size(1.0, steps, rel_stepsize)
 
 
 class FGSM(Attack):
@@ -72,7 +72,7 @@ def fgm() -> Attack:
 
 
 def bim(steps: int = 10, rel_stepsize: float | None = None) -> Attack:
-    """Step ``rel_stepsize * eps`` (default ``2.5 * eps / steps``)."""
+    """Kurakin et al.'s L-inf BIM (foolbox); step :func:`~advlab.attacks.pgd.step_size`."""
     return FoolboxAttack("BIM", "linf", fb.attacks.LinfBasicIterativeAttack(
         rel_stepsize=_rel(steps, rel_stepsize), steps=steps))
 
@@ -82,12 +82,14 @@ def l2_bim(steps: int = 10, rel_stepsize: float | None = None) -> Attack:
         rel_stepsize=_rel(steps, rel_stepsize), steps=steps))
 
 
-def pgd(steps: int = 10, rel_stepsize: float | None = None) -> Attack:
-    return FoolboxAttack("PGD", "linf", fb.attacks.LinfPGD(
+def linf_pgd(steps: int = 10, rel_stepsize: float | None = None) -> Attack:
+    """Madry et al.'s L-inf PGD with a random start (foolbox)."""
+    return FoolboxAttack("L∞ PGD", "linf", fb.attacks.LinfPGD(
         rel_stepsize=_rel(steps, rel_stepsize), steps=steps, random_start=True))
 
 
 def l2_pgd(steps: int = 10, rel_stepsize: float | None = None) -> Attack:
+    """Madry et al.'s L2 PGD with a random start (foolbox)."""
     return FoolboxAttack("L2 PGD", "l2", fb.attacks.L2PGD(
         rel_stepsize=_rel(steps, rel_stepsize), steps=steps, random_start=True))
 
@@ -128,6 +130,6 @@ def bim_a(steps: int = 10, rel_stepsize: float | None = None) -> Attack:
     """BIM that leaves an image alone once it is misclassified: "BIM-A" of Feinman et al. 2017
     (foolbox's fixed-step BIM is their "BIM-B"); the PGD core with ``early_stop``."""
     from .pgd import PGD
-    return PGD("linf", steps, rel_stepsize=_rel(steps, rel_stepsize), random_init=False,
+    return PGD("linf", steps, rel_stepsize=_rel(steps, rel_stepsize), random_start=False,
                early_stop=True, name="BIM-A")
 

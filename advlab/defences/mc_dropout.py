@@ -1,5 +1,6 @@
 """The hybrid adversarial-image detector of Alshemali, Graham & Kalita 2019, "Toward robust
-image classification" (Algorithm 1), and an adaptive attack on it.
+image classification" (Algorithm 1), in the defence shape, with the objective of an attacker
+who knows it.
 
 1. ``n`` Monte-Carlo dropout passes (one batched forward): provisional class = arg-max of the
    mean softmax; uncertainty = the mean over classes of the standard deviation of the softmax
@@ -22,8 +23,8 @@ from torch import nn
 from torchvision.transforms.v2.functional import five_crop
 from tqdm import tqdm
 
-from ..attacks import PGD, run, runner_up
 from ..inference import predict
+from .base import ABSTAIN, Defence
 
 N_CROPS = 5
 
@@ -227,26 +228,52 @@ def detector_loss(model: nn.Module, x: torch.Tensor, target: torch.Tensor, n_eot
     return ce_mc.mean(0).squeeze(-1) + ce_crops.view(N_CROPS, -1).mean(0) + unc_weight * unc
 
 
-def adaptive_pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 40,
-                 step_size: float | None = None, n_eot: int = 16, crop_size: int = 24,
-                 unc_weight: float = 10.0, batch_size: int = 500, seed: int = 0,
-                 progress: bool = True) -> torch.Tensor:
-    """L-inf PGD (the book's PGD core) descending :func:`detector_loss`, targeted at each
-    image's most likely wrong class; step ``2.5 * eps / steps`` unless given.
+class MCDropoutDetector(Defence):
+    """Algorithm 1 in the defence shape: ``predict`` gives the MC-dropout class, and
+    :data:`~advlab.defences.base.ABSTAIN` where the detector flags the image.
 
-    Returns CPU adversarial images within ``eps`` of ``x`` and in [0, 1].
+    ``score(x)`` computes what the decision needs (plain prediction with dropout off, MC class,
+    uncertainty, crop agreement) once, and ``decide(scores, thresholds)`` applies any (L, H, C),
+    so fitting thresholds never recomputes the passes.  ``forward`` (for attackers): the mean
+    log-softmax over ``n_eot`` dropout masks; ``attack_loss`` (for attackers who know the
+    detector): :func:`detector_loss`, which also makes the crops agree and the uncertainty low.
     """
-    if len(x) != len(y):
-        raise ValueError("x and y must have the same length")
-    if eps <= 0:
-        raise ValueError("eps must be positive")
-    was_training = model.training
-    model.eval()
-    try:
-        targets = runner_up(model, x, y, batch_size)
-        attack = PGD("linf", steps, step_size=step_size, random_init=False, name="adaptive PGD",
-                     loss=lambda m, v, t: detector_loss(m, v, t, n_eot, crop_size, unc_weight))
-        return run(model, x, y, attack, [eps], targets=targets, batch_size=batch_size, seed=seed,
-                   progress=progress)[float(eps)]
-    finally:
-        model.train(was_training)
+
+    randomized = True
+
+    def __init__(self, model: nn.Module, thresholds: Thresholds | None = None, passes: int = 50,
+                 crop_size: int = 24, n_eot: int = 16, unc_weight: float = 10.0):
+        super().__init__()
+        self.model, self.thresholds, self.passes, self.crop_size = model, thresholds, passes, crop_size
+        self.n_eot, self.unc_weight = n_eot, unc_weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return mc_probs(self.model, x, self.n_eot).mean(0).clamp_min(1e-12).log()
+
+    def attack_loss(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Per-image :func:`detector_loss` towards ``labels`` (the attack's targets)."""
+        return detector_loss(self.model, x, labels, self.n_eot, self.crop_size, self.unc_weight)
+
+    @torch.no_grad()
+    def score(self, x: torch.Tensor, batch_size: int = 1000, seed: int = 0) -> dict:
+        """Plain prediction (dropout off), MC class, uncertainty and crop agreement (CPU)."""
+        self.check_input(x)
+        was_training = self.model.training
+        try:
+            mc = mc_dropout(self.model, x, n=self.passes, batch_size=batch_size, seed=seed)
+            plain = predict(self.model.eval(), x, batch_size, amp=False)
+        finally:
+            self.model.train(was_training)
+        return {"pred_plain": plain, "pred": mc.pred, "uncertainty": mc.uncertainty,
+                "agreement": crop_agreement(self.model, x, mc.pred, self.crop_size, batch_size)}
+
+    def decide(self, scores: dict, thresholds: Thresholds | None = None) -> torch.Tensor:
+        """The MC class, :data:`ABSTAIN` where Algorithm 1 flags the image."""
+        th = thresholds or self.thresholds
+        if th is None:
+            raise ValueError("the detector has no thresholds yet: pass thresholds (fit_thresholds)")
+        flagged = flag_adversarial(scores["uncertainty"], scores["agreement"], th)
+        return torch.where(flagged, torch.full_like(scores["pred"], ABSTAIN), scores["pred"])
+
+    def predict(self, x: torch.Tensor, batch_size: int = 1000, seed: int | None = None) -> torch.Tensor:
+        return self.decide(self.score(x, batch_size, 0 if seed is None else seed))

@@ -94,7 +94,7 @@ class Certificates:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Certificates":
+    def from_dict(cls, d: dict) -> Certificates:
         return cls(**d)
 
     def correct(self, labels: torch.Tensor) -> torch.Tensor:
@@ -112,7 +112,7 @@ class Certificates:
         return df
 
     @staticmethod
-    def cat(parts: list["Certificates"]) -> "Certificates":
+    def cat(parts: list[Certificates]) -> Certificates:
         """Concatenate, sorted by image id."""
         first = parts[0]
         merged = {k: torch.cat([getattr(p, k) for p in parts]) for k in Certificates.TENSORS}
@@ -125,20 +125,22 @@ class Smooth(Defence):
     """A smoothed classifier ``g`` around ``classifier`` (or ``classifier(denoiser(.))``).
 
     ``num_classes``: of the classifier.  ``sigma``: the noise level.  ``n``, ``alpha``:
-    PREDICT's defaults.  ``batch_size``: noise samples per forward pass.  ``seed``: the base of
-    every noise block's seed.  ``attack_samples``: noise draws per image in :meth:`forward`.
-    ``backend``: see :mod:`advlab.inference`.
+    PREDICT's defaults.  ``forward_batch``: noise samples per forward pass (samples of several
+    images share a pass).  ``seed``: the base of every noise block's seed.  ``attack_samples``:
+    noise draws per image in :meth:`forward`.  ``backend``: see :mod:`advlab.inference`.
     """
 
     randomized = True
 
     def __init__(self, classifier: nn.Module, num_classes: int, sigma: float,
                  denoiser: nn.Module | None = None, *, n: int = 1000, alpha: float = 0.001,
-                 batch_size: int = 400, seed: int = 0, attack_samples: int = 8,
+                 forward_batch: int = 400, seed: int = 0, attack_samples: int = 8,
                  backend: str | None = None):
         super().__init__()
-        if sigma <= 0:
-            raise ValueError(f"sigma must be positive, got {sigma}")
+        if not 0 < sigma < float("inf"):
+            raise ValueError(f"sigma must be a positive finite number, got {sigma}")
+        if forward_batch < 1:
+            raise ValueError(f"forward_batch must be >= 1, got {forward_batch}")
         if num_classes < 2:
             raise ValueError(f"num_classes must be >= 2, got {num_classes}")
         if not 0 < alpha < 1:
@@ -146,25 +148,31 @@ class Smooth(Defence):
         self.classifier, self.denoiser = classifier, denoiser
         self.base = classifier if denoiser is None else Denoised(denoiser, classifier).eval()
         self.num_classes, self.sigma, self.n, self.alpha = num_classes, float(sigma), n, alpha
-        self.batch_size, self.seed, self.attack_samples = batch_size, seed, attack_samples
+        self.forward_batch, self.seed, self.attack_samples = forward_batch, seed, attack_samples
         self.backend = backend
 
     # ------------------------------------------------------------------ sampling
     def noise_block(self, image_id: int, phase: int, block: int, shape: torch.Size,
-                    device: torch.device) -> torch.Tensor:
-        """``NOISE_BLOCK`` standard-normal draws of ``shape`` for one block (on ``device``)."""
-        g = torch.Generator(device).manual_seed(block_seed(self.seed, image_id, phase, block))
+                    device: torch.device, seed: int | None = None) -> torch.Tensor:
+        """``NOISE_BLOCK`` standard-normal draws of ``shape`` for one block (on ``device``);
+        ``seed`` replaces the instance's for this block."""
+        base = self.seed if seed is None else seed
+        g = torch.Generator(device).manual_seed(block_seed(base, image_id, phase, block))
         return torch.randn((NOISE_BLOCK, *shape), generator=g, device=device)
 
     @torch.no_grad()
     def sample_counts(self, x: torch.Tensor, n: int, phase: int, ids: torch.Tensor | None = None,
-                      batch_size: int | None = None, progress: bool = False) -> torch.Tensor:
+                      forward_batch: int | None = None, progress: bool = False,
+                      seed: int | None = None) -> torch.Tensor:
         """How often ``f(x_i + delta)`` returns each class over ``n`` noise draws per image:
-        a (len(x), num_classes) long tensor.  Samples of several images share forward passes."""
+        a (len(x), num_classes) long tensor.  Samples of several images share forward passes
+        of ``forward_batch`` samples (default the instance's); ``seed`` replaces the instance's
+        noise seed for this call."""
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
+        self.check_input(x)
         ids = _ids(x, ids)
-        bs = batch_size or self.batch_size
+        bs = forward_batch or self.forward_batch
         device = model_device(self.base)
         counts = torch.zeros(len(x) * self.num_classes, dtype=torch.long)
         blocks = math.ceil(n / NOISE_BLOCK)
@@ -176,7 +184,8 @@ class Smooth(Defence):
             def flush(upto: int) -> None:
                 nonlocal pending, owners, held
                 batch, who = torch.cat(pending), torch.cat(owners)
-                labels = fast_predict(self.base, batch[:upto], bs, device, backend=self.backend)
+                labels = fast_predict(self.base, batch[:upto], bs, device, backend=self.backend,
+                                      unit_range=False)  # x + noise, unclipped
                 if len(labels) and (int(labels.max()) >= self.num_classes or int(labels.min()) < 0):
                     raise ValueError(f"the classifier returned a class outside 0..{self.num_classes - 1}")
                 counts.index_add_(0, who[:upto] * self.num_classes + labels,
@@ -188,7 +197,7 @@ class Smooth(Defence):
                 xi = x[i].to(device)
                 for b in range(blocks):
                     k = min(NOISE_BLOCK, n - b * NOISE_BLOCK)
-                    eps = self.noise_block(int(ids[i]), phase, b, xi.shape, device)[:k]
+                    eps = self.noise_block(int(ids[i]), phase, b, xi.shape, device, seed)[:k]
                     pending.append(xi + self.sigma * eps)
                     owners.append(torch.full((k,), i, dtype=torch.long))
                     held += k
@@ -200,7 +209,7 @@ class Smooth(Defence):
 
     # ------------------------------------------------------------------ Cohen et al.
     def certify(self, x: torch.Tensor, n0: int = 100, n: int = 10_000, alpha: float | None = None,
-                ids: torch.Tensor | None = None, batch_size: int | None = None,
+                ids: torch.Tensor | None = None, forward_batch: int | None = None,
                 progress: bool = False, distributed: bool | None = None) -> Certificates:
         """Cohen et al.'s CERTIFY for every image of ``x`` (N, C, H, W).
 
@@ -214,12 +223,13 @@ class Smooth(Defence):
             raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
         if n0 < 1 or n < 1:
             raise ValueError(f"need n0 >= 1 and n >= 1, got n0={n0}, n={n}")
+        self.check_input(x)
         ids = _ids(x, ids)
         if _use_distributed(distributed):
-            return _certify_sharded(self, x, ids, n0, n, alpha, batch_size, progress)
-        select = self.sample_counts(x, n0, SELECT, ids, batch_size, progress)
+            return _certify_sharded(self, x, ids, n0, n, alpha, forward_batch, progress)
+        select = self.sample_counts(x, n0, SELECT, ids, forward_batch, progress)
         top = select.argmax(1)
-        estimate = self.sample_counts(x, n, ESTIMATE, ids, batch_size, progress)
+        estimate = self.sample_counts(x, n, ESTIMATE, ids, forward_batch, progress)
         n_a = estimate.gather(1, top[:, None]).squeeze(1)
         p_lower = torch.from_numpy(clopper_pearson_lower(n_a.numpy(), n, alpha)).double()
         certified = p_lower >= 0.5
@@ -234,17 +244,19 @@ class Smooth(Defence):
                 n: int | None = None, alpha: float | None = None, ids: torch.Tensor | None = None,
                 progress: bool = False) -> torch.Tensor:
         """Cohen et al.'s PREDICT: labels, :data:`ABSTAIN` where the top two counts do not
-        differ significantly (two-sided binomial test at ``alpha``).  ``seed``: replaces the
-        instance's seed for this call."""
+        differ significantly (two-sided binomial test at ``alpha``).  ``batch_size``: images
+        per step (default all; their noise samples share forward passes of ``forward_batch``);
+        ``seed``: the noise seed of this call (default the instance's; the instance is not
+        changed)."""
         n = self.n if n is None else n
         alpha = self.alpha if alpha is None else alpha
-        saved = self.seed
-        if seed is not None:
-            self.seed = seed
-        try:
-            counts = self.sample_counts(x, n, PREDICT, ids, batch_size, progress)
-        finally:
-            self.seed = saved
+        self.check_input(x)
+        ids = _ids(x, ids)
+        step = batch_size or max(len(x), 1)
+        counts = torch.cat([self.sample_counts(x[i:i + step], n, PREDICT, ids[i:i + step],
+                                               progress=progress, seed=seed)
+                            for i in range(0, len(x), step)]) if len(x) else \
+            torch.zeros(0, self.num_classes, dtype=torch.long)
         top2 = counts.topk(2, dim=1)
         c1, c2 = top2.values[:, 0].tolist(), top2.values[:, 1].tolist()
         pvalues = torch.tensor([binomtest(a, a + b, 0.5).pvalue for a, b in zip(c1, c2)])
@@ -290,12 +302,12 @@ def _use_distributed(flag: bool | None) -> bool:
     return active if flag is None else flag
 
 
-def _certify_sharded(smooth: Smooth, x, ids, n0, n, alpha, batch_size, progress) -> Certificates:
+def _certify_sharded(smooth: Smooth, x, ids, n0, n, alpha, forward_batch, progress) -> Certificates:
     """Each process certifies images ``rank, rank + world, ...``; all gather and merge by id."""
     import torch.distributed as dist
     rank, world = dist.get_rank(), dist.get_world_size()
     mine = torch.arange(rank, len(x), world)
-    part = smooth.certify(x[mine], n0, n, alpha, ids[mine], batch_size, progress and rank == 0,
+    part = smooth.certify(x[mine], n0, n, alpha, ids[mine], forward_batch, progress and rank == 0,
                           distributed=False)
     parts: list = [None] * world
     dist.all_gather_object(parts, part.to_dict())

@@ -1,7 +1,7 @@
 """Checkers of Chapter 0's exercises (steepest ascent under a norm, projection onto a ball)."""
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -50,7 +50,8 @@ def ch01_ex2(my_vote: Callable) -> None:
     p = _random_labels()
     got = returned(my_vote(*p), "my_vote")
     want = majority_vote(*p)
-    assert got.shape == want.shape, f"my_vote must return one label per image {tuple(want.shape)}, got {tuple(got.shape)}"
+    assert got.shape == want.shape, \
+        f"my_vote must return one label per image {tuple(want.shape)}, got {tuple(got.shape)}"
     assert torch.equal(got.long(), want), "Not yet: " + _first_difference(got, want, p)
     ok("Exercise 2", "my_vote agrees with majority_vote on 10,000 random label triples.")
 

@@ -23,7 +23,8 @@ def ch02_ex1(my_uncertainty: Callable) -> None:
         f"Return one uncertainty per image, shape {tuple(want.shape)}; got {tuple(got.shape)}."
     sample_std = probs.std(0, correction=1).mean(1)
     assert not torch.allclose(got, sample_std), \
-        "Close: that is the sample standard deviation (divides by passes - 1); the source study's is the population one."
+        ("Close: that is the sample standard deviation (divides by passes - 1); the source "
+         "study's is the population one.")
     assert torch.allclose(got, want, atol=1e-6), (
         f"Not yet: got {[round(v, 5) for v in got.tolist()]}, want {[round(v, 5) for v in want.tolist()]}"
         " (standard deviation over the passes, then the mean over the classes).")

@@ -40,15 +40,14 @@ from tqdm import tqdm
 
 from .. import attacks as atk
 from ..cache import ResultCache
-from ..config import (RunInfo, device_name, get_device, profile_settings, resolve_profile,
-                      seed_everything)
+from ..config import RunInfo, device_name, get_device, profile_settings, resolve_profile, seed_everything
 from ..data import ImageSet, imagenet_classes
-from ..zoo import load_imagenet_for
 from ..defences import transforms as T
 from ..defences.base import Preprocessed
+from ..inference import backend_name
 from ..metrics import normalised_l2, wilson_ci
 from ..models import load_imagenet_model, predict, prepare_for_inference
-from ..inference import backend_name
+from ..zoo import load_imagenet_for
 from .common import ChapterResults, cache_note
 
 CHAPTER = "ch03"
@@ -82,7 +81,8 @@ PROFILES = {
                   deepfool_steps=50, deepfool_candidates=10, tvm_keep=(0.1, 0.25, 0.5, 1.0),
                   tvm_steps=T.TV_STEPS, kmeans_k=(4, 8, 16), jpeg_quality=(75,),
                   adaptive_images=500, adaptive_l2=(0.01, 0.02, 0.03, 0.05, 0.08),
-                  adaptive_steps=40, eot_draws=16, adaptive_batch=512, batch_size=64, throughput_images=64, cost_budget_s=2.0,
+                  adaptive_steps=40, eot_draws=16, adaptive_batch=512, batch_size=64,
+                  throughput_images=64, cost_budget_s=2.0,
                   tv_check_images=8),
 }
 
@@ -381,7 +381,7 @@ def run_adaptive(model, images: ImageSet, settings_, cfg, pieces, base, device,
     rows report the measured value."""
     sub = images.sample(cfg["adaptive_images"], cfg["seed"])
     norm = float(sub.x.flatten(1).norm(dim=1).mean())
-    pgd = atk.PGD("l2", cfg["adaptive_steps"], random_init=True)
+    pgd = atk.PGD("l2", cfg["adaptive_steps"], random_start=True)
     sbase = dict(base, images=images_id(sub), steps=cfg["adaptive_steps"])
     rows = []
     jobs = [(b, None) for b in cfg["adaptive_l2"]] + [(b, n) for b in cfg["adaptive_l2"] for n in settings_]
@@ -427,7 +427,7 @@ def _points(curves: pd.DataFrame, attacks, lo: float = -np.inf, hi: float = np.i
 def _beats(points: pd.DataFrame, winner: str, losers: list[str]) -> tuple[int, int, float]:
     """At how many points ``winner``'s rate exceeds every loser's, of how many, and the mean
     margin over the best loser."""
-    if points.empty or winner not in points or any(l not in points for l in losers):
+    if points.empty or winner not in points or any(loser not in points for loser in losers):
         return 0, 0, np.nan
     margin = points[winner] - points[losers].max(axis=1)
     return int((margin > 0).sum()), len(margin), float(margin.mean())
@@ -583,7 +583,8 @@ def _references(x: torch.Tensor, cfg: dict) -> dict:
                     "ART TotalVarMin (its default 10 L-BFGS-B iterations), per image",
                     lambda tvm=tvm: [tvm(xa[i:i + 1]) for i in range(len(xa))])
     for k in cfg["kmeans_k"]:
-        refs[f"K-means k={k}"] = ("sklearn KMeans(n_init=1) on all pixels, per image", each(lambda a, k=k: sk_kmeans(a, k)))
+        refs[f"K-means k={k}"] = ("sklearn KMeans(n_init=1) on all pixels, per image",
+                                  each(lambda a, k=k: sk_kmeans(a, k)))
     for q in cfg["jpeg_quality"]:
         refs[f"JPEG {q}"] = ("PIL, per image", each(lambda a, q=q: pil_jpeg(a, q)))
     return refs
@@ -800,7 +801,8 @@ def run(profile: str | None = None, model_name: str = "efficientnet_lite0", devi
     adaptive = run_adaptive(model, images, settings_, cfg, pieces, base, dev, progress)
     n_cost = min(cfg["throughput_images"], len(images))
     if cost:
-        cost_t = cached_table(pieces, "throughput", dict(base, n=n_cost, cpu=cpu_name(), threads=1, budget=cfg["cost_budget_s"],
+        cost_t = cached_table(pieces, "throughput", dict(base, n=n_cost, cpu=cpu_name(), threads=1,
+                                                        budget=cfg["cost_budget_s"],
                                                         art=art_total_var_min() is not None,
                                                         defences=[s.key() for s in settings_.values()]),
                               lambda: throughput(settings_, images.x[:n_cost], cfg))

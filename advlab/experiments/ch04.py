@@ -28,17 +28,25 @@ from tqdm import tqdm
 
 from .. import attacks as atk
 from ..cache import ResultCache, fingerprint
-from ..config import (RunInfo, device_name, get_device, profile_settings, resolve_profile,
-                      seed_everything)
+from ..config import RunInfo, device_name, get_device, profile_settings, resolve_profile, seed_everything
 from ..data import ImageSet, load_cifar10, load_imagenet_samples
 from ..defences.base import ABSTAIN
-from ..defences.smoothing import (Certificates, Smooth, certified_accuracy,
-                                   max_certifiable_radius, reference_sample_noise)
+from ..defences.smoothing import (
+    Certificates,
+    Smooth,
+    certified_accuracy,
+    max_certifiable_radius,
+    reference_sample_noise,
+)
 from ..inference import backend_name, weights_digest
 from ..models import load_cifar_resnet, load_imagenet_model, prepare_for_inference
-from ..models.dncnn import Denoised
-from ..training.denoisers import (IMAGENET_TRAIN_PARITY, PAPER_ARCH, imagenet_split,
-                                  load_classifier, load_denoiser, train_denoiser)
+from ..training.denoisers import (
+    IMAGENET_TRAIN_PARITY,
+    PAPER_ARCH,
+    imagenet_split,
+    load_denoiser,
+    train_denoiser,
+)
 from .common import ChapterResults, cache_note
 
 CHAPTER = "ch04"
@@ -101,7 +109,8 @@ PROFILES = {
                  hist_n=1000, throughput_n=1000, seed=0),
     "paper": dict(cifar_images=500, cifar_sigmas=(0.12, 0.25, 0.5, 1.0), cifar_n0=100,
                   cifar_n=10_000, imagenet_images=487, imagenet_sigmas=(0.25, 0.5, 1.0),
-                  imagenet_n0=100, imagenet_n=10_000, cifar_configs=CONFIGS, imagenet_configs=IMAGENET_CONFIGS, alpha=0.001,
+                  imagenet_n0=100, imagenet_n=10_000, cifar_configs=CONFIGS,
+                  imagenet_configs=IMAGENET_CONFIGS, alpha=0.001,
                   batch_size=2000, imagenet_batch_size=400, denoisers="paper",
                   attack_images=100, attack_eps=(0.25, 0.5), attack_sigma=0.25,
                   attack_config="white-box", attack_steps=20, attack_samples=16,
@@ -217,7 +226,7 @@ def certify_all(dataset: str, target: str, classifier, images: ImageSet, ids: to
     for config, sigma in tqdm(jobs, desc=f"{dataset} certification", disable=not progress):
         denoiser = denoiser_for(dataset, config, sigma, cfg, target, device, progress)
         smooth = Smooth(classifier, NUM_CLASSES[dataset], sigma, denoiser, alpha=cfg["alpha"],
-                        batch_size=_batch(dataset, cfg), seed=cfg["seed"])
+                        forward_batch=_batch(dataset, cfg), seed=cfg["seed"])
         key = certify_key(dataset, target, denoiser, config, sigma, cfg, images, ids)
         piece = cache.get(f"certify-{dataset}", key,
                           lambda: smooth.certify(images.x, cfg[f"{p}_n0"], cfg[f"{p}_n"],
@@ -309,7 +318,7 @@ def run_adaptive(classifier, images: ImageSet, ids: torch.Tensor, per_image: pd.
                      & (per_image.sigma == sigma)].set_index("id").loc[sub_ids.tolist()]
     denoiser = denoiser_for("cifar10", config, sigma, cfg, target, device, progress)
     smooth = Smooth(classifier, 10, sigma, denoiser, alpha=cfg["alpha"],
-                    batch_size=cfg["batch_size"], seed=cfg["seed"] + 1,
+                    forward_batch=cfg["batch_size"], seed=cfg["seed"] + 1,
                     attack_samples=cfg["attack_samples"])
     rows = []
     for eps in cfg["attack_eps"]:
@@ -318,7 +327,7 @@ def run_adaptive(classifier, images: ImageSet, ids: torch.Tensor, per_image: pd.
                    predict_n=cfg["attack_predict_n"])
 
         def compute(eps=eps):
-            pgd = atk.PGD("l2", steps=cfg["attack_steps"], random_init=False)
+            pgd = atk.PGD("l2", steps=cfg["attack_steps"], random_start=False)
             adv = atk.run(smooth, sub.x, sub.y, pgd, [eps], batch_size=8, seed=cfg["seed"],
                           progress=progress)[eps]
             pred = smooth.predict(adv, n=cfg["attack_predict_n"], ids=sub_ids, progress=progress)
@@ -356,8 +365,8 @@ def example_views(classifier, images: ImageSet, ids: torch.Tensor, sigmas, cfg: 
             clean_den = den(noisy.to(device)).cpu() if den is not None else noisy
         out["noisy"].append(noisy)
         out["denoised"].append(clean_den)
-        out["pred_noisy"].append(predict(classifier, noisy, 64))
-        out["pred_denoised"].append(predict(classifier, clean_den, 64))
+        out["pred_noisy"].append(predict(classifier, noisy, 64, unit_range=False))
+        out["pred_denoised"].append(predict(classifier, clean_den, 64, unit_range=False))
     return out
 
 
@@ -369,7 +378,7 @@ def vote_histograms(classifier, images: ImageSet, ids: torch.Tensor, sigma: floa
     rows = {}
     for config in cfg["cifar_configs"]:
         den = denoiser_for("cifar10", config, sigma, cfg, target, device)
-        smooth = Smooth(classifier, 10, sigma, den, batch_size=cfg["batch_size"], seed=cfg["seed"])
+        smooth = Smooth(classifier, 10, sigma, den, forward_batch=cfg["batch_size"], seed=cfg["seed"])
         rows[config] = smooth.sample_counts(x, cfg["hist_n"], 1, i)[0].numpy()
     return pd.DataFrame(rows, index=list(images.classes)).rename_axis("class")
 
@@ -382,7 +391,7 @@ def throughput(classifier, images: ImageSet, ids: torch.Tensor, cfg: dict, targe
     reference code's per-image loop (eager torch), same model, same machine."""
     n = cfg["throughput_n"]
     den = denoiser_for("cifar10", config, sigma, cfg, target, device)
-    smooth = Smooth(classifier, 10, sigma, den, batch_size=cfg["batch_size"], seed=cfg["seed"])
+    smooth = Smooth(classifier, 10, sigma, den, forward_batch=cfg["batch_size"], seed=cfg["seed"])
     x, i = images.x[:2], ids[:2]
     smooth.sample_counts(x[:1], cfg["batch_size"], 1, i[:1])  # warm-up (export, session)
     t0 = time.perf_counter()

@@ -40,22 +40,19 @@ from tqdm import tqdm
 
 from .. import attacks as atk
 from ..cache import ResultCache, fingerprint, tensor_digest
-from ..config import (RunInfo, device_name, get_device, profile_settings, resolve_profile,
-                      seed_everything)
+from ..config import RunInfo, device_name, get_device, profile_settings, resolve_profile, seed_everything
 from ..data import ImageSet, load_cifar10
-from ..zoo import load_imagenet_for
 from ..defences.pixel_deflection import pixel_deflection_defence
 from ..defences.pixel_shift import PADDINGS, shift_defence
-from ..models.prm import PRM, load_prm
-from ..pixel_maps import (blend, gradient_map, lattice_mask, map_correlations, pixel_mask,
-                          top_fraction_iou)
-from ..training.prm import PRM_LAMBDAS, PRM_RECIPE, recipe_prm
-from ..defences.resize_pad import randomization_defence
 from ..defences.region_based import RegionBased
+from ..defences.resize_pad import randomization_defence
 from ..inference import backend_name
-from ..inference import logits as fast_logits
 from ..metrics import wilson_ci
 from ..models import load_cifar_resnet, load_imagenet_model, predict, prepare_for_inference
+from ..models.prm import PRM, load_prm
+from ..pixel_maps import blend, gradient_map, lattice_mask, map_correlations, pixel_mask, top_fraction_iou
+from ..training.prm import PRM_LAMBDAS, PRM_RECIPE, recipe_prm
+from ..zoo import load_imagenet_for
 from .common import ChapterResults, cache_note
 
 CHAPTER = "ch05"
@@ -213,7 +210,7 @@ def run_gradient_maps(cfg: dict, device, cache: ResultCache, imagenet_model: str
 def pgd_attack(cfg: dict, mask: torch.Tensor | None = None) -> atk.PGD:
     """The chapter's L-inf PGD: no random start (the authors' FGM loop), ``pgd_steps`` steps of
     ``pgd_step_size`` (default ``2.5 * eps / steps``), optionally restricted to ``mask``."""
-    return atk.PGD("linf", cfg["pgd_steps"], step_size=cfg["pgd_step_size"], random_init=False,
+    return atk.PGD("linf", cfg["pgd_steps"], step=cfg["pgd_step_size"], random_start=False,
                    mask=None if mask is None else mask.float())
 
 
@@ -283,8 +280,8 @@ def run_prm_lambda(cfg: dict, device, images: ImageSet, cache: ResultCache,
 def make_attack(name: str, params: dict) -> atk.Attack:
     if name == "pgd":
         p = dict(params)
-        return atk.PGD("linf", p.pop("steps"), step_size=p.pop("step_size", None),
-                       random_init=False, **p)
+        return atk.PGD("linf", p.pop("steps"), step=p.pop("step_size", None),
+                       random_start=False, **p)
     return atk.make(name, **params)
 
 
@@ -560,7 +557,7 @@ def cfg_order(attacks) -> list:
     return [a for a in ATTACK_NAMES if a in set(attacks)]
 
 
-def claims_table(results: "Ch05Results") -> pd.DataFrame:
+def claims_table(results: Ch05Results) -> pd.DataFrame:
     """Each claim of the source study, what this run measured, and whether it shows the claim's
     shape (the study's own numbers exist only in its figures)."""
     ag, m, lam, g = results.map_agreement, results.masked_pgd, results.prm_lambda, results.graybox
@@ -621,7 +618,7 @@ def claims_table(results: "Ch05Results") -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["claim of the source study", "measured here", "shown?"])
 
 
-def explorer(results: "Ch05Results", n_images: int = 20, device=None):
+def explorer(results: Ch05Results, n_images: int = 20, device=None):
     """The chapter's explorer (:func:`advlab.widgets.pixel_explorer`) on the first ``n_images``
     CIFAR-10 test images (two of every class by default), with the run's CIFAR models and
     their mean gradient maps; PGD as in the run (L-inf 0.031, its number of steps)."""

@@ -9,7 +9,6 @@ from typing import ClassVar
 import pandas as pd
 
 
-
 @dataclass
 class ChapterResults:
     """Base of every chapter's results.  Subclasses are dataclasses with one field per table

@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 
 class LeNet(nn.Module):
@@ -20,6 +19,9 @@ class LeNet(nn.Module):
     Takes (B, 1, 28, 28) images in [0, 1] (normalisation inside) and returns logits.
     Dropout is active in ``train()`` mode only; :meth:`mc_logits` samples it explicitly.
     """
+
+    #: The input it takes (checked by :func:`advlab.inputs.check_images`).
+    input_shape = (1, 28, 28)
 
     def __init__(self, p: float = 0.5):
         super().__init__()

@@ -85,7 +85,7 @@ class PRM(nn.Module):
         if not 0 <= float(lam) <= 1:
             raise ValueError(f"lambda weighs the autoencoder in [0, 1], got {lam}")
 
-    def at(self, lam: float) -> "PRM":
+    def at(self, lam: float) -> PRM:
         """Set lambda (in place) and return the module."""
         self._check(lam)
         self.lam.fill_(float(lam))
@@ -101,7 +101,7 @@ class PRM(nn.Module):
             self._check(lam)
         return self.classifier(self.mix(x, lam))
 
-    def train(self, mode: bool = True) -> "PRM":
+    def train(self, mode: bool = True) -> PRM:
         super().train(mode)
         self.classifier.eval()
         return self
@@ -146,7 +146,10 @@ def load_autoencoder(classifier_name: str, trained_at: float) -> SparseUNet:
     blob = ref.read_bytes()
     digest = hashlib.sha256(blob).hexdigest()
     if digest != entry["sha256"]:
-        raise ValueError(f"{entry['file']}: sha256 {digest} does not match {entry['sha256']}")
+        from ..download import ChecksumError, resource_hint
+        raise ChecksumError(f"shipped PRM weights {ref}: sha256 {digest} does not match the "
+                            f"{entry['sha256']} of {MANIFEST}; the file is damaged or was "
+                            f"replaced: {resource_hint(entry['file'])}")
     with resources.as_file(ref) as path:
         state = torch.load(path, map_location="cpu", weights_only=True)
     ae = SparseUNet(spec.get("channels", 3), spec["width"], spec["depth"])

@@ -1,7 +1,7 @@
 """Model wrappers shared by every chapter: every advlab model takes inputs in [0, 1]."""
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn

@@ -1,9 +1,20 @@
 """Figures shared by the notebooks and the CLI, grouped by what they draw; each function returns
 a matplotlib Figure (``as_jpeg`` an inline image)."""
 from .certify import plot_certified_curves, plot_denoising_examples, plot_vote_histogram
-from .curves import (ATTACK_NAMES, LABELS, plot_adaptive_curves, plot_attack_curves,
-                     plot_budget_curves, plot_calibration, plot_defence_table, plot_masked_pgd,
-                     plot_noise_curves, plot_prm_lambda, plot_rate_curves, plot_steepest_ascent)
+from .curves import (
+                     ATTACK_NAMES,
+                     LABELS,
+                     plot_adaptive_curves,
+                     plot_attack_curves,
+                     plot_budget_curves,
+                     plot_calibration,
+                     plot_defence_table,
+                     plot_masked_pgd,
+                     plot_noise_curves,
+                     plot_prm_lambda,
+                     plot_rate_curves,
+                     plot_steepest_ascent,
+)
 from .detection import plot_roc, plot_uncertainty_histograms
 from .heatmaps import plot_heatmaps
 from .images import as_jpeg, plot_digits, plot_examples, plot_processed, show_kernels

@@ -5,7 +5,6 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-
 LABELS = {"acc_ns": "no smoothing", "acc_ss": "single blur", "acc_ds": "double blur",
           "acc_maj": "2-of-3 vote", "reject": "reject rate"}
 
@@ -98,10 +97,11 @@ def plot_calibration(calibration: pd.DataFrame, chosen: dict) -> plt.Figure:
     return fig
 
 
-def plot_budget_curves(attacks: pd.DataFrame) -> plt.Figure:
+def plot_budget_curves(attacks: pd.DataFrame, titles: dict[str, str] | None = None) -> plt.Figure:
     """Chapter 0: the target's accuracy against the budget, one panel per norm; solid lines for
-    the white-box attacks, dashed for the same attacks transferred from the surrogate."""
-    titles = {"fgsm": "FGSM (one step)", "pgd": "PGD", "fgm": "FGM (one step)", "l2_pgd": "L2 PGD"}
+    the white-box attacks, dashed for the same attacks transferred from the surrogate.
+    ``titles``: the attacks' names for readers (default: their code names)."""
+    titles = titles or {}
     clean = float(attacks[attacks.attack == "none"].accuracy.iloc[0])
     norms = [n for n in ("linf", "l2") if (attacks.norm == n).any()]
     fig, axes = plt.subplots(1, len(norms), figsize=(5.2 * len(norms), 3.8), squeeze=False,

@@ -91,7 +91,7 @@ def plot_processed(examples: dict, classes, max_chars: int = 16) -> plt.Figure:
     strength = examples.get("strength")
     show(axes[0, 0], examples["x"], f"clean\n{label(y)}")
     show(axes[0, 1], examples["x_adv"], f"{examples['attack']} {strength:g}/255\n{label(examples['adv_label'])}")
-    for r, (fam, names) in enumerate(by_family.items(), start=1):
+    for r, names in enumerate(by_family.values(), start=1):
         for j, name in enumerate(names):
             out = outputs[name]
             delta = out - examples["x_adv"]

@@ -56,7 +56,8 @@ def train_prm(classifier: nn.Module, x: torch.Tensor, y: torch.Tensor, *, classi
     ``lam`` on the first ``n_ce`` images (all by default), on the AE's weights only (their
     optimizer also moved the classifier's), with Adam: their SGD 0.01 with momentum 0.9 and
     weight decay 5e-4 diverged here (NaN weights within a few batches at lambda >= 0.3, in
-    float32 on the CPU and under float16 autocast on CUDA; this U-Net has no batch norm).  Both stages run on :func:`advlab.train.fit`, so they are seeded, cached
+    float32 on the CPU and under float16 autocast on CUDA; this U-Net has no batch norm).
+    Both stages run on :func:`advlab.train.fit`, so they are seeded, cached
     under ``$ADVLAB_CACHE/models`` (stage 1's key does not depend on stage 2's settings) and
     resumable mid-epoch.
     """
@@ -107,6 +108,7 @@ def train_shipped_prms(out: Path, lambdas=PRM_LAMBDAS, device=None,
     import hashlib
     import json
     import platform
+
     from ..data import CIFAR10_MIRROR_SHA256
     from ..models.prm import MANIFEST
     r = PRM_RECIPE
@@ -119,7 +121,8 @@ def train_shipped_prms(out: Path, lambdas=PRM_LAMBDAS, device=None,
     t0 = time.time()
     for lam in lambdas:
         t1 = time.time()
-        prm = recipe_prm(prepare_for_inference(load_cifar_resnet(r["classifier"]), dev), train, float(lam), dev, progress)
+        clf = prepare_for_inference(load_cifar_resnet(r["classifier"]), dev)
+        prm = recipe_prm(clf, train, float(lam), dev, progress)
         state = {k: v.detach().cpu().half() for k, v in prm.autoencoder.state_dict().items()}
         path = out / f"prm_{r['classifier']}_lam{float(lam):g}.pt"
         torch.save(state, path)
