@@ -271,3 +271,21 @@ def test_attack_without_native_kernels_is_the_same(monkeypatch):
     slow = jsma_with_stats(model, x, target, gamma=0.8, progress=False)
     assert torch.equal(fast[0], slow[0]) and torch.equal(fast[1], slow[1])
     assert int(fast[1].sum()) > 0
+
+
+def test_single_threaded_workers_give_the_same_attack():
+    """On 2 threads the images are split between single-threaded workers: same results as
+    one thread, and torch's thread count is restored."""
+    model = tiny_model()
+    x = images(n=9, seed=10)
+    target = random_targets(predicted(model, x), N_CLASSES, seed=11)
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = jsma_with_stats(model, x, target, gamma=0.8, progress=False)
+        torch.set_num_threads(2)
+        two = jsma_with_stats(model, x, target, gamma=0.8, batch_size=4, progress=False)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(saved)
+    assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])
