@@ -6,6 +6,11 @@ between ``<!-- chapter-timings:start -->`` and ``<!-- chapter-timings:end -->`` 
 page with a table: wall time, where it went stage by stage, pieces computed, device, backend.
 
     python scripts/chapter_timings.py results/ [--page book/timings.md] [--check]
+    python scripts/chapter_timings.py results/ --record advlab/resources/full_runs.json
+
+``--record`` also merges the records (run-info, settings, the advlab version) into the JSON file
+the chapters' provenance boxes read (:func:`advlab.report.full_run_record`): the compute time a
+chapter's page reports is that of its run from an empty cache, not of re-reading the cache.
 """
 from __future__ import annotations
 
@@ -46,6 +51,21 @@ def collect(results: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in found]
 
 
+def merge_record(path: Path, records: list[dict], version: str) -> dict:
+    """``path``'s records with ``records`` (one per chapter) merged in, keyed by chapter."""
+    merged = json.loads(path.read_text()) if path.exists() else {}
+    for r in records:
+        info = r["info"]
+        merged[info["chapter"]] = {"info": info, "settings": r.get("settings", {}), "advlab": version}
+    return dict(sorted(merged.items()))
+
+
+def advlab_version() -> str:
+    import re
+    init = Path(__file__).resolve().parents[1] / "advlab" / "__init__.py"
+    return re.search(r'^__version__ = "([^"]+)"', init.read_text(), re.M).group(1)
+
+
 def replace_block(page: str, block: str) -> str:
     if START not in page or END not in page:
         raise SystemExit(f"the page has no {START} ... {END} block")
@@ -59,7 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("results", type=Path)
     parser.add_argument("--page", type=Path, default=Path("book/timings.md"))
     parser.add_argument("--check", action="store_true", help="exit 1 if the page would change")
+    parser.add_argument("--record", type=Path, help="also merge the records into this JSON file")
     args = parser.parse_args(argv)
+    if args.record:
+        merged = merge_record(args.record, collect(args.results), advlab_version())
+        args.record.write_text(json.dumps(merged, indent=1, ensure_ascii=False) + "\n")
+        print(f"wrote {args.record}")
+        if START not in args.page.read_text():
+            return 0
     page = args.page.read_text()
     new = replace_block(page, table(collect(args.results)))
     if args.check:

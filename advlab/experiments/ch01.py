@@ -216,8 +216,8 @@ def kernel_check(kernel_size: int = 5, blur_sigma: float = BLUR_SIGMA,
     twice = compose_kernels(k, k)
     size, s2 = equivalent_gaussian(kernel_size, blur_sigma)
     rows = []
-    for label, ks, s in [("source study: one 7x7, sigma=1", 7, blur_sigma),
-                         (f"one {size}x{size}, sigma=sqrt(2)={s2:.4f}", size, s2)]:
+    for label, ks, s in [("source study: one 7×7 blur, σ = 1", 7, blur_sigma),
+                         (f"one {size}×{size} blur, σ = √2 = {s2:.4f}", size, s2)]:
         cand = gaussian_kernel(ks, s)
         row = {"candidate": label, "max_abs_kernel_error": kernel_distance(twice, cand),
                "relative_error": kernel_distance(twice, cand) / float(twice.max())}
@@ -319,7 +319,7 @@ def attack_table(attacks: pd.DataFrame, attacker: str | None = None) -> pd.DataF
 def kernel_table(kernels: pd.DataFrame) -> pd.DataFrame:
     """:func:`kernel_check` for readers."""
     from ..report import for_readers
-    columns = {"candidate": "One blur instead of two 5x5 passes",
+    columns = {"candidate": "One blur instead of two 5×5 passes",
                "max_abs_kernel_error": "Largest kernel difference",
                "relative_error": "Relative to the kernel's peak"}
     if "max_pixel_error_255" in kernels:
