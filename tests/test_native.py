@@ -54,3 +54,35 @@ def test_built_library_is_cached_and_keyed_by_the_flags(monkeypatch):
     assert native.library() is not None and path.exists()
     monkeypatch.setattr(native, "FLAGS", (*native.FLAGS, "-DADVLAB_OTHER"))
     assert native.library_path(compiler) != path
+
+
+def _needs_kernels(x):
+    if not native.usable(x):
+        pytest.skip("no native kernels here")
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_tv_planes_on_several_threads_are_bit_identical(masked):
+    """The planes are split between threads, each runs the same loop: 1, 2 or 5 threads (more
+    threads than some parts have planes) give the same bits."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.rand(3, 3, 19, 23, generator=g)
+    _needs_kernels(x)
+    mask = (torch.rand(3, 3, 19, 23, generator=g) < 0.3).float() if masked else None
+    args = (40, 0.35, 0.35, T.TV_WEIGHT, True, T.FILL_WINDOW)
+    one = native.tv_minimize(x, mask, *args, threads=1)
+    for threads in (2, 5):
+        assert torch.equal(native.tv_minimize(x, mask, *args, threads=threads), one)
+
+
+def test_jsma_pairs_on_several_threads_are_identical():
+    g = torch.Generator().manual_seed(4)
+    alpha, beta = torch.randn(11, 50, generator=g), torch.randn(11, 50, generator=g)
+    _needs_kernels(alpha)
+    domain = torch.rand(11, 50, generator=g) < 0.6
+    for increase in (True, False):
+        one = native.jsma_pairs(alpha, beta, domain, increase, threads=1)
+        for threads in (2, 4):
+            assert all(torch.equal(a, b) for a, b in
+                       zip(one, native.jsma_pairs(alpha, beta, domain, increase, threads=threads)))
+        assert int(one[2].sum()) > 5
