@@ -52,6 +52,7 @@ def measure(clf, x, ids, config: str, n: int, batch_size: int, repeats: int, dev
     total = len(x) * (n + 100)
     return dict(config=config, n=n, images=len(x), batch_size=batch_size,
                 backend=backend_name(device, model=smooth.base),
+                advlab_ms=1000 * best["ours"], reference_ms=1000 * best["reference"],
                 advlab_samples_per_s=total / best["ours"],
                 reference_samples_per_s=total / best["reference"],
                 ratio=best["reference"] / best["ours"])
