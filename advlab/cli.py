@@ -1,6 +1,7 @@
 """Command line: ``advlab run <chapter> --profile smoke|full`` runs a chapter headless;
-``advlab train-denoiser <name>`` trains one of Chapter 4's denoisers; ``advlab train-prm`` trains the
-PRMs Chapter 5 ships; ``advlab certify`` runs CERTIFY alone (sharded under ``torchrun``).
+``advlab train-denoiser <name>`` trains one of Chapter 4's denoisers; ``advlab train-surrogate``
+trains the VGG surrogate (Chapters 4 and 5); ``advlab train-prm`` trains the PRMs Chapter 5
+ships; ``advlab certify`` runs CERTIFY alone (sharded under ``torchrun``).
 
 It calls the same experiment functions as the chapter's notebook and writes the tables (CSV),
 the settings and run-info (JSON) and the figures (PNG) to ``--out``.  Errors the user can fix
@@ -68,6 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
                        help="do not write the weights into advlab/resources/denoisers")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.add_argument("--debug", action="store_true", help="show the traceback of an error")
+    from .training.surrogate import RECIPES as SURROGATES
+    sur = sub.add_parser("train-surrogate",
+                         help="train the CIFAR-10 surrogate classifier (advlab.training.surrogate)")
+    sur.add_argument("name", nargs="?", default="vgg-cifar10", choices=sorted(SURROGATES))
+    sur.add_argument("--device", default=None, help="cpu, cuda ... (default: CUDA if present)")
+    sur.add_argument("--retrain", action="store_true", help="ignore the cached weights")
+    sur.add_argument("--commit", action="store_true",
+                     help="write the weights into the package's advlab/resources/surrogates "
+                          "(default: train or read the cache and report the test accuracy only)")
+    sur.add_argument("--quiet", action="store_true", help="no progress bars")
+    sur.add_argument("--debug", action="store_true", help="show the traceback of an error")
     cert = sub.add_parser("certify", help="Cohen et al.'s CERTIFY on test images; shards across "
                                           "processes under torchrun")
     cert.add_argument("--dataset", choices=("cifar10", "imagenet"), default="cifar10")
@@ -106,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         commands = {"run": run_chapter, "train-denoiser": train_denoiser, "train-prm": train_prm,
-                    "certify": certify}
+                    "train-surrogate": train_surrogate, "certify": certify}
         preflight(args)
         return commands[args.command](args)
     except KeyboardInterrupt:
@@ -268,6 +280,36 @@ def train_denoiser(args: argparse.Namespace) -> int:
     path = dncnn.commit_denoiser(args.name, model, command, {
         **report, "training time": f"{seconds:.0f} s (this run; cached parts excluded) on "
                                    f"{_device_line(args.device)}"})
+    print(f"wrote {path}")
+    return 0
+
+
+def train_surrogate(args: argparse.Namespace) -> int:
+    """``advlab train-surrogate``: train (or read from the cache) the surrogate, report its
+    accuracy on the 10,000 CIFAR-10 test images, and with ``--commit`` only write it into the
+    package's resources with its provenance."""
+    import time
+
+    from .models.committed import as_committed
+    from .training import surrogate
+    started = time.perf_counter()
+    model = surrogate.train_surrogate(args.name, args.device, progress=not args.quiet,
+                                      retrain=args.retrain)
+    seconds = time.perf_counter() - started
+    accuracy = surrogate.accuracy_on_test_set(as_committed(model.cpu()), "cpu")
+    print(f"surrogate {args.name}: ready in {seconds:.0f} s; accuracy on the 10,000 CIFAR-10 "
+          f"test images (float16 weights): {100 * accuracy:.2f}%")
+    if not args.commit:
+        print("not committed (pass --commit to write it into the package's resources)")
+        return 0
+    import shlex
+    command = surrogate.COMMAND.format(name=shlex.quote(args.name)) + (
+        f" --device {shlex.quote(args.device)}" if args.device else "")
+    path = surrogate.commit_surrogate(args.name, model, command, {
+        "test accuracy": f"{100 * accuracy:.2f}% on the 10,000 CIFAR-10 test images (float16 "
+                         "weights as committed)",
+        "training time": f"{seconds:.0f} s (this run; cached parts excluded) on "
+                         f"{_device_line(args.device)}"})
     print(f"wrote {path}")
     return 0
 
