@@ -101,11 +101,20 @@ def certify_rows(n: int, images: int, repeats: int, configs: list[str]) -> list[
                          "per-image loop (Cohen et al.'s `_sample_noise`, eager torch)",
                          ours_ms=r["advlab_ms"], reference_ms=r["reference_ms"],
                          target=TARGETS["certification"],
-                         inputs=f"{images} CIFAR-10 images x (100 + {n}) samples, ResNet-56, "
-                                f"sigma 0.25, {torch.get_num_threads()} threads",
+                         inputs=f"{images} CIFAR-10 image{'s' if images > 1 else ''} x (100 + {n}) "
+                                f"samples, ResNet-56{model_note(config)}, sigma 0.25, "
+                                f"{torch.get_num_threads()} threads",
                          agreement=f"same protocol; ours on {r['backend']} (counts equal to "
                                    "eager torch's: tests)"))
     return rows
+
+
+def rows_names(rows: list[dict]) -> list[str]:
+    return [f"'{r['kernel']}'" for r in rows]
+
+
+def model_note(config: str) -> str:
+    return "" if config == "no denoiser" else f" behind Chapter 4's {config} DnCNN denoiser"
 
 
 def markdown(table: pd.DataFrame, note: str) -> str:
@@ -137,11 +146,15 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
     parser.add_argument("--jsma-repeats", type=int, default=2)
     parser.add_argument("--certify-n", type=int, default=1000)
     parser.add_argument("--certify-images", type=int, default=2)
-    parser.add_argument("--certify-configs", default="no denoiser")
+    parser.add_argument("--certify-configs", default="no denoiser",
+                        help="comma-separated: no denoiser, white-box (ch04's denoiser in front)")
     parser.add_argument("--only", default="transforms,jsma,certify")
     parser.add_argument("--quick", action="store_true", help="tiny inputs: checks the script runs")
     parser.add_argument("--page", type=Path, default=None, help="timings page to write the table into")
     parser.add_argument("--csv", type=Path, default=None, help="CSV file for the table")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the rows of --csv (and the page's note) that this run does not "
+                             "measure again: adds rows from a second, smaller run")
     args = parser.parse_args(argv)
     if args.quick:
         args.images, args.repeats, args.budget = 2, 1, 0.0
@@ -165,6 +178,15 @@ def main(argv: list[str] | None = None) -> pd.DataFrame:
             f"fastest of {args.repeats} or more calls of each side ({args.jsma_repeats} for JSMA), "
             f"load average {load0:.1f} at the start and {os.getloadavg()[0]:.1f} at the end "
             "(other helpers' light jobs ran beside it; heavy jobs waited for the shared lock).")
+    if args.merge and args.csv and args.csv.exists():
+        old = pd.read_csv(args.csv)
+        table = pd.concat([old[~old.kernel.isin(table.kernel)], table], ignore_index=True)
+        if args.page:
+            block = args.page.read_text().split(START, 1)[1].split(END, 1)[0].strip()
+            note = (f"{block.splitlines()[0]} {'Rows' if len(rows) > 1 else 'Row'} "
+                    f"{', '.join(rows_names(rows))}: a second "
+                    f"run, fastest of {args.repeats} calls of each side, load average "
+                    f"{load0:.1f} at the start and {os.getloadavg()[0]:.1f} at the end.")
     text = markdown(table, note)
     print(f"\n{text}")
     if args.csv:
