@@ -65,14 +65,20 @@ class PairedTest:
         return 1 if self.a_only > self.b_only else -1
 
 
+def _as_bools(v) -> np.ndarray:
+    if isinstance(v, torch.Tensor):
+        v = v.detach().cpu().numpy()
+    return np.asarray(v).astype(bool).ravel()
+
+
 def mcnemar(a_correct, b_correct) -> PairedTest:
     """McNemar's exact test (McNemar 1947) of two classifiers judged on the same images:
     ``a_correct`` and ``b_correct`` say, image by image, whether each is right.  Only the
     discordant images count: under the hypothesis that A and B are equally accurate, the
     images right for A alone are Binomial(discordant, 1/2); the two-sided p-value is
     ``scipy.stats.binomtest``'s (1 when no image is discordant)."""
-    a = torch.as_tensor(a_correct).bool().flatten()
-    b = torch.as_tensor(b_correct).bool().flatten()
+    a = _as_bools(a_correct)
+    b = _as_bools(b_correct)
     if a.shape != b.shape:
         raise ValueError(f"a_correct and b_correct must judge the same images, got {len(a)} and {len(b)}")
     a_only, b_only = int((a & ~b).sum()), int((~a & b).sum())

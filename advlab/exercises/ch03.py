@@ -53,20 +53,22 @@ def check_success_rate(fn) -> None:
 
 
 def check_best_window(answer: str, curves: pd.DataFrame | None = None) -> None:
-    """ch03-ex3: the median window with the highest defence success rate against DeepFool,
-    averaged over the DeepFool strengths of ``curves`` (the chapter's results)."""
+    """ch03-ex3: the median window with the highest defence success rate against DeepFool's
+    direction scaled to the source study's L2 budgets, averaged over those budgets, in
+    ``curves`` (the chapter's results)."""
+    from ..experiments.ch03 import DEEPFOOL_SCALED
     given(answer, "answer (a window such as '3x3')")
     if curves is None:
         raise AssertionError("Pass the chapter's results: exercises.check('ch03-ex3', answer, results.curves).")
-    d = curves[(curves.attack == "DeepFool") & (curves.family == "median")]
+    d = curves[(curves.attack == DEEPFOOL_SCALED) & (curves.family == "median")]
     means = d.groupby("defence").rate.mean()
     best = means.idxmax()
     if str(answer).strip() not in means.index:
         raise AssertionError(f"{answer!r} is not one of the windows {sorted(means.index)}.")
     if str(answer).strip() != best:
         raise AssertionError(f"{answer} averages {means[str(answer).strip()]:.1%} against DeepFool; "
-                             f"another window does better. Group the DeepFool rows by defence.")
-    ok("ch03-ex3", f"{best} averages {means[best]:.1%} over the DeepFool strengths "
+                             f"another window does better. Group the rows of {DEEPFOOL_SCALED!r} by defence.")
+    ok("ch03-ex3", f"{best} averages {means[best]:.1%} over the scaled DeepFool budgets "
        f"({', '.join(f'{k} {v:.1%}' for k, v in means.items())}).")
 
 

@@ -220,23 +220,38 @@ def _rate_panel(ax, t: pd.DataFrame, y: str, colour, label: str, style: str = "-
     ax.fill_between(t.l2, t[f"{y}_lo"], t[f"{y}_hi"], color=colour, alpha=0.15, lw=0)
 
 
-def plot_rate_curves(curves: pd.DataFrame, y: str = "rate", title: str | None = None) -> plt.Figure:
+def plot_rate_curves(curves: pd.DataFrame, y: str = "rate", title: str | None = None,
+                     rows: dict[str, list[str]] | None = None) -> plt.Figure:
     """Chapter 3 (the source study's Figures 3-6): ``y`` (the defence success rate, or
     ``"acc"``) of each defence in ``curves`` against the attack's mean normalised L2, one
-    panel per attack, with 95% Wilson bands."""
+    panel per attack (``curves.panel`` when present), with 95% Wilson bands.  An attack with a
+    single point in a panel (DeepFool's minimal perturbation beside its scaled direction) is a
+    star of its defence's colour.  ``rows``: one row of panels per entry, ``{row title:
+    defences}`` (default: one row with every defence)."""
     curves = curves[curves.defence != "undefended"]
-    attacks = list(dict.fromkeys(curves.attack))
-    defences = list(dict.fromkeys(curves.defence))
-    colours = dict(zip(defences, sns.color_palette("colorblind", len(defences))))
-    fig, axes = plt.subplots(1, len(attacks), figsize=(4.4 * len(attacks), 3.6), squeeze=False,
-                             sharey=True)
-    for ax, name in zip(axes[0], attacks):
-        for d in defences:
-            _rate_panel(ax, curves[(curves.attack == name) & (curves.defence == d)], y, colours[d], d)
-        ax.set(title=name, xlabel="normalised L2 of the perturbation", ylim=(0, 1))
-        ax.grid(alpha=0.3)
-    axes[0, 0].set_ylabel("defence success rate" if y == "rate" else "defended accuracy")
-    axes[0, -1].legend(fontsize=8, loc="best")
+    if "panel" not in curves:
+        curves = curves.assign(panel=curves.attack)
+    panels = list(dict.fromkeys(curves.panel))
+    rows = rows or {"": list(dict.fromkeys(curves.defence))}
+    fig, axes = plt.subplots(len(rows), len(panels), figsize=(4.4 * len(panels), 3.6 * len(rows)),
+                             squeeze=False, sharey=True)
+    for r, (row_title, defences) in enumerate(rows.items()):
+        colours = dict(zip(defences, sns.color_palette("colorblind", len(defences))))
+        for ax, panel in zip(axes[r], panels):
+            t = curves[curves.panel == panel]
+            for d in defences:
+                for _, line in t[t.defence == d].groupby("attack", sort=False):
+                    if len(line) > 1:
+                        _rate_panel(ax, line, y, colours[d], d)
+                    else:
+                        ax.plot(line.l2, line[y], "*", color=colours[d], ms=9)
+            lone = [a for a, g in t.groupby("attack", sort=False) if g.l2.nunique() == 1]
+            ax.set(title=panel + (f" (★ {', '.join(lone)})" if lone else ""),
+                   xlabel="normalised L2 of the perturbation", ylim=(0, 1))
+            ax.grid(alpha=0.3)
+        axes[r, 0].set_ylabel(("defence success rate" if y == "rate" else "defended accuracy")
+                              + (f"\n{row_title}" if row_title else ""))
+        axes[r, -1].legend(fontsize=8, loc="best")
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
