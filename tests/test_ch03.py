@@ -23,17 +23,19 @@ def test_defence_success_on_hand_made_predictions():
 
 def test_curves_and_per_image_outcomes_of_a_point():
     y = torch.tensor([0, 1, 2, 3])
-    labels = {"undefended": torch.tensor([0, 9, 9, 9]), "remove 4 bits": torch.tensor([0, 1, 9, 3])}
+    labels = {"undefended": torch.tensor([0, 9, 9, 9]), "remove 4 bits": torch.tensor([0, 1, 9, 3]),
+              "5x5": torch.tensor([ch03.NOT_EVALUATED, 1, 2, 9])}     # image 0 does not fool: not run
     point = ch03.Point(FGSM, 4, labels, torch.tensor([0.01, 0.02, 0.03, 0.02], dtype=torch.float64), None)
-    families = {"undefended": "none", "remove 4 bits": "bit depth"}
+    families = {"undefended": "none", "remove 4 bits": "bit depth", "5x5": "median"}
     curves, outcomes = ch03.tables_of([point], y, families)
     rows = curves.set_index("defence")
     assert rows.loc["undefended", "acc"] == 0.25 and rows.loc["undefended", "fooled"] == 3
     assert rows.loc["remove 4 bits", "rate"] == pytest.approx(2 / 3)     # 1 and 3 recovered
     assert rows.loc["remove 4 bits", "acc"] == 0.75 and rows.loc["remove 4 bits", "panel"] == "FGSM"
+    assert rows.loc["5x5", "rate"] == pytest.approx(2 / 3) and np.isnan(rows.loc["5x5", "acc"])
     assert rows.loc["remove 4 bits", "l2"] == pytest.approx(0.02)
-    assert list(outcomes.fooled) == [False, True, True, True]
-    assert list(outcomes["remove 4 bits"]) == [True, True, False, True]
+    assert list(outcomes.image) == [1, 2, 3]                      # the images that fool the model
+    assert list(outcomes["remove 4 bits"]) == [True, False, True] and list(outcomes["5x5"]) == [True, True, False]
     assert "undefended" not in outcomes
 
 
@@ -97,7 +99,6 @@ def fake_outcomes(rates=rates_where_every_claim_holds, n=100):
     for attack, points in L2S.items():
         for i, l2 in enumerate(points):
             o = pd.DataFrame({d: np.arange(n) < round(r * n) for d, r in rates(attack, i, l2).items()})
-            o.insert(0, "fooled", True)
             o.insert(0, "image", np.arange(n))
             parts.append(o.assign(attack=attack, strength=float(i), l2=l2))
     clean = pd.DataFrame({w: np.arange(n) < round(a * n) for w, a in
@@ -147,8 +148,8 @@ def test_falls_are_judged_on_the_images_fooled_at_both_points():
     assert (ev.total, ev.for_, ev.against) == (1, 1, 0) and "60% at L2 0.010 to 20% at L2 0.100" in ev.text[0]
     assert ch03.fall(outcomes, DEEPFOOL_SCALED, "remove 6 bits", "stable").verdict == "holds"
     assert ch03.fall(outcomes, DEEPFOOL_SCALED, "remove 4 bits", "stable").verdict == "does not hold"
-    o = outcomes.copy()      # the strongest point fools only the first 30 images: paired on those
-    o.loc[(o.attack == DEEPFOOL_SCALED) & (o.l2 == 0.1), "fooled"] = o.image < 30
+    strongest = (outcomes.attack == DEEPFOOL_SCALED) & (outcomes.l2 == 0.1)
+    o = outcomes[~strongest | (outcomes.image < 30)]    # the strongest point fools only 30 images
     assert "on the 30 images fooled at both" in ch03.fall(o, DEEPFOOL_SCALED, "remove 4 bits", "falls").text[0]
 
 
@@ -171,7 +172,7 @@ def test_cli_smoke_run_writes_tables_and_figures(mirror, tmp_path, monkeypatch):
     ok = curves.rate.notna()
     assert ((curves.rate_lo[ok] <= curves.rate[ok]) & (curves.rate[ok] <= curves.rate_hi[ok])).all()
     outcomes = pd.read_csv(out / "ch03_outcomes.csv")
-    assert len(outcomes) == points * s.n_images and "TVM keep 90%" in outcomes
+    assert len(outcomes) == curves[curves.defence == "undefended"].fooled.sum() and "TVM keep 90%" in outcomes
     adaptive = pd.read_csv(out / "ch03_adaptive.csv")
     assert set(adaptive.attacker) == {"oblivious", "adaptive"}
     assert len(adaptive[adaptive.attacker == "adaptive"]) == (n_def - len(s.tvm_processed)) * len(s.adaptive_l2)

@@ -52,6 +52,7 @@ from ..defences import transforms as T
 from ..defences.base import Defence, Preprocessed, Undefended
 from ..metrics import mcnemar, normalised_l2, wilson_ci
 from ..models import IMAGENET_SPECS
+from ..models.wrappers import ThreadSplit
 from ..report import make_table
 from ..zoo import load_imagenet_for
 
@@ -64,6 +65,7 @@ FGSM, IFGSM, DEEPFOOL, DEEPFOOL_SCALED = ("FGSM", "I-FGSM", "DeepFool (minimal)"
 PANELS = {FGSM: "FGSM", IFGSM: "I-FGSM", DEEPFOOL: "DeepFool", DEEPFOOL_SCALED: "DeepFool"}
 #: The attacks whose points lie on the source study's axis (the claims are judged on them).
 ON_AXIS = (FGSM, IFGSM, DEEPFOOL_SCALED)
+NOT_EVALUATED = -2   # a defence's label on an image that does not fool the bare classifier
 ALPHA = 0.05    # two-sided level of every paired test (no correction across points: see the claims)
 STABLE = 0.10   # "stable": the success rate falls by at most 10 points from weakest to strongest
 
@@ -205,6 +207,14 @@ def model_normalisation(model: nn.Module) -> tuple:
     return mean.flatten().tolist(), std.flatten().tolist()
 
 
+def attack_model(model: nn.Module) -> nn.Module:
+    """What the attacks differentiate: on the CPU, ``model`` split over one thread per core
+    (:class:`~advlab.models.wrappers.ThreadSplit`); elsewhere ``model``."""
+    if next(model.parameters()).device.type != "cpu":
+        return model
+    return ThreadSplit(model, threads=torch.get_num_threads())
+
+
 def evaluate(defences: dict[str, Defence], x: torch.Tensor, batch_size: int, seed: int) -> dict:
     """Labels of every defence on ``x`` (``predict``, random draws seeded with ``seed``)."""
     return {name: d.predict(x, batch_size=batch_size, seed=seed) for name, d in defences.items()}
@@ -258,10 +268,18 @@ class Point:
 
 
 def measured(model, images: ImageSet, x_adv: torch.Tensor, defences, s: Ch03Settings) -> dict:
-    """What a piece keeps of adversarial images: every defence's labels and the L2 sizes."""
+    """What a piece keeps of adversarial images: the bare classifier's labels, every defence's
+    labels on the images that fool it (the only ones a defence success rate counts;
+    :data:`NOT_EVALUATED` elsewhere), and the L2 sizes."""
     mean, std = model_normalisation(model)
-    out = {"labels": evaluate(defences, x_adv, s.batch_size, s.seed),
-           "l2": normalised_l2(images.x, x_adv)}
+    bare = defences["undefended"].predict(x_adv, batch_size=s.batch_size, seed=s.seed)
+    fooled = (bare != images.y).nonzero().flatten()
+    labels = {"undefended": bare}
+    for name, d in defences.items():
+        if name != "undefended":
+            labels[name] = torch.full_like(bare, NOT_EVALUATED)
+            labels[name][fooled] = d.predict(x_adv[fooled], batch_size=s.batch_size, seed=s.seed)
+    out = {"labels": labels, "l2": normalised_l2(images.x, x_adv)}
     if mean is not None:
         out["l2_model"] = normalised_l2(images.x, x_adv, mean, std)
     return out
@@ -279,10 +297,11 @@ def run_oblivious(ctx: RunContext, s: Ch03Settings, model, images: ImageSet,
     I-FGSM one per budget; DeepFool's minimal perturbation one piece, and one per L2 budget
     its direction is stretched to."""
     points = []
+    fast = attack_model(model)
     eps = tuple(e / 255 for e in s.fgsm_eps)
     with ctx.stage("oblivious: FGSM"):
         def fgsm():
-            advs = atk.run(model, images.x, images.y, "fgsm", list(eps), batch_size=s.batch_size,
+            advs = atk.run(fast, images.x, images.y, "fgsm", list(eps), batch_size=s.batch_size,
                            seed=s.seed, progress=ctx.progress)
             return {"points": [measured(model, images, advs[e], defences, s) for e in eps]}
         piece = ctx.piece("fgsm", fgsm, model=model, images=images, eps=eps, defences=defences,
@@ -294,7 +313,7 @@ def run_oblivious(ctx: RunContext, s: Ch03Settings, model, images: ImageSet,
         bim = atk.make("bim", steps=s.ifgsm_steps)
         for e in tqdm(s.ifgsm_eps, desc="I-FGSM budgets", disable=not ctx.progress):
             def ifgsm(e=e):
-                adv = atk.run(model, images.x, images.y, bim, [e / 255], batch_size=s.batch_size,
+                adv = atk.run(fast, images.x, images.y, bim, [e / 255], batch_size=s.batch_size,
                               seed=s.seed, progress=ctx.progress)[e / 255]
                 return measured(model, images, adv, defences, s)
             points.append(_point(IFGSM, e, ctx.piece(
@@ -305,7 +324,7 @@ def run_oblivious(ctx: RunContext, s: Ch03Settings, model, images: ImageSet,
         deepfool = atk.make("deepfool", steps=s.deepfool_steps, candidates=s.deepfool_candidates)
 
         def minimal():
-            adv = atk.run(model, images.x, images.y, deepfool, None, batch_size=s.batch_size,
+            adv = atk.run(fast, images.x, images.y, deepfool, None, batch_size=s.batch_size,
                           seed=s.seed, progress=ctx.progress)[None]
             return {"delta": (adv - images.x).half()}       # float16 in the cache
         delta = ctx.piece("deepfool", minimal, model=model, images=images, attack=deepfool,
@@ -326,7 +345,7 @@ def run_oblivious(ctx: RunContext, s: Ch03Settings, model, images: ImageSet,
 def curve_rows(y: torch.Tensor, labels: dict, l2, l2_model, families: dict, **common) -> list[dict]:
     """One row per defence: mean normalised L2, how many images fool the undefended
     classifier, the defence success rate and the defended accuracy (both with Wilson
-    intervals)."""
+    intervals; the accuracy only where the defence saw every image)."""
     und = labels["undefended"]
     base = {**common, "l2": float(l2.mean()),
             "l2_model": float(l2_model.mean()) if l2_model is not None else np.nan,
@@ -334,26 +353,29 @@ def curve_rows(y: torch.Tensor, labels: dict, l2, l2_model, families: dict, **co
     rows = []
     for name, pred in labels.items():
         k, n = defence_success(y, und, pred)
+        acc = (rate_row(int((pred == y).sum()), len(y), "acc") if not (pred == NOT_EVALUATED).any()
+               else rate_row(0, 0, "acc"))
         rows.append({**base, "family": families[name], "defence": name, "success": k,
-                     **rate_row(k, n, "rate"), **rate_row(int((pred == y).sum()), len(y), "acc")})
+                     **rate_row(k, n, "rate"), **acc})
     return rows
 
 
 def tables_of(points: list[Point], y: torch.Tensor, families: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The curves (one row per point and defence) and the per-image outcomes (one row per
-    point and image: whether it fools the bare classifier, and whether each defence labels it
+    point and image that fools the bare classifier there: whether each defence labels it
     correctly), from which every paired test is made."""
     rows, outcomes = [], []
     for p in points:
         rows += curve_rows(y, p.labels, p.l2, p.l2_model, families, attack=p.attack,
                            panel=PANELS[p.attack], strength=p.strength)
-        o = pd.DataFrame({name: (pred == y).numpy() for name, pred in p.labels.items()})
-        o.insert(0, "fooled", ~o["undefended"])
-        o.insert(0, "image", np.arange(len(y)))
+        fooled = (p.labels["undefended"] != y).numpy()
+        o = pd.DataFrame({name: (pred == y).numpy()[fooled] for name, pred in p.labels.items()
+                          if name != "undefended"})
+        o.insert(0, "image", np.arange(len(y))[fooled])
         o.insert(0, "l2", float(p.l2.mean()))
         o.insert(0, "strength", p.strength)
         o.insert(0, "attack", p.attack)
-        outcomes.append(o.drop(columns="undefended"))
+        outcomes.append(o)
     return pd.DataFrame(rows), pd.concat(outcomes, ignore_index=True)
 
 
@@ -392,6 +414,8 @@ def run_adaptive(ctx: RunContext, s: Ch03Settings, model, images: ImageSet,
     norm = float(sub.x.flatten(1).norm(dim=1).mean())
     pgd = atk.PGD("l2", s.adaptive_steps, random_start=True)
     families = {name: family(d) for name, d in defences.items()}
+    fast = attack_model(model)
+    targets = make_defences(fast, s, oblivious=False)      # the same defences on the fast model
     rows = []
     jobs = [(b, None) for b in s.adaptive_l2] + [(b, n) for b in s.adaptive_l2 for n in defences
                                                   if n != "undefended"]
@@ -400,7 +424,7 @@ def run_adaptive(ctx: RunContext, s: Ch03Settings, model, images: ImageSet,
         eps = budget * norm
         if name is None:     # one attack on the bare classifier serves every defence
             def compute():
-                x_adv = atk.run(model, sub.x, sub.y, pgd, [eps], batch_size=s.batch_size,
+                x_adv = atk.run(fast, sub.x, sub.y, pgd, [eps], batch_size=s.batch_size,
                                 seed=s.seed, progress=ctx.progress)[eps]
                 return {"labels": evaluate(defences, x_adv, s.batch_size, s.seed),
                         "l2": normalised_l2(sub.x, x_adv)}
@@ -415,7 +439,7 @@ def run_adaptive(ctx: RunContext, s: Ch03Settings, model, images: ImageSet,
         batch = max(1, s.adaptive_batch // draws)       # images x draws per pass
 
         def compute():
-            x_adv = atk.run(adaptive_target(d, draws), sub.x, sub.y, pgd, [eps], batch_size=batch,
+            x_adv = atk.run(adaptive_target(targets[name], draws), sub.x, sub.y, pgd, [eps], batch_size=batch,
                             seed=s.seed, progress=ctx.progress)[eps]
             return {"labels": evaluate({"undefended": defences["undefended"], name: d}, x_adv,
                                        s.batch_size, s.seed),
@@ -433,15 +457,14 @@ def run_adaptive(ctx: RunContext, s: Ch03Settings, model, images: ImageSet,
 def _at(outcomes: pd.DataFrame, attacks, lo: float = -np.inf, hi: float = np.inf):
     """The points of ``attacks`` whose mean normalised L2 lies in [lo, hi), each as the
     outcomes of the images that fool the bare classifier there, in order of L2."""
-    o = outcomes[outcomes.attack.isin(attacks) & (outcomes.l2 >= lo) & (outcomes.l2 < hi)
-                 & outcomes.fooled]
+    o = outcomes[outcomes.attack.isin(attacks) & (outcomes.l2 >= lo) & (outcomes.l2 < hi)]
     for (attack, l2), g in sorted(o.groupby(["attack", "l2"], sort=False),
                                   key=lambda kv: (list(attacks).index(kv[0][0]), kv[0][1])):
         yield attack, l2, g
 
 
 def point_verdict(g: pd.DataFrame, winner: str, losers: list[str]) -> dict:
-    """At one point (the outcomes ``g`` of the fooled images): ``winner``'s success rate, the
+    """At one point (``g``: the outcomes of the images that fool the bare classifier): ``winner``'s success rate, the
     best loser's, and +1 if ``winner`` beats every loser significantly (exact McNemar),
     -1 if some loser beats it significantly, else 0."""
     tests = [mcnemar(g[winner], g[loser]) for loser in losers]
@@ -569,7 +592,7 @@ def claims_table(outcomes: pd.DataFrame, clean_ok: pd.DataFrame, readings: dict[
     fall of at most :data:`STABLE` from the weakest to the strongest point; "deteriorates": a
     significant fall.  ``clean_ok``: every defence right or wrong on the clean images."""
     rows = []
-    names = [c for c in outcomes.columns if c not in ("attack", "strength", "l2", "image", "fooled")]
+    names = [c for c in outcomes.columns if c not in ("attack", "strength", "l2", "image")]
     bits = [f"remove {k} bits" for k in (2, 4, 6)]
 
     ev = comparison(outcomes, [FGSM, IFGSM], bits[0], bits[1:], hi=0.04)

@@ -251,7 +251,8 @@ def plot_rate_curves(curves: pd.DataFrame, y: str = "rate", title: str | None = 
             ax.grid(alpha=0.3)
         axes[r, 0].set_ylabel(("defence success rate" if y == "rate" else "defended accuracy")
                               + (f"\n{row_title}" if row_title else ""))
-        axes[r, -1].legend(fontsize=8, loc="best")
+        if axes[r, -1].get_legend_handles_labels()[0]:
+            axes[r, -1].legend(fontsize=8, loc="best")
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
