@@ -92,7 +92,7 @@ class _SplitGrad(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        parts, ctx.parts = ctx.parts, None
+        parts = ctx.parts      # kept for another backward pass (retain_graph), freed with ctx
         grads = grad.split([out.shape[0] for _, out in parts])
         model = ctx.split.model
 
@@ -102,7 +102,8 @@ class _SplitGrad(torch.autograd.Function):
                 chunk = chunk.detach().requires_grad_(True)
                 with torch.enable_grad():
                     out = model(chunk)
-            return torch.autograd.grad(out, chunk, g)[0]
+                return torch.autograd.grad(out, chunk, g)[0]
+            return torch.autograd.grad(out, chunk, g, retain_graph=True)[0]
         return torch.cat(list(_pool(ctx.split.threads).map(_one_thread(back), zip(parts, grads)))), None
 
 
