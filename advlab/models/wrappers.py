@@ -117,9 +117,10 @@ class ThreadSplit(nn.Module):
     of more than ``threads`` chunks keeps no graph in the forward pass and runs each chunk's
     forward again in the backward (an EfficientNet-Lite0 graph holds about 80 MB an image).
 
-    The outputs and gradients are exactly those of ``model`` with one intra-op thread (the
-    chunking does not change them); with two intra-op threads they differ in the last bits
-    (1e-5 in the logits), which is enough to send an iterative attack along another path.
+    The outputs and gradients are those of ``model`` with one intra-op thread, bit for bit for
+    EfficientNet-Lite0 (for other models a batch size may change a kernel's summation order);
+    with two intra-op threads they differ in the last bits (1e-5 in Lite0's logits), which is
+    enough to send an iterative attack along another path.
     On other devices, or for a single image, it is ``model`` itself."""
 
     def __init__(self, model: nn.Module, threads: int = 2, chunk: int = 25):
