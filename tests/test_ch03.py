@@ -122,8 +122,9 @@ def test_claims_count_only_significant_points():
     first = c.iloc[0]
     assert (first.points, first.significant_for) == (4, 4)       # L2 0.01 and 0.03, two attacks
     assert "FGSM: 2 of 2 points for, 0 against (fooled 100-100" in first.evidence
-    assert "caps its success rate" in c.loc["TVM on 10% of the pixels beats 25% and 100% (pixels kept)",
-                                             "clean_accuracy"]
+    note = c.loc["TVM on 10% of the pixels beats 25% and 100% (pixels kept)", "clean_accuracy"]
+    assert note.startswith("TVM keep 10% 23%, TVM keep 25% 50%") and "decided by" not in note
+    assert "decided by" not in c.loc["TVM beats K-means (every attack and strength)", "clean_accuracy"]
     # 2 bits ahead by 3 images of 100 at one point: not significant, so that point does not count
     o = outcomes.copy()
     weak = (o.attack == IFGSM) & (o.l2 == 0.03)
@@ -135,10 +136,14 @@ def test_claims_count_only_significant_points():
     o["TVM keep 10%"] = o["image"] < 71
     v = claims(o, clean).verdict
     assert v["TVM on 10% of the pixels beats 25% and 100% (pixels kept)"] == "not shown"
-    o["TVM keep 10%"] = False
-    v = claims(o, clean).verdict
+    o["TVM keep 10%"] = o["image"] < 20          # below its clean accuracy and TVM keep 25%'s rate
+    c2 = claims(o, clean)
+    v = c2.verdict
     assert v["TVM on 10% of the pixels beats 25% and 100% (pixels kept)"] == "does not hold"
-    assert v["TVM beats K-means (every attack and strength)"] == "partly"
+    assert v["TVM beats K-means (every attack and strength)"] == "holds"        # 20% > 10%
+    assert ("decided by clean accuracy: TVM keep 10% keeps 23% of the clean images, below TVM keep "
+            "25%'s mean success rate (70%)") in c2.loc["TVM on 10% of the pixels beats 25% and 100% "
+                                                       "(pixels kept)", "clean_accuracy"]
     assert claims(outcomes[outcomes.l2 > 0.04], clean).verdict.iloc[0] == "not tested"
 
 
