@@ -4,10 +4,12 @@ Each entry is a dict of tensors (saved with ``torch.save`` and read back with
 ``weights_only=True``) under ``<cache_root>/results/<namespace>/<name>-<hash>.pt``, where the hash
 covers every setting that changes the result.  Writes go to a temporary file that is renamed
 into place, so a run killed mid-write leaves no half-written entry behind; an entry that cannot
-be read (cut short, overwritten) is deleted with a warning and computed again.
+be read (cut short, overwritten) is deleted with a warning and computed again.  A full disk
+while writing is one :class:`DiskFullError`, "no space left on device writing <path>".
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -52,25 +54,58 @@ def fingerprint(images) -> str:
     return f"{len(images)}:{digest}"
 
 
+class DiskFullError(OSError):
+    """No space left on the device (or over the quota) while writing ``path``."""
+
+    def __init__(self, path: Path | str):
+        super().__init__(errno.ENOSPC, "No space left on device", str(path))
+
+    def __str__(self) -> str:
+        return f"no space left on device writing {self.filename}"
+
+
+def is_disk_full(err: BaseException | None) -> bool:
+    """True for the OSErrors of a full disk or an exhausted quota, also where another error
+    hides one (``torch.save`` raises a RuntimeError while it handles the OSError)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[str]:
-    """Yield a temporary file name beside ``path``; rename it into place if the block succeeds."""
+    """Yield a temporary file name beside ``path``; rename it into place if the block succeeds.
+    A full disk, in the block or on creating the file, is a :class:`DiskFullError` naming
+    ``path``; the temporary file is removed either way."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        os.close(fd)
         yield tmp
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as err:
+        if is_disk_full(err) and not isinstance(err, DiskFullError):
+            raise DiskFullError(path) from None
+        raise
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.remove(tmp)
 
 
 def atomic_save(obj, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename it into place."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    """``torch.save`` to a temporary file in the same folder, then rename it into place.
+
+    It writes through a Python file object: a full disk then raises an OSError (which
+    :func:`atomic_path` reports in one line), where ``torch.save`` to a file name fails deep in
+    its C++ writer with an unrelated message."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 def atomic_write_bytes(data: bytes, path: Path) -> None:

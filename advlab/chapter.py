@@ -440,6 +440,14 @@ class Chapter:
             raise KeyError(f"{self.id} has no figure {stem!r}; it has {sorted(self.figures)}")
         return self.figures[stem](results)
 
+    def provenance(self, results: ChapterResults):
+        """The folded box saying where and how long the chapter's stored results took to
+        compute (its full run from an empty cache, :func:`advlab.report.full_run_record`) and
+        how this run got them; a notebook shows it once, at the chapter's end."""
+        from . import __version__
+        from .report import full_run_record, provenance
+        return provenance(results.info, full_run_record(self.id), __version__)
+
     def save(self, results: ChapterResults, out: Path, dpi: int = 120) -> list[Path]:
         """The results' data tables (CSV) and record (JSON), the readers' tables (Markdown)
         and every figure (PNG), in ``out``."""

@@ -4,8 +4,11 @@ PRMs Chapter 5 ships; ``advlab certify`` runs CERTIFY alone (sharded under ``tor
 
 It calls the same experiment functions as the chapter's notebook and writes the tables (CSV),
 the settings and run-info (JSON) and the figures (PNG) to ``--out``.  Errors the user can fix
-(missing data, weights that cannot be downloaded, bad settings, an unwritable folder) print
-``advlab: error: <message>`` and exit with status 2; ``--debug`` shows the traceback instead.
+(missing data, weights that cannot be downloaded, bad settings, an unwritable folder, a full
+disk) print ``advlab: error: <message>`` and exit with status 2; ``--debug`` shows the traceback
+instead.  Before any work every command checks the device, the inference backend and that the
+cache (and the command's output) can be written to with room to spare.  Ctrl-C prints one line
+and exits with status 130: run the same command again and it resumes from the cache.
 """
 from __future__ import annotations
 
@@ -40,8 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timings", action="store_true",
                      help="print where the run's time went, stage by stage (always in the JSON)")
     run.add_argument("--no-cache", action="store_true",
-                     help="recompute every result piece (trained models and ONNX exports are "
-                          "still read from the cache)")
+                     help="recompute every result piece and store none; trained models, ONNX "
+                          "exports, downloads and decoded images are still read from (and "
+                          "written to) the cache, which must be writable")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument("--debug", action="store_true", help="show the traceback of an error")
     prm = sub.add_parser("train-prm", help="train the PRMs Chapter 5 ships (one per lambda)")
@@ -94,17 +98,92 @@ def user_errors() -> tuple[type[Exception], ...]:
     return (OSError, ValueError, WeightsUnavailableError, DeviceUnavailableError)
 
 
+#: What Ctrl-C prints (exit status 130): every command caches what it finished.
+INTERRUPTED = "advlab: interrupted; run the same command again to resume from the cache"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         commands = {"run": run_chapter, "train-denoiser": train_denoiser, "train-prm": train_prm,
                     "certify": certify}
+        preflight(args)
         return commands[args.command](args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
     except user_errors() as err:
         if args.debug:
             raise
-        print(f"advlab: error: {err}", file=sys.stderr)
+        print(f"advlab: error: {_one_line(err)}", file=sys.stderr)
         return 2
+
+
+def _one_line(err: Exception) -> str:
+    """The message of a user error; a full disk anywhere names the file it was writing."""
+    from .cache import DiskFullError, is_disk_full
+    if is_disk_full(err) and not isinstance(err, DiskFullError):
+        return str(DiskFullError(getattr(err, "filename", None) or "a file"))
+    return str(err)
+
+
+# --------------------------------------------------------------------------- before any work
+#: The least free space the cache (and an output folder) must have before a command starts.
+MIN_FREE_BYTES = 64 * 2**20
+
+
+def preflight(args: argparse.Namespace) -> None:
+    """What every command checks before it computes anything: the device (``--device`` or
+    ``$ADVLAB_DEVICE``), the inference backend (``--backend`` or ``$ADVLAB_BACKEND``), that the
+    cache folder can be written to and has room, and that ``certify``'s output file can be
+    written.  Each problem is one ``OSError``/``ValueError``/``DeviceUnavailableError`` line."""
+    from .config import cache_location, get_device
+    from .inference import resolve_backend
+    get_device(args.device)
+    resolve_backend(getattr(args, "backend", None))
+    check_writable(cache_location(), "the cache (ADVLAB_CACHE)")
+    if args.command == "certify":
+        check_file_writable(args.out)
+
+
+def check_writable(folder: Path, what: str = "results") -> list[Path]:
+    """Create ``folder``, write a probe file in it and check that its disk has at least
+    :data:`MIN_FREE_BYTES` free, or raise OSError naming the folder (a
+    :class:`~advlab.cache.DiskFullError` for a full disk).  Returns the folders it created,
+    deepest first (the caller removes them if the command fails)."""
+    import shutil
+    import tempfile
+
+    from .cache import DiskFullError, is_disk_full
+    folder = Path(folder)
+    made = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".advlab-probe-"):
+            pass
+        free = shutil.disk_usage(folder).free
+    except OSError as err:
+        if is_disk_full(err):
+            raise DiskFullError(folder) from None
+        raise OSError(f"cannot write {what} to {folder}: {err.strerror or err}") from None
+    if free < MIN_FREE_BYTES:
+        raise DiskFullError(f"{folder} ({free / 2**20:.1f} MiB free; {what} needs at least "
+                            f"{MIN_FREE_BYTES // 2**20} MiB)")
+    return made
+
+
+def check_file_writable(path: Path, what: str = "results") -> None:
+    """``path`` can be written as a file: not a folder, in a folder :func:`check_writable`
+    accepts.  Folders it had to create are removed again, so a check leaves nothing behind."""
+    path = Path(path)
+    if path.is_dir():
+        raise OSError(f"cannot write {what} to {path}: it is a folder; name a file")
+    made = check_writable(path.parent, what)
+    for folder in made:
+        if folder.exists() and not any(folder.iterdir()):
+            folder.rmdir()
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -134,9 +213,15 @@ def run_chapter(args: argparse.Namespace) -> int:
         overrides["model"] = args.model
     chapter.settings(args.profile, **overrides)          # a bad setting fails here, not later
     out = args.out / args.chapter
-    _check_writable(out)
-    results = chapter(args.profile, device=args.device, backend=args.backend,
-                      use_cache=not args.no_cache, progress=not args.quiet, **overrides)
+    made = check_writable(out)
+    try:
+        results = chapter(args.profile, device=args.device, backend=args.backend,
+                          use_cache=not args.no_cache, progress=not args.quiet, **overrides)
+    except BaseException:
+        for folder in made:                                  # leave no empty folders behind
+            if folder.exists() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
     import matplotlib
     matplotlib.use("Agg")
     written = chapter.save(results, out)
@@ -146,17 +231,6 @@ def run_chapter(args: argparse.Namespace) -> int:
     for path in written:
         print(f"wrote {path}")
     return 0
-
-
-def _check_writable(folder: Path) -> None:
-    """Create ``folder`` and write a probe file in it, or raise OSError naming the folder."""
-    import tempfile
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".advlab-probe-"):
-            pass
-    except OSError as err:
-        raise OSError(f"cannot write results to {folder}: {err.strerror or err}") from None
 
 
 def train_prm(args: argparse.Namespace) -> int:
@@ -176,6 +250,9 @@ def train_denoiser(args: argparse.Namespace) -> int:
 
     from .training import denoisers as dncnn
     overrides = parse_overrides(args.set)
+    dncnn.recipe(args.name, **overrides)                # a bad recipe fails here, not later
+    if not (overrides or args.no_commit):               # where the weights go, checked first
+        check_writable(dncnn.resource_dir(), "the committed denoiser")
     started = time.perf_counter()
     model = dncnn.train_denoiser(args.name, args.device, progress=not args.quiet,
                                  retrain=args.retrain, **overrides)

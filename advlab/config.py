@@ -6,10 +6,12 @@ Environment variables (all optional):
                     (the stored outputs) or ``paper`` (a chapter's protocol at the source
                     study's size where ``full`` cannot reach it on a CPU; meant for a GPU;
                     only chapters that define it).  Default: ``smoke``.
-``ADVLAB_DEVICE``   ``cpu``, ``cuda``, ``cuda:1`` ...  Default: CUDA when available.
+``ADVLAB_DEVICE``   ``cpu``, ``cuda``, ``cuda:1``, ``mps``.  Default: CUDA when available.
 ``ADVLAB_DATA``     folder holding offline mirrors (``MNIST/raw``, ``imagenet-samples`` ...).
 ``ADVLAB_MODELS``   folder holding offline model weights.
 ``ADVLAB_CACHE``    where downloads and cached results go.  Default: ``~/.cache/advlab``.
+``ADVLAB_DOWNLOAD_BASE``  fetch every download ``https://site/path`` from
+                    ``$ADVLAB_DOWNLOAD_BASE/site/path`` instead (see ``advlab.download``).
 ``ADVLAB_BACKEND``  inference backend on the CPU: ``auto`` (ONNX Runtime), ``onnx`` or ``torch``
                     (see ``advlab.inference``).  Default: ``auto``.
 ``TQDM_DISABLE``    set (``1``) to hide the progress bars of a notebook whose ``PROGRESS``
@@ -72,15 +74,36 @@ class DeviceUnavailableError(RuntimeError):
     """The requested device does not exist on this machine."""
 
 
+#: The device types advlab runs on.
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
+
 def get_device(device: str | torch.device | None = None) -> torch.device:
-    """The argument, else ``$ADVLAB_DEVICE``, else CUDA when available, else the CPU."""
+    """The argument, else ``$ADVLAB_DEVICE``, else CUDA when available, else the CPU.
+
+    A name torch does not know (``tpu``, ``banana``), a type advlab does not run on, or a
+    device this machine lacks (CUDA, ``cuda:3`` on a machine with fewer GPUs, MPS) is a
+    one-line :class:`DeviceUnavailableError` saying where the name came from."""
     choice = device or os.environ.get("ADVLAB_DEVICE")
     if choice is None:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(choice)
+    where = "" if device else " (from $ADVLAB_DEVICE)"
+    try:
+        dev = torch.device(choice)
+    except (RuntimeError, ValueError, TypeError):
+        dev = None
+    if dev is None or dev.type not in DEVICE_TYPES:
+        raise DeviceUnavailableError(f"unknown device {str(choice)!r}{where}; use cpu, cuda, "
+                                     "cuda:N or mps")
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DeviceUnavailableError(f"device {choice!r} requested but CUDA is not available on "
-                                     "this machine")
+        raise DeviceUnavailableError(f"device {str(choice)!r}{where} requested but CUDA is not "
+                                     "available on this machine")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise DeviceUnavailableError(f"device {str(choice)!r}{where} requested but this machine "
+                                     f"has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise DeviceUnavailableError(f"device {str(choice)!r}{where} requested but MPS is not "
+                                     "available on this machine")
     return dev
 
 
@@ -141,9 +164,14 @@ def models_root() -> Path | None:
     return _env_path("ADVLAB_MODELS")
 
 
+def cache_location() -> Path:
+    """Where the cache is (``$ADVLAB_CACHE`` or ``~/.cache/advlab``), without creating it."""
+    return _env_path("ADVLAB_CACHE") or Path.home() / ".cache" / "advlab"
+
+
 def cache_root() -> Path:
     """Writable folder for downloads and cached results (``$ADVLAB_CACHE`` or ``~/.cache/advlab``)."""
-    root = _env_path("ADVLAB_CACHE") or Path.home() / ".cache" / "advlab"
+    root = cache_location()
     root.mkdir(parents=True, exist_ok=True)
     return root
 

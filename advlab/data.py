@@ -1,9 +1,11 @@
 """Data sets used by the book: the ImageNet sample images, MNIST and CIFAR-10.
 
 Every loader looks first in the offline mirror named by ``$ADVLAB_DATA``, then in the download
-cache (``$ADVLAB_CACHE``), and only then downloads the official files.  Files are verified by
-checksum wherever they come from; when nothing can be found or fetched the error says which
-variable to set and what to download.  Images come back as float tensors in [0, 1], NCHW.
+cache (``$ADVLAB_CACHE``), and only then downloads the official files (through
+:func:`advlab.download.download`: retried, resumed, verified; ``$ADVLAB_DOWNLOAD_BASE``
+redirects it).  Files are verified by checksum wherever they come from; when nothing can be
+found or fetched the error says which variable to set and what to download.  Images come back
+as float tensors in [0, 1], NCHW.
 """
 from __future__ import annotations
 
@@ -19,12 +21,15 @@ from PIL import Image
 from torchvision.transforms import functional as TF
 from tqdm import tqdm
 
-from .cache import atomic_save, config_hash, load_or_discard
+from .cache import atomic_save, atomic_write_bytes, config_hash, load_or_discard
 from .config import cache_root, data_root
-from .download import verify
+from .download import ChecksumError, download, verify
 
 IMAGENET_SAMPLES_REPO = "https://github.com/EliSchwartz/imagenet-sample-images"
 IMAGENET_SAMPLES_COMMIT = "bc69043"
+# GitHub makes this archive on request, so it has no published digest; the download is
+# verified member by member instead: every one of the 1,000 JPEGs against the sha256 of the
+# package's manifest (resources/imagenet_samples.csv).
 IMAGENET_SAMPLES_URL = f"{IMAGENET_SAMPLES_REPO}/archive/{IMAGENET_SAMPLES_COMMIT}.zip"
 
 # Official MNIST md5 sums (the ones torchvision checks).
@@ -34,6 +39,24 @@ MNIST_MD5 = {
     "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
     "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
 }
+# sha256 of the same official files (computed on the offline mirror, whose md5s are the
+# official ones: see its PROVENANCE.md).
+MNIST_SHA256 = {
+    "train-images-idx3-ubyte.gz": "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+    "train-labels-idx1-ubyte.gz": "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+    "t10k-images-idx3-ubyte.gz": "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+    "t10k-labels-idx1-ubyte.gz": "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+}
+# torchvision's mirrors of the official files, tried in order.
+MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/",
+                 "http://yann.lecun.com/exdb/mnist/")
+
+# The official CIFAR-10 archive: its md5 is the one its publisher gives (and torchvision
+# checks); its sha256 and size are those recorded for the same URL by Hugging Face
+# ``datasets`` (``download_checksums`` of the cifar10 dataset card).
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+CIFAR10_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
 
 # sha256 of the offline CIFAR-10 mirror files (see the mirror's PROVENANCE.md).
 CIFAR10_MIRROR_SHA256 = {
@@ -132,33 +155,80 @@ def imagenet_classes() -> tuple[str, ...]:
     return tuple(ResNet50_Weights.IMAGENET1K_V2.meta["categories"])
 
 
-def _find_imagenet_samples(download: bool) -> Path:
+def _missing_files(folder: Path, names: list[str]) -> str:
+    """``folder``, and which of ``names`` it lacks when it exists but lacks some."""
+    if not folder.is_dir():
+        return str(folder)
+    lacking = [n for n in names if not (folder / n).exists()]
+    if not lacking:
+        return str(folder)
+    more = f" and {len(lacking) - 1} more" if len(lacking) > 1 else ""
+    return f"{folder} (it lacks {lacking[0]}{more})"
+
+
+def _find_imagenet_samples(allow_download: bool, progress: bool = True) -> Path:
     manifest = imagenet_manifest()
+    names = [row["file"] for row in manifest]
     tried, candidates = [], []
     if data_root() is not None:
         candidates.append(data_root() / "imagenet-samples")
     candidates.append(cache_root() / "imagenet-samples")
     for folder in candidates:
-        tried.append(str(folder))
-        if all((folder / row["file"]).exists() for row in manifest):
+        if all((folder / n).exists() for n in names):
             return folder
-    if download:
-        from torchvision.datasets.utils import download_and_extract_archive
-        target = cache_root() / "imagenet-samples"
+        tried.append(_missing_files(folder, names))
+    if allow_download:
         tried.append(IMAGENET_SAMPLES_URL)
         try:
-            download_and_extract_archive(IMAGENET_SAMPLES_URL, str(cache_root()),
-                                         extract_root=str(cache_root() / "imagenet-samples-src"))
-        except Exception as err:  # network errors come in many types
+            return _download_imagenet_samples(manifest, progress)
+        except (OSError, ValueError) as err:
             raise _missing("ImageNet sample images", "imagenet-samples", tried,
                            f"download failed: {err}") from err
-        src = next((cache_root() / "imagenet-samples-src").glob("*"))
-        target.mkdir(exist_ok=True)
-        for row in manifest:
-            (src / row["file"]).replace(target / row["file"])
-        return target
     raise _missing("ImageNet sample images", "imagenet-samples", tried,
                    f"download=True fetches {IMAGENET_SAMPLES_URL}")
+
+
+def _download_imagenet_samples(manifest: list[dict], progress: bool) -> Path:
+    """The sample archive, downloaded and checked member by member against the manifest
+    (see :data:`IMAGENET_SAMPLES_URL`); only the manifest's files are extracted, each
+    checked again, into ``$ADVLAB_CACHE/imagenet-samples``."""
+    import hashlib
+    import zipfile
+    expected = {row["file"]: row["sha256"] for row in manifest}
+
+    def members(archive: zipfile.ZipFile) -> dict[str, zipfile.ZipInfo]:
+        found = {Path(info.filename).name: info for info in archive.infolist()
+                 if not info.is_dir() and Path(info.filename).name in expected}
+        missing = sorted(set(expected) - set(found))
+        if missing:
+            raise ChecksumError(f"{IMAGENET_SAMPLES_URL}: the archive lacks {missing[0]}"
+                                + (f" and {len(missing) - 1} more" if len(missing) > 1 else ""))
+        return found
+
+    def check(path: Path) -> None:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                for name, info in members(archive).items():
+                    if hashlib.sha256(archive.read(info)).hexdigest() != expected[name]:
+                        raise ChecksumError(f"{IMAGENET_SAMPLES_URL}: {name} in the archive does "
+                                            "not match its sha256 in the manifest")
+        except zipfile.BadZipFile as err:
+            raise ChecksumError(f"{IMAGENET_SAMPLES_URL}: not a zip archive ({err})") from None
+
+    archive_path = download(IMAGENET_SAMPLES_URL, cache_root() / "downloads" /
+                            f"imagenet-sample-images-{IMAGENET_SAMPLES_COMMIT}.zip",
+                            check=check, progress=progress)
+    target = cache_root() / "imagenet-samples"
+    target.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(archive_path) as archive:
+        for name, info in members(archive).items():
+            data = archive.read(info)
+            if hashlib.sha256(data).hexdigest() != expected[name]:
+                raise ChecksumError(f"{archive_path}: {name} does not match its sha256 in the "
+                                    "manifest (delete the archive to download it again)")
+            atomic_write_bytes(data, target / name)
+    archive_path.unlink()
+    return target
 
 
 def is_greyscale(img: Image.Image, tolerance: int = GREY_TOLERANCE) -> bool:
@@ -197,7 +267,7 @@ def load_imagenet_samples(colour_only: bool = True, limit: int | None = None, re
 def _decode_imagenet_samples(manifest: list[dict], colour_only: bool, limit: int | None,
                              resize: int, crop: int, download: bool, progress: bool) -> dict:
     """Verify, decode, resize and crop the sample JPEGs: uint8 images and their metadata."""
-    folder = _find_imagenet_samples(download)
+    folder = _find_imagenet_samples(download, progress)
     wnids = sorted(row["wnid"] for row in manifest)
     index = {w: i for i, w in enumerate(wnids)}
     xs, ys, names, greys = [], [], [], []
@@ -228,24 +298,26 @@ def _read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
-def _find_mnist(download: bool) -> Path:
+def _find_mnist(allow_download: bool) -> Path:
     tried, candidates = [], []
     if data_root() is not None:
         candidates.append(data_root() / "MNIST" / "raw")
     candidates.append(cache_root() / "MNIST" / "raw")
     for folder in candidates:
-        tried.append(str(folder))
         if all((folder / name).exists() for name in MNIST_MD5):
             return folder
-    if download:
-        from torchvision.datasets import MNIST
-        tried.append("torchvision.datasets.MNIST(download=True)")
+        tried.append(_missing_files(folder, list(MNIST_MD5)))
+    if allow_download:
+        folder = cache_root() / "MNIST" / "raw"
+        tried.append(MNIST_MIRRORS[0])
         try:
-            MNIST(str(cache_root()), download=True)
-        except Exception as err:
+            for name in MNIST_MD5:
+                download([m + name for m in MNIST_MIRRORS], folder / name,
+                         sha256=MNIST_SHA256[name], md5=MNIST_MD5[name], progress=False)
+        except (OSError, ValueError) as err:
             raise _missing("MNIST", "MNIST/raw", tried, f"download failed: {err}") from err
-        return cache_root() / "MNIST" / "raw"
-    raise _missing("MNIST", "MNIST/raw", tried, "download=True uses torchvision.datasets.MNIST")
+        return folder
+    raise _missing("MNIST", "MNIST/raw", tried, f"download=True fetches {MNIST_MIRRORS[0]}")
 
 
 def load_mnist(split: str = "train", download: bool = True) -> ImageSet:
@@ -299,10 +371,24 @@ def load_cifar10(split: str = "test", download: bool = True, first: int | None =
     from torchvision.datasets import CIFAR10
     root = cache_root()
     tried.append(f"{root}/cifar-10-batches-py")
-    try:  # torchvision verifies the archive's md5 itself
-        ds = CIFAR10(str(root), train=(split == "train"), download=download)
+    try:
+        if download and not (root / "cifar-10-batches-py").is_dir():
+            _download_cifar10(root)
+        # torchvision checks the md5 of every batch file before it reads them
+        ds = CIFAR10(str(root), train=(split == "train"), download=False)
     except Exception as err:
         raise _missing("CIFAR-10", "cifar10_test.npz", tried,
                        f"download={download}: {err}") from err
     x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).float().div_(255)
     return ImageSet(x.contiguous(), torch.tensor(ds.targets), CIFAR10_CLASSES, str(root))
+
+
+def _download_cifar10(root: Path) -> None:
+    """The official archive (:data:`CIFAR10_URL`, full sha256 and md5 checked), extracted into
+    ``root/cifar-10-batches-py`` (tarfile's ``data`` filter: no links, nothing outside)."""
+    import tarfile
+    archive = download(CIFAR10_URL, root / "downloads" / "cifar-10-python.tar.gz",
+                       sha256=CIFAR10_SHA256, md5=CIFAR10_MD5)
+    with tarfile.open(archive) as tar:
+        tar.extractall(root, filter="data")
+    archive.unlink()

@@ -39,6 +39,7 @@ from torch import nn
 
 from .cache import atomic_write_bytes, config_hash
 from .config import cache_root
+from .inputs import check_images
 
 BACKENDS = ("auto", "onnx", "torch")
 BACKEND_ENV = "ADVLAB_BACKEND"
@@ -94,20 +95,23 @@ def backend_name(device: torch.device | str | None = None, backend: str | None =
 # --------------------------------------------------------------------------- public API
 def logits(model: nn.Module, x: torch.Tensor, batch_size: int = 128,
            device: torch.device | str | None = None, amp: bool = True,
-           backend: str | None = None) -> torch.Tensor:
+           backend: str | None = None, *, unit_range: bool = True) -> torch.Tensor:
     """Outputs of ``model`` on ``x`` in batches of ``batch_size``, as a CPU float32 tensor.
 
     ``amp``: float16 autocast on CUDA.  Turn it off for images that sit on a decision
     boundary (attacks that stop as soon as the label flips), where float16 may flip it back.
+    ``x`` is checked first (:func:`advlab.inputs.check_images`: floats in [0, 1], (N, C, H, W),
+    the shape the model declares); ``unit_range=False`` accepts any finite values (noisy
+    inputs that are not clipped, as randomized smoothing makes them).
     """
-    return _run(model, x, batch_size, device, amp, backend, lambda out: out.float())
+    return _run(model, x, batch_size, device, amp, backend, lambda out: out.float(), unit_range)
 
 
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 128,
             device: torch.device | str | None = None, amp: bool = True,
-            backend: str | None = None) -> torch.Tensor:
+            backend: str | None = None, *, unit_range: bool = True) -> torch.Tensor:
     """Arg-max labels of ``model`` on ``x`` in batches, as a CPU long tensor (see ``logits``)."""
-    return _run(model, x, batch_size, device, amp, backend, lambda out: out.argmax(1))
+    return _run(model, x, batch_size, device, amp, backend, lambda out: out.argmax(1), unit_range)
 
 
 # --------------------------------------------------------------------------- the batch loop
@@ -119,8 +123,10 @@ def _model_device(model: nn.Module) -> torch.device:
 
 
 def _run(model: nn.Module, x: torch.Tensor, batch_size: int, device, amp: bool,
-         backend: str | None, reduce: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+         backend: str | None, reduce: Callable[[torch.Tensor], torch.Tensor],
+         unit_range: bool = True) -> torch.Tensor:
     choice = resolve_backend(backend)
+    check_images(x, model, unit_range=unit_range)
     device = torch.device(device) if device is not None else _model_device(model)
     if len(x) == 0:
         return reduce(torch.empty(0, 1))
@@ -275,8 +281,13 @@ def _load_or_export(model: nn.Module, key: tuple):
     data = _export(model, shape, dtype)
     session = _new_session(data)
     _check_export(model, session, shape, dtype)
-    atomic_write_bytes(hashlib.sha256(data).hexdigest().encode(), sidecar)
-    atomic_write_bytes(data, path)
+    try:
+        atomic_write_bytes(hashlib.sha256(data).hexdigest().encode(), sidecar)
+        atomic_write_bytes(data, path)
+    except OSError as err:  # a full or read-only disk: run the export, uncached
+        sidecar.unlink(missing_ok=True)
+        warnings.warn(f"could not cache the ONNX export ({err}); it runs uncached and is "
+                      "exported again next time", InferenceWarning, stacklevel=5)
     return session
 
 

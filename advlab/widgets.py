@@ -8,6 +8,7 @@ import torch
 from .data import ImageSet
 from .defences.blur_vote import BLUR_SIGMA_DEFAULT, BlurVote, add_noise, noise_seeds, three_views
 from .plots import as_jpeg
+from .plots.style import PAGE_WIDTH_IN
 
 
 def _show(out: W.Output, fig) -> None:
@@ -30,7 +31,7 @@ def smoothing_explorer(model, images: ImageSet, kernel: int = 5, seed: int = 0) 
     vote = BlurVote(model, kernel, BLUR_SIGMA_DEFAULT)
     choose = W.Dropdown(options=[(n.split("_", 1)[1].rsplit(".", 1)[0], i)
                                  for i, n in enumerate(images.names)], description="image")
-    sigma = W.FloatSlider(value=0.25, min=0.0, max=0.5, step=0.025, description="noise sigma",
+    sigma = W.FloatSlider(value=0.25, min=0.0, max=0.5, step=0.025, description="noise σ",
                           continuous_update=False)
     out = W.Output()
 
@@ -42,7 +43,7 @@ def smoothing_explorer(model, images: ImageSet, kernel: int = 5, seed: int = 0) 
         x = add_noise(images.x[i:i + 1], sigma.value, noise_seeds(images.y[i:i + 1], 0, seed))
         p = vote.predict_views(x)
         views = three_views(x, vote.blur)
-        fig, axes = plt.subplots(1, 3, figsize=(10, 3.8))
+        fig, axes = plt.subplots(1, 3, figsize=(PAGE_WIDTH_IN, 3.2), layout="constrained")
         for ax, v, key, title in zip(axes, views, ("ns", "ss", "ds"),
                                      ("noisy input", "single blur", "double blur")):
             ax.imshow(v[0].permute(1, 2, 0).clamp(0, 1).numpy())
@@ -85,7 +86,7 @@ def transform_explorer(model, images: ImageSet, settings_: dict, seed: int = 0) 
         p_clean, p_adv, p_def = (int(predict(model, t, 1, amp=False)[0]) for t in (x, adv, z))
         delta = z - adv
         gain = 0.5 / max(float(delta.abs().max()), 1e-6)
-        fig, axes = plt.subplots(1, 3, figsize=(10, 3.8))
+        fig, axes = plt.subplots(1, 3, figsize=(PAGE_WIDTH_IN, 3.2), layout="constrained")
         for ax, im, title in zip(axes, (adv, z, 0.5 + gain * delta),
                                  (f"FGSM {eps.value}/255\n{label(p_adv)}", f"{which.value}\n{label(p_def)}",
                                   f"transformed - adversarial (x{gain:.0f})")):
@@ -132,7 +133,8 @@ def pixel_explorer(models: dict, images: ImageSet, maps: dict, eps: float = 0.03
         mask = pixel_mask(maps[name], p.value, kind.value, seed)
         x_adv = blend(x, adversarial[name, i], mask)
         labels = predict(model, torch.cat([x, x_adv]), 2, backend="torch")
-        fig, axes = plt.subplots(1, 4, figsize=(11, 3.2))
+        fig, axes = plt.subplots(2, 2, figsize=(PAGE_WIDTH_IN, 6.4), layout="constrained")
+        axes = axes.flat
         panels = ((x[0].permute(1, 2, 0), f"input: {images.classes[int(labels[0])]}"),
                   (own, "its |input gradient|"),
                   (mask.float(), f"{kind.value}-{p.value:.0%} of the mean map"),
@@ -177,21 +179,21 @@ def certify_explorer(classifier, denoisers: dict, images: ImageSet, ids=None, n0
         noisy = x + s * torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
         with torch.no_grad():
             shown = den(noisy).clamp(0, 1) if den is not None else noisy.clamp(0, 1)
-        fig, axes = plt.subplots(1, 3, figsize=(11, 3.4), width_ratios=[1, 1, 2.2])
+        fig, axes = plt.subplots(1, 3, figsize=(PAGE_WIDTH_IN, 3.4), width_ratios=[1, 1, 2.2],
+                                 layout="constrained")
         for ax, img, title in ((axes[0], noisy.clamp(0, 1), f"noisy, sigma={s:.2f}"),
                                (axes[1], shown, "denoised" if den is not None else "(no denoiser)")):
             ax.imshow(img[0].permute(1, 2, 0).numpy())
             ax.set_title(title, fontsize=9)
             ax.axis("off")
         axes[2].bar(range(len(counts)), counts.numpy())
-        axes[2].set_xticks(range(len(counts)), images.classes, rotation=60, fontsize=7)
+        axes[2].set_xticks(range(len(counts)), images.classes, rotation=60, fontsize=9)
         axes[2].set_title(f"votes over {n} noise samples", fontsize=9)
         pred = int(cert.prediction[0])
         what = "abstain" if pred < 0 else images.classes[pred]
         fig.suptitle(f"true: {images.classes[int(images.y[i])]} | certified class: {what} | "
-                     f"p_A >= {float(cert.p_lower[0]):.3f} | radius {float(cert.radius[0]):.3f} "
+                     f"p_A >= {float(cert.p_lower[0]):.3f}\nradius {float(cert.radius[0]):.3f} "
                      f"(at most {max_certifiable_radius(s, n, alpha):.3f} with N={n})", fontsize=9)
-        fig.tight_layout()
         _show(out, fig)
 
     _wire((choose, config, sigma), redraw)

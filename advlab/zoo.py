@@ -35,9 +35,27 @@ def _denoiser_names() -> list[str]:
     return sorted(RECIPES)
 
 
-def model_names() -> list[str]:
-    """Every name :func:`load_model` knows."""
-    return [*PRETRAINED, "lenet", *_denoiser_names(), *_prm_names()]
+def model_names(dataset: str | None = None) -> list[str]:
+    """Every name :func:`load_model` knows; with ``dataset`` (mnist, cifar10, imagenet), only
+    the models that take that data set's images."""
+    names = [*PRETRAINED, "lenet", *_denoiser_names(), *_prm_names()]
+    return names if dataset is None else [n for n in names if dataset_of(n) == dataset]
+
+
+def check_model_name(name: str, dataset: str | None = None, classifier: bool = False) -> str:
+    """``name`` when :func:`load_model` knows it (and, with ``dataset``, it takes that data
+    set's images; with ``classifier``, it is no denoiser); else a one-line ValueError naming
+    the models that would do.  Settings validation calls it, so a mistyped model fails before
+    any work."""
+    if dataset is not None and dataset not in DEFAULT_TARGETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of {sorted(DEFAULT_TARGETS)}")
+    known = model_names(dataset)
+    if classifier:
+        known = [n for n in known if n not in _denoiser_names()]
+    if name not in known:
+        what = " ".join(w for w in (dataset, "classifier" if classifier else "model") if w)
+        raise ValueError(f"unknown {what} {name!r}; known: {', '.join(known)}")
+    return name
 
 
 def dataset_of(name: str) -> str:

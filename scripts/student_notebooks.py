@@ -7,41 +7,47 @@ cell, ``exercises.check("chNN-exK", answer)``.  The book folds the solution cell
 (``hide-input``).  The student version, written by this script, replaces each solution cell by
 its stub (``advlab.stub`` in the cell's metadata, else ``answer = ...``) and clears the outputs
 of the solution and check cells, so neither the solution nor the check's confirmation, which can
-quote the answer, is left in the file.  The rest of each notebook, stored outputs included, is
-kept.
+quote the answer, is left in the file.  Its badge opens the student copy in Colab and says what
+to do; its exercises' introduction speaks to a student.  The rest of each notebook, stored
+outputs included, is kept.
 
     python scripts/student_notebooks.py --out student/            # student versions
     python scripts/student_notebooks.py --out instructor/ --instructor
 
 A student runs the stub's check cell and gets "No answer yet ..." until the answer is filled in.
+``scripts/colab_notebooks.py`` publishes the student versions for Colab (in plain Markdown).
 """
 from __future__ import annotations
 
 import argparse
 import copy
+import importlib.util
 import json
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_STUB = "answer = ...  # your answer here"
+STUDENT_NOTE = ("**Student version.** The worked solutions of this chapter's exercises are "
+                "replaced by stubs: read the chapter, then at its end fill in each answer cell, run "
+                "it, and run the check cell below it to see whether your answer is right.")
 
 
-def _lines(text: str) -> list[str]:
-    parts = text.split("\n")
-    return [p + "\n" for p in parts[:-1]] + [parts[-1]]
+def _links():
+    spec = importlib.util.spec_from_file_location("book_links", Path(__file__).with_name("book_links.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def exercise_of(cell: dict) -> str | None:
-    return cell.get("metadata", {}).get("advlab", {}).get("exercise")
+links = _links()
+exercise_of, is_check_of, lines = links.exercise_of, links.is_check_of, links.lines
 
 
-def is_check_of(cell: dict, exercise: str) -> bool:
-    return cell["cell_type"] == "code" and f'exercises.check("{exercise}"' in "".join(cell["source"])
-
-
-def student_version(nb: dict) -> dict:
-    """``nb`` with every solution replaced by its stub (a new dict)."""
+def student_version(nb: dict, notebook: str | None = None, pub: dict | None = None) -> dict:
+    """``nb`` with every solution replaced by its stub (a new dict).  With ``notebook`` (its
+    file name), the badge opens the student copy in Colab (``pub``: where it is published,
+    default from ``_config.yml``) and says what to do."""
     nb = copy.deepcopy(nb)
     cells = nb["cells"]
     for i, cell in enumerate(cells):
@@ -50,7 +56,7 @@ def student_version(nb: dict) -> dict:
             continue
         meta = cell["metadata"]
         stub = meta["advlab"].pop("stub", None) or DEFAULT_STUB
-        cell["source"] = _lines(stub)
+        cell["source"] = lines(stub)
         cell["outputs"], cell["execution_count"] = [], None
         meta["tags"] = [t for t in meta.get("tags", []) if t not in ("solution", "hide-input")] + ["exercise"]
         meta.pop("execution", None)
@@ -58,6 +64,17 @@ def student_version(nb: dict) -> dict:
             if is_check_of(check, exercise):
                 check["outputs"], check["execution_count"] = [], None
                 check["metadata"].pop("execution", None)
+                check["metadata"]["tags"] = [t for t in check["metadata"].get("tags", [])
+                                             if t != "remove-output"]
+    intro = links.exercises_intro(cells, make=False)   # a notebook book_links.py has written
+    if intro is not None:
+        links.write_intro(cells[intro], links.EXERCISES_INTRO["student"])
+    if notebook is not None:
+        pub = pub or links.publishing()
+        for cell in cells:
+            if links.role(cell) == "badge":
+                cell["source"] = lines(links.badge_source(links.colab_url(pub, notebook, "student"),
+                                                          STUDENT_NOTE))
     return nb
 
 
@@ -78,12 +95,12 @@ def main(argv=None) -> int:
     parser.add_argument("notebooks", nargs="*", type=Path,
                         help="default: every notebooks/*.ipynb")
     args = parser.parse_args(argv)
-    make = instructor_version if args.instructor else student_version
     args.out.mkdir(parents=True, exist_ok=True)
     paths = args.notebooks or sorted((ROOT / "notebooks").glob("*.ipynb"))
     for path in paths:
-        nb = make(json.loads(path.read_text()))
-        n = sum(1 for c in json.loads(path.read_text())["cells"] if exercise_of(c))
+        source = json.loads(path.read_text())
+        nb = instructor_version(source) if args.instructor else student_version(source, path.name)
+        n = sum(1 for c in source["cells"] if exercise_of(c))
         (args.out / path.name).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
         print(f"{args.out / path.name}: {n} exercise(s)")
     return 0

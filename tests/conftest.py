@@ -75,3 +75,16 @@ def empty_env(tmp_path, monkeypatch):
     monkeypatch.setenv("ADVLAB_MODELS", str(tmp_path / "no-models"))
     monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path / "cache"))
     return tmp_path
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Every download fails at once, as without internet (no backoff waits)."""
+    import urllib.error
+
+    import advlab.download
+
+    def refuse(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+    monkeypatch.setattr(advlab.download.urllib.request, "urlopen", refuse)
+    monkeypatch.setattr(advlab.download, "_sleep", lambda seconds: None)

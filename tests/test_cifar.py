@@ -1,5 +1,4 @@
 import shutil
-import urllib.error
 
 import pytest
 import torch
@@ -34,10 +33,7 @@ def test_unknown_cifar_model():
         load_cifar_resnet("resnet18")
 
 
-def test_resnet110_offline_names_the_variable_and_the_url(empty_env, monkeypatch):
-    def refuse(*args, **kwargs):
-        raise urllib.error.URLError("no network")
-    monkeypatch.setattr(torch.hub, "download_url_to_file", refuse)
+def test_resnet110_offline_names_the_variable_and_the_url(empty_env, no_network):
     with pytest.raises(WeightsUnavailableError) as err:
         load_cifar_resnet("resnet110")
     msg = str(err.value)
@@ -59,12 +55,15 @@ def test_weights_from_the_cache_and_from_a_download(models_mirror, empty_env, mo
     source = models_mirror / "cifar10" / "resnet20-12fca82f.th"
     calls = []
 
-    def fake_download(url, dst, hash_prefix=None, progress=True):
-        calls.append((url, hash_prefix))
+    def fake_download(url, dst, sha256=None, sha256_prefix=None, progress=True):
+        calls.append((url, sha256, sha256_prefix))
+        dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(source, dst)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    monkeypatch.setattr("advlab.download.download", fake_download)
     model = load_cifar_resnet("resnet20")          # nothing in the mirror or the cache: download
-    assert calls == [(cifar.WEIGHTS_URL.format("resnet20-12fca82f.th"), "12fca82f")]
+    assert calls == [(cifar.WEIGHTS_URL.format("resnet20-12fca82f.th"),
+                      CIFAR_RESNETS["resnet20"].sha256, "12fca82f")]
+    assert "/master/" not in calls[0][0] and cifar.WEIGHTS_COMMIT in calls[0][0]
     assert isinstance(model, Normalized) and not model.training
     assert torch.allclose(model.mean.flatten(), torch.tensor([0.485, 0.456, 0.406]))
     load_cifar_resnet("resnet20")                  # now from the download cache

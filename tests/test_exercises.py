@@ -46,11 +46,13 @@ def run_solution(ex: str, **context) -> None:
     exec(compile(check, f"<{ex} check>", "exec"), ns)
 
 
-@pytest.mark.parametrize("ex", ["ch00-ex1", "ch00-ex2", "ch01-ex1", "ch01-ex2", "ch01-ex3",
+@pytest.mark.parametrize("ex", ["ch00-ex1", "ch00-ex2", "ch00-ex3", "ch01-ex1", "ch01-ex2", "ch01-ex3",
                                 "ch02-ex1", "ch02-ex2"])
 def test_checker_accepts_the_solution(ex, capsys):
     run_solution(ex)
-    assert "correct" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "correct" in out
+    assert ex not in out and f"Exercise {int(ex[-1])}: correct." in out   # no internal id
 
 
 @pytest.mark.parametrize("ex", sorted(SOLUTIONS))
@@ -68,6 +70,16 @@ def test_ch00_wrong_answers_raise():
         exercises.check("ch00-ex2", lambda d, eps: eps * d / d.flatten(1).norm(dim=1).view(-1, 1, 1, 1))
     with pytest.raises(AssertionError, match="Not yet"):            # clipping pixels is not projecting
         exercises.check("ch00-ex2", lambda d, eps: d.clamp(-eps, eps))
+    for wrong in ("a", "c", "d", "(A)"):                            # multiple choice: one right letter
+        with pytest.raises(AssertionError, match="Not yet"):
+            exercises.check("ch00-ex3", wrong)
+    with pytest.raises(AssertionError, match="one letter"):
+        exercises.check("ch00-ex3", "e")
+
+
+def test_confirmations_name_the_exercise_not_its_id(capsys):
+    exercises.ok("ch04-ex2", "fine.")
+    assert capsys.readouterr().out.strip() == "\u2713 Exercise 2: correct. fine."
 
 
 def test_ch01_wrong_answers_raise():
@@ -97,12 +109,20 @@ def test_ch02_crop_exercise_with_a_small_model(capsys):
     torch.manual_seed(0)
     model = LeNet().eval()
     x = torch.rand(40, 1, 28, 28)
-    context = {"model": model, "md": md, "cfg": {"mc_passes": 8, "batch_size": 40},
+    context = {"model": model, "md": md, "s": SimpleNamespace(mc_passes=8, batch_size=40),
                "halves": SimpleNamespace(val=SimpleNamespace(x=x))}
     run_solution("ch02-ex3", **context)
     assert "correct" in capsys.readouterr().out
-    mc = md.mc_dropout(model, x, n=8, batch_size=40)
     with pytest.raises(AssertionError, match="Give a share"):
-        exercises.check("ch02-ex3", {24: 0.5}, model, x, mc.pred)
+        exercises.check("ch02-ex3", {24: 0.5}, model, x, 8)
     with pytest.raises(AssertionError, match="Not yet"):
-        exercises.check("ch02-ex3", dict.fromkeys((20, 24, 26, 28), 1.5), model, x, mc.pred)
+        exercises.check("ch02-ex3", dict.fromkeys((20, 24, 26, 28), 1.5), model, x, 8)
+    # the MC-dropout class without the seed the task names: another answer, rejected
+    torch.manual_seed(123)
+    pred = md.mc_dropout(model, x, n=8, batch_size=40).pred
+    other = {k: float((md.crop_agreement(model, x, pred, k) == 5).float().mean()) for k in (20, 24, 26, 28)}
+    from advlab.exercises.ch02 import crop_shares
+    _, right = crop_shares(model, x, 8, 40)
+    if other != right:
+        with pytest.raises(AssertionError):
+            exercises.check("ch02-ex3", other, model, x, 8)

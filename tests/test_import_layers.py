@@ -8,7 +8,7 @@ import advlab
 PACKAGE = Path(advlab.__file__).parent
 #: Lowest first; a module may import modules of its own layer or of a lower one.
 LAYERS = [
-    ["advlab", "advlab.config", "advlab.resources"],
+    ["advlab", "advlab.config", "advlab.inputs", "advlab.resources"],
     ["advlab.cache", "advlab.download", "advlab.metrics"],
     ["advlab.data", "advlab.inference"],
     ["advlab.models"],

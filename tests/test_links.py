@@ -1,6 +1,8 @@
-"""The launch path: the project's public home is one setting (``repository.url`` in
-``_config.yml``); every notebook's Colab badge and install cell, and the launch buttons' branch,
-point at it and at the release the stored outputs were made with (``scripts/book_links.py``)."""
+"""The launch path: where the book is published is one block of ``_config.yml`` (the home,
+``repository.url``; the branch with the Colab notebooks, ``repository.branch``; the pages,
+``html.baseurl``); every notebook's Colab badge and install cell, and the launch buttons' folder,
+point there and at the release the stored outputs were made with (``scripts/book_links.py``);
+the check cells keep no output for the pages."""
 import importlib.util
 import json
 from pathlib import Path
@@ -20,7 +22,11 @@ def test_home_and_release_come_from_one_place():
     home, tag = links.home_and_tag()
     assert tag == f"v{advlab.__version__}"
     assert home.startswith("https://github.com/")
-    assert f"branch: {tag}" in (ROOT / "_config.yml").read_text()
+    assert f"path_to_book: {tag}" in (ROOT / "_config.yml").read_text()
+    pub = links.publishing()
+    assert pub["baseurl"].startswith("https://") and pub["baseurl"].endswith("/")
+    # README's "Read it" points at the published pages
+    assert pub["baseurl"] in (ROOT / "README.md").read_text()
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -29,7 +35,9 @@ def test_notebook_has_badge_and_pinned_install_cell(path):
     cells = json.loads(path.read_text())["cells"]
     badge = "".join(cells[0]["source"])
     assert cells[0]["cell_type"] == "markdown" and "remove-cell" in cells[0]["metadata"]["tags"]
-    assert f"colab.research.google.com/github/{links.github_path(home)}/blob/{tag}/notebooks/{path.name}" in badge
+    branch = links.publishing()["branch"]
+    assert (f"colab.research.google.com/github/{links.github_path(home)}/blob/{branch}/{tag}/notebooks/"
+            f"{path.name}") in badge
     installs = [c for c in cells if c["cell_type"] == "code" and "%pip install" in "".join(c["source"])]
     assert len(installs) == 1, "one install cell"
     source = "".join(installs[0]["source"])
@@ -37,6 +45,17 @@ def test_notebook_has_badge_and_pinned_install_cell(path):
     assert "import advlab" in source and "torch" not in source.split("%pip")[1]  # never reinstall Colab's torch
     first_code = next(c for c in cells if c["cell_type"] == "code")
     assert first_code is installs[0], "the install cell is the first code cell"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_check_cells_store_no_output_for_the_pages(path):
+    """A check's confirmation or hint can give an answer away: the book shows none."""
+    cells = json.loads(path.read_text())["cells"]
+    checks = links.check_cells(cells)
+    assert checks, "every chapter has exercises with check cells"
+    for cell in checks:
+        assert cell["outputs"] == [], "".join(cell["source"])
+        assert "remove-output" in cell["metadata"].get("tags", [])
 
 
 def test_script_reports_nothing_stale():
@@ -47,7 +66,7 @@ def test_script_rewrites_a_stale_notebook(tmp_path):
     (tmp_path / "notebooks").mkdir()
     (tmp_path / "advlab").mkdir()
     (tmp_path / "advlab" / "__init__.py").write_text('__version__ = "9.8.7"\n')
-    (tmp_path / "_config.yml").write_text("repository:\n  url: https://github.com/someone/book\n  branch: main\n")
+    (tmp_path / "_config.yml").write_text("repository:\n  url: https://github.com/someone/book\n  branch: colab\n")
     nb = {"cells": [{"cell_type": "markdown", "metadata": {}, "source": ["# 9. A chapter"]},
                     {"cell_type": "code", "metadata": {}, "outputs": [], "execution_count": None,
                      "source": ['%pip install -q "advlab @ git+https://example.org/old.git"']}],
@@ -57,7 +76,7 @@ def test_script_rewrites_a_stale_notebook(tmp_path):
     assert links.main(["--root", str(tmp_path)]) == 0
     assert links.main(["--check", "--root", str(tmp_path)]) == 0
     out = json.loads((tmp_path / "notebooks" / "09_x.ipynb").read_text())
-    assert "blob/v9.8.7/notebooks/09_x.ipynb" in "".join(out["cells"][0]["source"])
+    assert "book/blob/colab/v9.8.7/notebooks/09_x.ipynb" in "".join(out["cells"][0]["source"])
     assert "git+https://github.com/someone/book.git@v9.8.7" in "".join(out["cells"][2]["source"])
     assert len(out["cells"]) == 3 and all("id" in c for c in out["cells"])
-    assert "branch: v9.8.7" in (tmp_path / "_config.yml").read_text()
+    assert "path_to_book: v9.8.7" in (tmp_path / "_config.yml").read_text()

@@ -36,18 +36,48 @@ def test_example_views_shapes_and_vote(tiny_set):
     assert torch.equal(v["x"][:, 0], tiny_set.x[[0, 2]])          # sigma 0 leaves the input alone
     fig = plots.plot_examples(v, tiny_set.classes)
     assert len(fig.axes) == 4
+    _book_style(fig)
+
+
+def _book_style(fig) -> dict:
+    """The figure follows the book's style (advlab.plots.style): page-wide, at most two chart
+    panels a row, no text under 9 points, no legend over a chart."""
+    m = plots.style.measure(fig)
+    assert m["width_in"] == plots.style.PAGE_WIDTH_IN
+    assert m["min_font_pt"] >= plots.style.MIN_FONT_PT, m
+    assert m["panels_per_row"] <= 2 and m["legends_over_data"] == 0, m
+    return m
 
 
 def test_summary_figures_from_tables():
     per_draw = ch01.SOURCE_TABLE.assign(kernel="5x5", draw=0)
     table = summarise_draws(per_draw, ["kernel", "noise_sigma"], ch01.METRICS, 975)
-    assert len(plots.plot_noise_curves(table, ch01.SOURCE_TABLE).axes) == 2
+    fig = plots.plot_noise_curves(table, ch01.SOURCE_TABLE)
+    assert len(fig.axes) == 2
+    assert "source study (5×5 only)" in _book_style(fig)["texts"]
     import pandas as pd
     attacks = pd.DataFrame([
         {"attack": "none", "attacker": "-", "eps_255": 0.0, "acc_ns": .9, "acc_maj": .9, "reject": 0.0},
         {"attack": "PGD", "attacker": "a", "eps_255": 2.0, "acc_ns": .1, "acc_maj": .3, "reject": .2},
         {"attack": "PGD", "attacker": "b", "eps_255": 2.0, "acc_ns": .2, "acc_maj": .0, "reject": .1}])
-    assert len(plots.plot_attack_curves(attacks).axes) == 2
+    fig = plots.plot_attack_curves(attacks)
+    m = _book_style(fig)
+    assert {"PGD (L∞)", "reject rate of the vote", "ε (× 1/255)"} <= set(m["texts"])
+
+
+def test_style_measures_what_the_book_checks():
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(1, 3, figsize=(12, 3))
+    ax[0].plot([0, 1], [0, 1], label="a line")
+    ax[0].legend(loc="center")                 # over the data
+    ax[1].set_title("small", fontsize=6)
+    m = plots.style.measure(fig)
+    assert m["panels_per_row"] == 3 and m["legends_over_data"] == 1 and m["min_font_pt"] == 6
+    assert plots.style.human("resnet20") == "ResNet-20" and plots.style.human("L-inf") == "L∞"
+    assert plots.style.human("something else") == "something else"
+    img = plots.style.image(fig)
+    record = img.metadata["advlab"]
+    assert record["dpi"] == plots.style.DPI and record["display_width_px"] == plots.style.PAGE_WIDTH_PX
 
 
 def test_explorer_builds_and_redraws(tiny_set):

@@ -15,6 +15,9 @@ from advlab.config import resolve_progress
     (4865, False, "4,865"),
     (4865.0, False, "4,865"),           # counts that went through a float column
     (0.010384, False, "0.0104"),
+    (1823.4, False, "1,823"),           # never 1.82e+03
+    (0.0000123456, False, "0.0000123"),
+    ("resnet20", False, "ResNet-20"),   # a code name the book knows
     (-math.inf, False, "−∞"),
     (float("nan"), False, "–"),
     (None, True, "–"),
@@ -42,7 +45,7 @@ def test_markdown_is_a_numbered_myst_table(detection):
     assert lines[1] == ":name: tab-ch02-detection"
     assert "| Attack | Source | Detection accuracy | Attacks caught |" in lines
     assert "|:--|:--|--:|--:|" in lines
-    assert "| fgsm | ours | 93.5% | 4,723 |" in lines
+    assert "| FGSM | ours | 93.5% | 4,723 |" in lines       # a code name the book knows, for readers
     assert "|  | paper | 96.1% | 4,725 |" in lines          # the repeated group label is blanked
     assert lines[lines.index(":::", 2) + 2] == "run-info: x"
     assert "4725.0" not in md and "detection_acc" not in md
@@ -73,7 +76,7 @@ def test_headers_must_be_for_readers_and_names_follow_the_convention():
 def test_transpose_turns_rows_into_columns():
     df = pd.DataFrame({"Attack": ["BIM", "PGD"], "Detected": [0.974, 0.135], "Images": [1000, 1000]})
     t = report.make_table(df, "tab-ch02-adaptive", "c", percent=["Detected"], transpose=True)
-    assert list(t.cells.columns) == ["", "BIM", "PGD"]
+    assert list(t.cells.columns) == ["Attack", "BIM", "PGD"]   # the corner keeps its header
     assert t.cells.iloc[0].tolist() == ["Detected", "97.4%", "13.5%"]
     assert t.cells.iloc[1].tolist() == ["Images", "1,000", "1,000"]
 
@@ -96,3 +99,16 @@ def test_progress_follows_tqdm_disable_unless_asked(monkeypatch):
     assert resolve_progress(True) is True
     monkeypatch.setenv("TQDM_DISABLE", "0")
     assert resolve_progress() is True
+
+
+def test_prose_columns_are_left_aligned_and_values_never_wrap():
+    df = pd.DataFrame({"Claim": ["a claim", "another"], "Verdict": ["holds", "partly"],
+                       "Evidence": ["FGSM: 1/3 | I-FGSM: 2/4", "none"],
+                       "Images": [(0.1, 0.05, 0.18), (0.2, 0.1, 0.3)], "Count": [10, 12]})
+    t = report.make_table(df, "tab-ch03-claims", "Claims.", percent=["Images"])
+    md = t._repr_markdown_()
+    assert "|:--|:--|:--|--:|--:|" in md
+    assert "|" not in md.split("FGSM: 1/3")[1].split(" |")[0] and "FGSM: 1/3; I-FGSM: 2/4" in md
+    assert "10.0%\u00a0[5.0,\u00a018.0]" in md
+    html = t._repr_html_()
+    assert "white-space: nowrap" in html

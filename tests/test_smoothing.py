@@ -139,12 +139,12 @@ def test_linear_classifier_radius_never_above_the_truth_and_close_for_large_n():
     g = torch.Generator().manual_seed(0)
     w = torch.randn(1, 4, 4, generator=g)
     unit = w / w.norm()
-    sigma, b = 0.5, 0.1
-    # images at signed distances d from the hyperplane along its normal
+    # images at signed distances d from the hyperplane along its normal, which passes through
+    # the grey image (so that every image stays in [0, 1], as Smooth requires)
     distances = torch.tensor([0.15, 0.4, 0.75, -0.6])
-    x0 = torch.rand(1, 4, 4, generator=g)
-    shift = (x0.flatten() @ w.flatten() + b) / w.norm()
-    x = torch.stack([x0 + (d - shift) * unit for d in distances])
+    x0 = torch.full((1, 4, 4), 0.5)
+    sigma, b = 0.5, -float(x0.flatten() @ w.flatten())
+    x = torch.stack([x0 + d * unit for d in distances])
     smooth = Smooth(linear_binary(w, b), 2, sigma, forward_batch=20_000)
     certs = smooth.certify(x, n0=100, n=100_000, alpha=0.001)
     truth = distances.abs().double()
@@ -159,12 +159,12 @@ def test_linear_classifier_radius_never_above_the_truth_and_close_for_large_n():
 
 def test_abstains_on_the_boundary_and_caps_at_the_largest_radius():
     w = torch.ones(1, 2, 2)
-    x = torch.stack([torch.full((1, 2, 2), 0.25), torch.full((1, 2, 2), 5.0)])
+    x = torch.stack([torch.full((1, 2, 2), 0.25), torch.full((1, 2, 2), 1.0)])
     smooth = Smooth(linear_binary(w, -1.0), 2, 0.25, forward_batch=500)  # x[0] on the boundary
     certs = smooth.certify(x, 100, 2000, alpha=0.001)
     assert int(certs.prediction[0]) == ABSTAIN and float(certs.radius[0]) == 0.0
     assert 0.4 < float(certs.p_lower[0]) < 0.5
-    # x[1] is 9.5 (38 sigma) from the boundary: every sample agrees, so the radius is the cap
+    # x[1] is 1.5 (6 sigma) from the boundary: every sample agrees, so the radius is the cap
     assert int(certs.prediction[1]) == 1 and int(certs.count[1]) == 2000
     assert float(certs.radius[1]) == pytest.approx(max_certifiable_radius(0.25, 2000, 0.001))
     pred = smooth.predict(x, n=1000, alpha=0.001)

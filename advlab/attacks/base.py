@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..inputs import check_epsilons, check_images
 from ..models.wrappers import conv_layout
 
 Tick = Callable[[float], None]
@@ -71,8 +72,9 @@ def _epsilon_list(attack: Attack, epsilons) -> list[float | None]:
         raise ValueError(f"{attack.name} searches for a minimal perturbation and takes no epsilon; "
                          "call it with epsilons=None")
     eps = [float(e) for e in (epsilons if isinstance(epsilons, Iterable) else [epsilons])]
-    if not eps or min(eps) < 0:
+    if not eps:
         raise ValueError(f"epsilons must be a non-empty list of values >= 0, got {epsilons!r}")
+    check_epsilons(eps)
     return eps
 
 
@@ -91,6 +93,7 @@ def run(model: nn.Module, x: torch.Tensor, y: torch.Tensor, attack: Attack | str
     atk = make(attack, **params) if isinstance(attack, str) else attack
     if params and not isinstance(attack, str):
         raise TypeError(f"parameters {sorted(params)} only go with an attack name")
+    check_images(x, model, what="x")                 # floats in [0, 1], the model's shape
     if len(x) != len(y):
         raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
     if targets is not None and len(targets) != len(x):

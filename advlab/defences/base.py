@@ -29,6 +29,7 @@ from torch import nn
 
 from ..attacks.adaptive import BPDA
 from ..attacks.base import model_device
+from ..inputs import check_images
 from ..models import predict as model_predict
 
 ABSTAIN = -1
@@ -58,10 +59,17 @@ class Defence(nn.Module):
         """
         return self.batched_labels(x, lambda b: self(b).argmax(1), batch_size, seed)
 
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise :class:`advlab.inputs.InputError` unless ``x`` is a float batch in [0, 1] of the
+        shape the defended classifier declares (every ``predict`` calls it first)."""
+        check_images(x, self, what="x")
+
     def batched_labels(self, x: torch.Tensor, labels: Callable[[torch.Tensor], torch.Tensor],
                        batch_size: int, seed: int | None = None) -> torch.Tensor:
         """``labels(batch)`` over ``x`` in batches on the defence's device, concatenated on the
-        CPU; ``seed`` seeds the global RNG for the call (restored afterwards)."""
+        CPU; ``seed`` seeds the global RNG for the call (restored afterwards).  ``x`` is
+        checked first (:meth:`check_input`)."""
+        self.check_input(x)
         device = model_device(self)
         cuda = [device] if device.type == "cuda" else []
         with torch.random.fork_rng(devices=cuda, enabled=seed is not None):

@@ -93,6 +93,7 @@ class BlurVote(Defence):
     @torch.no_grad()
     def predict_views(self, x: torch.Tensor, batch_size: int = 128) -> dict[str, torch.Tensor]:
         """Labels of the input, its single and double blur, and the vote (CPU tensors)."""
+        self.check_input(x)
         device = next(self.model.parameters()).device
         views = three_views(conv_layout(x.to(device)), self.blur)
         labels = [predict(self.model, v, batch_size, device) for v in views]
@@ -101,6 +102,7 @@ class BlurVote(Defence):
     def predict(self, x: torch.Tensor, batch_size: int = 128, seed: int | None = None) -> torch.Tensor:
         """The 2-of-3 vote, :data:`ABSTAIN` where the three views all differ.  The defence
         draws nothing at random, so ``seed`` changes nothing."""
+        self.check_input(x)
         return torch.cat([self.predict_views(x[i:i + batch_size], batch_size)["vote"]
                           for i in range(0, len(x), batch_size)]) if len(x) else \
             torch.empty(0, dtype=torch.long)

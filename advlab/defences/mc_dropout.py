@@ -257,6 +257,7 @@ class MCDropoutDetector(Defence):
     @torch.no_grad()
     def score(self, x: torch.Tensor, batch_size: int = 1000, seed: int = 0) -> dict:
         """Plain prediction (dropout off), MC class, uncertainty and crop agreement (CPU)."""
+        self.check_input(x)
         was_training = self.model.training
         try:
             mc = mc_dropout(self.model, x, n=self.passes, batch_size=batch_size, seed=seed)

@@ -170,6 +170,7 @@ class Smooth(Defence):
         noise seed for this call."""
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
+        self.check_input(x)
         ids = _ids(x, ids)
         bs = forward_batch or self.forward_batch
         device = model_device(self.base)
@@ -183,7 +184,8 @@ class Smooth(Defence):
             def flush(upto: int) -> None:
                 nonlocal pending, owners, held
                 batch, who = torch.cat(pending), torch.cat(owners)
-                labels = fast_predict(self.base, batch[:upto], bs, device, backend=self.backend)
+                labels = fast_predict(self.base, batch[:upto], bs, device, backend=self.backend,
+                                      unit_range=False)  # x + noise, unclipped
                 if len(labels) and (int(labels.max()) >= self.num_classes or int(labels.min()) < 0):
                     raise ValueError(f"the classifier returned a class outside 0..{self.num_classes - 1}")
                 counts.index_add_(0, who[:upto] * self.num_classes + labels,
@@ -221,6 +223,7 @@ class Smooth(Defence):
             raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
         if n0 < 1 or n < 1:
             raise ValueError(f"need n0 >= 1 and n >= 1, got n0={n0}, n={n}")
+        self.check_input(x)
         ids = _ids(x, ids)
         if _use_distributed(distributed):
             return _certify_sharded(self, x, ids, n0, n, alpha, forward_batch, progress)
@@ -247,6 +250,7 @@ class Smooth(Defence):
         changed)."""
         n = self.n if n is None else n
         alpha = self.alpha if alpha is None else alpha
+        self.check_input(x)
         ids = _ids(x, ids)
         step = batch_size or max(len(x), 1)
         counts = torch.cat([self.sample_counts(x[i:i + step], n, PREDICT, ids[i:i + step],

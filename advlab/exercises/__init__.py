@@ -9,16 +9,21 @@ notebook the exercise is two cells::
 
 Each chapter module defines ``CHECKERS = {"chNN-exK": function}``; :func:`checkers` gathers them.
 Answers left as ``...`` or ``None`` (the stubs of the student version) count as missing.
+A confirmation names the exercise as readers know it ("Exercise 2: correct."), never by its id.
+:func:`multiple_choice` checks a question whose answer is one of a few options (a prediction or
+an interpretation), so that no part of an exercise is left unchecked; a part meant for
+discussion goes in a ``{admonition} Discuss`` block of the task instead.
 """
 from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from collections.abc import Callable
 
 import torch
 
-__all__ = ["check", "checkers", "given", "returned", "ok"]
+__all__ = ["check", "checkers", "given", "multiple_choice", "ok", "returned"]
 
 
 def given(answer, what: str) -> None:
@@ -34,9 +39,29 @@ def returned(out, name: str) -> torch.Tensor:
     return torch.as_tensor(out)
 
 
+def readers_name(exercise: str) -> str:
+    """``"ch03-ex2"`` as readers know it, ``"Exercise 2"`` (other names unchanged)."""
+    m = re.fullmatch(r"ch\d+-ex(\d+)", exercise.strip())
+    return f"Exercise {int(m.group(1))}" if m else exercise
+
+
 def ok(exercise: str, message: str) -> None:
-    """Print the confirmation of a right answer."""
-    print(f"\u2713 {exercise}: correct. {message}")
+    """Print the confirmation of a right answer ("✓ Exercise 2: correct. ...")."""
+    print(f"\u2713 {readers_name(exercise)}: correct. {message}")
+
+
+def multiple_choice(exercise: str, answer, options: dict[str, str], correct: str, why: str,
+                    hints: dict[str, str] | None = None) -> None:
+    """Check a multiple-choice ``answer`` (one letter of ``options``, e.g. ``"b"``): a hint
+    (``hints[letter]``, else a generic one) when it is wrong, ``why`` when it is right."""
+    letters = ", ".join(f'"{k}"' for k in options)
+    given(answer, f"answer = one of {letters}")
+    key = str(answer).strip().strip("()").lower()
+    assert key in options, f"Answer with one letter, {letters}; got {answer!r}."
+    if key != correct:
+        raise AssertionError(f"Not yet: ({key}) {options[key]}: "
+                             + (hints or {}).get(key, "reread the question and try another option."))
+    ok(exercise, why)
 
 
 def checkers() -> dict[str, Callable]:

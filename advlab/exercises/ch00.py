@@ -1,11 +1,12 @@
-"""Checkers of Chapter 0's exercises (steepest ascent under a norm, projection onto a ball)."""
+"""Checkers of Chapter 0's exercises (steepest ascent under a norm, projection onto a ball,
+reading an evaluation)."""
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import torch
 
-from . import given, ok, returned
+from . import given, multiple_choice, ok, returned
 
 
 def _gradients(seed: int = 0) -> torch.Tensor:
@@ -55,4 +56,25 @@ def ch00_ex2(my_project: Callable) -> None:
     ok("Exercise 2", "my_project keeps perturbations inside the ball and scales the others onto it.")
 
 
-CHECKERS: dict[str, Callable] = {"ch00-ex1": ch00_ex1, "ch00-ex2": ch00_ex2}
+EX3_OPTIONS = {
+    "a": "the defence is robust at this budget",
+    "b": "the white-box attack is failing; 85% does not measure robustness",
+    "c": "the surrogate is the better model",
+    "d": "transferred attacks are usually the stronger ones",
+}
+
+
+def ch00_ex3(answer) -> None:
+    """White-box PGD leaves 85%, transferred PGD 60%: which reading? (multiple choice)"""
+    multiple_choice("Exercise 3", answer, EX3_OPTIONS, "b",
+                    "An attacker who knows more and does worse is a sign that the attack, not the "
+                    "model, failed: section 4's sanity checks exist for this case.",
+                    hints={"a": "the white-box attacker knows more than the transfer attacker; "
+                                "can knowing more make a correct attack weaker?",
+                           "c": "a better surrogate would explain a strong transfer attack, not a "
+                                "weak white-box one on the model itself.",
+                           "d": "look again at the LeNet's tables: which knowledge gave the "
+                                "stronger attack at every budget?"})
+
+
+CHECKERS: dict[str, Callable] = {"ch00-ex1": ch00_ex1, "ch00-ex2": ch00_ex2, "ch00-ex3": ch00_ex3}

@@ -7,16 +7,16 @@ ignoring the defence and through it.
 """
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pandas as pd
 import torch
 from tqdm import tqdm
 
 from .. import attacks as atk
-from ..cache import ResultCache, fingerprint
-from ..config import RunInfo, device_name, get_device, profile_settings, resolve_profile, seed_everything
+from .. import plots
+from ..chapter import Chapter, ChapterResults, RunContext, Settings, stage
+from ..config import RunInfo
 from ..data import ImageSet
 from ..defences.base import ABSTAIN
 from ..defences.blur_vote import BLUR_SIGMA_DEFAULT as BLUR_SIGMA
@@ -32,14 +32,12 @@ from ..defences.blur_vote import (
     noise_seeds,
     three_views,
 )
-from ..inference import backend_name
 from ..metrics import summarise_draws
-from ..models import load_imagenet_model, predict, prepare_for_inference
+from ..models import IMAGENET_SPECS, predict
 from ..models.wrappers import conv_layout
+from ..report import make_table
 from ..zoo import load_imagenet_for
-from .common import ChapterResults, cache_note
 
-CHAPTER = "ch01"
 NOISE_SIGMAS = (0.0, 0.125, 0.25, 0.375)
 METRICS = ["acc_ns", "acc_ss", "acc_ds", "acc_maj", "reject"]
 SOURCE_LABEL = "source study (ResNet-50)"
@@ -54,22 +52,41 @@ SOURCE_TABLE = pd.DataFrame({
     "reject": [0.0153, 0.0656, 0.1589, 0.3076],
 })
 
-PROFILES = {
-    "smoke": dict(n_images=10, draws=2, kernels=(5, 7), batch_size=16, attack_images=6,
-                  epsilons=(2 / 255, 8 / 255), pgd_steps=3, seed=0),
-    "full": dict(n_images=None, draws=3, kernels=(5, 7), batch_size=64, attack_images=48,
-                 epsilons=(1 / 255, 2 / 255, 4 / 255, 8 / 255), pgd_steps=7, seed=0),
-}
+@dataclass(frozen=True)
+class Ch01Settings(Settings):
+    """``model``: the ImageNet classifier (``efficientnet_lite0`` offline; ``resnet50``, the
+    source study's, and ``inception_v3`` download their weights); ``n_images``: the first
+    colour sample images (None: all 975); ``draws``: noise draws per sigma; ``kernels``: blur
+    windows (blur sigma 1); ``batch_size``: images per forward pass; the attacks: FGSM and PGD
+    (``pgd_steps``, random start) at ``epsilons`` on ``attack_images`` images drawn at random."""
+
+    model: str = "efficientnet_lite0"
+    n_images: int | None = None
+    draws: int = stage(3, "sweep")
+    kernels: tuple[int, ...] = (5, 7)
+    batch_size: int = 64
+    attack_images: int = stage(48, "attacks")
+    epsilons: tuple[float, ...] = stage((1 / 255, 2 / 255, 4 / 255, 8 / 255), "attacks")
+    pgd_steps: int = stage(7, "attacks")
+
+    def check(self) -> None:
+        self.require(self.model in IMAGENET_SPECS,
+                     f"model must be one of {sorted(IMAGENET_SPECS)}, got {self.model!r}")
+        self.require(self.n_images is None or 1 <= self.n_images <= 975,
+                     "n_images must be None (all 975) or in 1..975")
+        self.require(self.draws >= 1, "draws must be >= 1")
+        self.require(len(self.kernels) > 0 and all(k >= 3 and k % 2 for k in self.kernels),
+                     "kernels must be odd window sizes >= 3")
+        self.require(self.batch_size >= 1 and self.attack_images >= 1 and self.pgd_steps >= 1,
+                     "batch_size, attack_images and pgd_steps must be >= 1")
+        self.require(len(self.epsilons) > 0 and all(0 < e <= 1 for e in self.epsilons),
+                     "epsilons must be budgets in (0, 1]")
 
 
-def settings(profile: str | None = None, **overrides) -> dict:
-    """The profile's settings, with keyword overrides (unknown keys are an error)."""
-    return profile_settings(PROFILES, "ch01", profile, **overrides)
-
-
-def load_images(model_name: str, n_images: int | None = None, progress: bool = True) -> ImageSet:
-    """The colour sample images, preprocessed for ``model_name`` (e.g. Resize 256, CenterCrop 224)."""
-    return load_imagenet_for(model_name, limit=n_images, progress=progress)
+def load_images(s: Ch01Settings, progress: bool = True) -> ImageSet:
+    """The colour sample images, preprocessed for the settings' model (e.g. Resize 256,
+    CenterCrop 224)."""
+    return load_imagenet_for(s.model, limit=s.n_images, progress=progress)
 
 
 def noise_predictions(model, images: ImageSet, noise_sigma: float, draw: int, kernels=(5, 7),
@@ -100,24 +117,17 @@ def score(y: torch.Tensor, ns: torch.Tensor, ss: torch.Tensor, ds: torch.Tensor)
             "reject": float((vote == ABSTAIN).float().mean())}
 
 
-def noise_key(model_name: str, images: ImageSet, cfg: dict, noise_sigma: float, draw: int) -> dict:
-    """Everything a cached (noise sigma, draw) piece of the noise table depends on."""
-    return dict(model=model_name, sigma=noise_sigma, draw=draw, seed=cfg["seed"], n=len(images),
-                kernels=list(cfg["kernels"]), blur_sigma=BLUR_SIGMA, images=fingerprint(images),
-                batch=cfg["batch_size"])
-
-
-def run_noise(model, images: ImageSet, cfg: dict, cache: ResultCache, model_name: str,
-              progress: bool = True) -> pd.DataFrame:
-    """Every (noise sigma, draw) pass, cached one at a time; a row per kernel, sigma and draw."""
+def run_noise(ctx: RunContext, s: Ch01Settings, model, images: ImageSet) -> pd.DataFrame:
+    """Every (noise sigma, draw) pass, one piece each; a row per kernel, sigma and draw."""
     rows = []
-    jobs = [(s, d) for s in NOISE_SIGMAS for d in range(cfg["draws"] if s > 0 else 1)]
-    for noise_sigma, draw in tqdm(jobs, desc="noise x smoothing", disable=not progress):
-        key = noise_key(model_name, images, cfg, noise_sigma, draw)
-        preds = cache.get_or_compute(
-            "noise", key, lambda: noise_predictions(model, images, noise_sigma, draw, cfg["kernels"],
-                                                    cfg["seed"], cfg["batch_size"], progress))
-        for k in cfg["kernels"]:
+    jobs = [(sig, d) for sig in NOISE_SIGMAS for d in range(s.draws if sig > 0 else 1)]
+    for noise_sigma, draw in tqdm(jobs, desc="noise x smoothing", disable=not ctx.progress):
+        preds = ctx.piece(
+            "noise", lambda: noise_predictions(model, images, noise_sigma, draw, s.kernels, s.seed,
+                                               s.batch_size, ctx.progress),
+            settings=s.part("noise"), model=model, images=images, noise_sigma=noise_sigma,
+            draw=draw, blur_sigma=BLUR_SIGMA)
+        for k in s.kernels:
             rows.append({"kernel": f"{k}x{k}", "noise_sigma": noise_sigma, "draw": draw,
                          **score(images.y, preds["ns"], preds[f"ss{k}"], preds[f"ds{k}"])})
     return pd.DataFrame(rows)
@@ -152,48 +162,43 @@ def attack_subset(images: ImageSet, n: int, seed: int) -> ImageSet:
     return images.sample(n, seed)
 
 
+#: The attacks and their names for readers: FGSM (the book's, one gradient for every epsilon)
+#: and L-inf PGD from a random start (the book's PGD core, step 2.5 eps / steps).
+ATTACK_LABELS = {"fgsm": "FGSM", "linf_pgd": "PGD"}
+
+
 def chapter_attacks(steps: int) -> dict[str, atk.Attack]:
-    """FGSM (foolbox) and L-inf PGD (the book's PGD core, random start, step 2.5 eps / steps)."""
-    return {"fgsm": atk.make("fgsm"), "pgd": atk.PGD("linf", steps, random_start=True)}
+    return {"fgsm": atk.make("fgsm"), "linf_pgd": atk.PGD("linf", steps, random_start=True)}
 
 
-def attack_key(model_name: str, images: ImageSet, cfg: dict, attack: str, attacker: str,
-               kernel: int) -> dict:
-    """Everything a cached attack piece depends on (``images``: the attacked ones)."""
-    return dict(model=model_name, attack=attack, attacker=attacker, eps=list(cfg["epsilons"]),
-                steps=cfg["pgd_steps"], n=len(images), seed=cfg["seed"], kernel=kernel,
-                images=fingerprint(images), batch=cfg["batch_size"])
-
-
-def run_attacks(model, images: ImageSet, cfg: dict, cache: ResultCache, model_name: str,
-                kernel: int = 5, progress: bool = True) -> pd.DataFrame:
+def run_attacks(ctx: RunContext, s: Ch01Settings, model, images: ImageSet,
+                kernel: int = 5) -> pd.DataFrame:
     """FGSM and PGD against the bare model (the attacker ignores the defence) and against the
     defence's differentiable forward (mean log-softmax of the three views: the attacker knows
-    the blur and the vote)."""
-    sub = attack_subset(images, cfg["attack_images"], cfg["seed"])
+    the blur and the vote); every adversarial set then goes through the defence."""
+    sub = attack_subset(images, s.attack_images, s.seed)
     defence = BlurVote(model, kernel, BLUR_SIGMA)
     targets = {"ignores defence": model, "adaptive (through blur+vote)": defence}
-    methods = chapter_attacks(cfg["pgd_steps"])
+    methods = chapter_attacks(s.pgd_steps)
     rows = []
     clean = defence.predict_views(sub.x)
     rows.append({"attack": "none", "attacker": "-", "eps_255": 0.0,
                  **score(sub.y, clean["ns"], clean["ss"], clean["ds"])})
     jobs = [(a, t) for a in methods for t in targets]
-    for name, who in tqdm(jobs, desc="attacks", disable=not progress):
-        key = attack_key(model_name, sub, cfg, name, who, kernel)
-
+    for name, who in tqdm(jobs, desc="attacks", disable=not ctx.progress):
         def compute():
-            advs = atk.run(targets[who], sub.x, sub.y, methods[name], list(cfg["epsilons"]),
-                           batch_size=cfg["batch_size"] // 2, seed=cfg["seed"], progress=progress)
+            advs = atk.run(targets[who], sub.x, sub.y, methods[name], list(s.epsilons),
+                           batch_size=s.batch_size // 2, seed=s.seed, progress=ctx.progress)
             preds = {}
             for i, e in enumerate(advs):
                 p = defence.predict_views(advs[e])
                 preds.update({f"{v}_{i}": p[v] for v in ("ns", "ss", "ds")})
             return preds
 
-        preds = cache.get_or_compute("attack", key, compute)
-        for i, e in enumerate(cfg["epsilons"]):
-            rows.append({"attack": name.upper(), "attacker": who, "eps_255": round(e * 255, 3),
+        preds = ctx.piece("attack", compute, settings=s.part("attacks"), attack=methods[name],
+                          crafted_on=targets[who], defence=defence, images=sub)
+        for i, e in enumerate(s.epsilons):
+            rows.append({"attack": ATTACK_LABELS[name], "attacker": who, "eps_255": round(e * 255, 3),
                          **score(sub.y, preds[f"ns_{i}"], preds[f"ss_{i}"], preds[f"ds_{i}"])})
     return pd.DataFrame(rows)
 
@@ -211,8 +216,8 @@ def kernel_check(kernel_size: int = 5, blur_sigma: float = BLUR_SIGMA,
     twice = compose_kernels(k, k)
     size, s2 = equivalent_gaussian(kernel_size, blur_sigma)
     rows = []
-    for label, ks, s in [("source study: one 7x7, sigma=1", 7, blur_sigma),
-                         (f"one {size}x{size}, sigma=sqrt(2)={s2:.4f}", size, s2)]:
+    for label, ks, s in [("source study: one 7×7 blur, σ = 1", 7, blur_sigma),
+                         (f"one {size}×{size} blur, σ = √2 = {s2:.4f}", size, s2)]:
         cand = gaussian_kernel(ks, s)
         row = {"candidate": label, "max_abs_kernel_error": kernel_distance(twice, cand),
                "relative_error": kernel_distance(twice, cand) / float(twice.max())}
@@ -234,47 +239,15 @@ class Ch01Results(ChapterResults):
     attacks: pd.DataFrame
     kernels: pd.DataFrame
     info: RunInfo
-    settings: dict = field(default_factory=dict)
+    settings: Ch01Settings
+    n_images: int = 0
 
-    CHAPTER = CHAPTER
+    CHAPTER = "ch01"
     TABLES = ("per_draw", "table", "source_comparison", "attacks", "kernels")
     INDEXED = ("source_comparison",)
 
-
-def make_figures(results: Ch01Results) -> dict:
-    """The chapter's summary figures, by file stem."""
-    from .. import plots
-    return {"ch01_noise_curves": plots.plot_noise_curves(results.table, SOURCE_TABLE),
-            "ch01_attack_curves": plots.plot_attack_curves(results.attacks)}
-
-
-def setup(profile: str | None = None, model_name: str = "efficientnet_lite0", device=None,
-          progress: bool = True, **overrides):
-    """Settings, device, model (eval, channels_last) and the colour images for a run."""
-    cfg = settings(profile, **overrides)
-    dev = get_device(device)
-    seed_everything(cfg["seed"])
-    model = prepare_for_inference(load_imagenet_model(model_name), dev)
-    return cfg, dev, model, load_images(model_name, cfg["n_images"], progress)
-
-
-def run(profile: str | None = None, model_name: str = "efficientnet_lite0", device=None,
-        use_cache: bool = True, progress: bool = True, prepared=None, **overrides) -> Ch01Results:
-    """The whole chapter: noise table over draws, source-study comparison, attacks, kernel check.
-
-    ``prepared`` takes the tuple ``setup`` returned (so a notebook loads the model once).
-    """
-    t0 = time.time()
-    profile = resolve_profile(profile)
-    cfg, dev, model, images = prepared or setup(profile, model_name, device, progress, **overrides)
-    cache = ResultCache(CHAPTER, enabled=use_cache)
-    per_draw = run_noise(model, images, cfg, cache, model_name, progress)
-    table = summarise_draws(per_draw, ["kernel", "noise_sigma"], METRICS, len(images))
-    attacks = run_attacks(model, images, cfg, cache, model_name, progress=progress)
-    info = RunInfo(CHAPTER, profile, device_name(dev), model_name, time.time() - t0, cache_note(cache),
-                   backend_name(dev, model=model))
-    return Ch01Results(per_draw, table, source_comparison(table), attacks,
-                       kernel_check(x=images.x[:16]), info, {**cfg, "n_images": len(images)})
+    def extras(self) -> dict:
+        return {"n_images": self.n_images}
 
 
 # --------------------------------------------------------------------------- tables for readers
@@ -346,9 +319,77 @@ def attack_table(attacks: pd.DataFrame, attacker: str | None = None) -> pd.DataF
 def kernel_table(kernels: pd.DataFrame) -> pd.DataFrame:
     """:func:`kernel_check` for readers."""
     from ..report import for_readers
-    columns = {"candidate": "One blur instead of two 5x5 passes",
+    columns = {"candidate": "One blur instead of two 5×5 passes",
                "max_abs_kernel_error": "Largest kernel difference",
                "relative_error": "Relative to the kernel's peak"}
     if "max_pixel_error_255" in kernels:
         columns["max_pixel_error_255"] = "Largest pixel difference (grey levels)"
     return for_readers(kernels, columns, percent=["relative_error"])
+
+
+def _model_title(r: Ch01Results) -> str:
+    return MODEL_TITLES.get(r.settings.model, r.settings.model)
+
+
+TABLES = {
+    "tab-ch01-kernels": lambda r: make_table(
+        kernel_table(r.kernels), "tab-ch01-kernels",
+        "How far one blur is from two 5×5, σ = 1 passes: on the kernels, and on the first 16 "
+        "images (grey levels of 255)."),
+    "tab-ch01-noise-5x5": lambda r: make_table(
+        noise_table(r.table, "5x5"), "tab-ch01-noise-5x5",
+        "5×5 kernel: accuracy of each view and of the vote, and the vote's reject rate, by noise "
+        f"σ (mean over the noise draws [95% Wilson interval], {r.n_images:,} images).",
+        note=draw_spread(r.table)),
+    "tab-ch01-noise-7x7": lambda r: make_table(
+        noise_table(r.table, "7x7"), "tab-ch01-noise-7x7",
+        "7×7 kernel: the same rates as the 5×5 table (mean over the noise draws [95% Wilson "
+        "interval])."),
+    "tab-ch01-source": lambda r: make_table(
+        comparison_table(r.source_comparison, r.settings.model), "tab-ch01-source",
+        f"5×5 kernel: this book's rates ({_model_title(r)}, mean over the noise draws) beside "
+        "the source study's (ResNet-50, one noise draw), by noise σ."),
+    "tab-ch01-attacks-plain": lambda r: make_table(
+        attack_table(r.attacks, "ignores defence"), "tab-ch01-attacks-plain",
+        "An attacker who ignores the defence: FGSM and PGD (L∞) on the bare model, "
+        f"{r.settings.attack_images} images. Accuracy of the undefended model, of each view and "
+        "of the vote, and the vote's reject rate."),
+    "tab-ch01-attacks-adaptive": lambda r: make_table(
+        attack_table(r.attacks, "adaptive (through blur+vote)"), "tab-ch01-attacks-adaptive",
+        "An attacker who attacks through the blur and the vote (PGD on the surrogate), "
+        f"{r.settings.attack_images} images: the same rates as for the attacker who ignores the "
+        "defence."),
+}
+
+
+class Chapter01(Chapter):
+    id = "ch01"
+    title = "Noise, Gaussian smoothing and the 2-of-3 vote"
+    Settings = Ch01Settings
+    profiles = {
+        "smoke": Ch01Settings(n_images=10, draws=2, batch_size=16, attack_images=6,
+                              epsilons=(2 / 255, 8 / 255), pgd_steps=3),
+        "full": Ch01Settings(),
+    }
+    model_setting = "model"
+    tables = TABLES
+    figures = {"ch01_noise_curves": lambda r: plots.plot_noise_curves(r.table, SOURCE_TABLE),
+               "ch01_attack_curves": lambda r: plots.plot_attack_curves(r.attacks)}
+
+    def run(self, ctx: RunContext, s: Ch01Settings) -> Ch01Results:
+        """Noise table over draws, source-study comparison, attacks, kernel check."""
+        with ctx.stage("model and images"):
+            model = ctx.load_model(s.model)
+            images = load_images(s, ctx.progress)
+        with ctx.stage("noise x smoothing"):
+            per_draw = run_noise(ctx, s, model, images)
+            table = summarise_draws(per_draw, ["kernel", "noise_sigma"], METRICS, len(images))
+        with ctx.stage("attacks"):
+            attacks = run_attacks(ctx, s, model, images)
+        with ctx.stage("kernel check"):
+            kernels = kernel_check(x=images.x[:16])
+        return Ch01Results(per_draw, table, source_comparison(table), attacks, kernels,
+                           ctx.info(s.model, model), s, len(images))
+
+
+CHAPTER = Chapter01()

@@ -1,5 +1,6 @@
 """Chapter 2: detecting adversarial MNIST digits with MC-dropout uncertainty and five-crop
-agreement (the source study: a reproduction of Alshemali et al. 2019).
+agreement (the source study: a reproduction of Alshemali, Graham & Kalita 2019, "Toward robust
+image classification").
 
 Protocol.  The 10,000 MNIST test digits are split in two halves: images 0-4999 are the
 validation half (strength calibration and threshold fitting), images 5000-9999 the test half.
@@ -7,30 +8,29 @@ In each half the digits the undefended LeNet misclassifies are dropped; every re
 enters the mixed set once clean and once attacked (FGSM, BIM, JSMA), about 4,960 + 4,960
 images, the size of the source study's Table 2.  The detector's L, H and C are fitted on the
 validation half and applied to the test half; fitting them on the test half itself (what the
-source study did) is reported beside.
+source study did) is reported beside.  The detector is
+:class:`advlab.defences.mc_dropout.MCDropoutDetector`; the adaptive attacker descends its
+published objective (:func:`advlab.attacks.defence_aware_pgd`).
 """
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
 from sklearn.metrics import auc, roc_curve
 
 from .. import attacks as atk
-from ..cache import ResultCache, config_hash, fingerprint
-from ..config import RunInfo, device_name, get_device, profile_settings, resolve_profile, seed_everything
+from .. import plots
+from ..chapter import Chapter, ChapterResults, RunContext, Settings, stage
+from ..config import RunInfo
 from ..data import ImageSet, load_mnist
 from ..defences import mc_dropout as md
-from ..inference import backend_name
+from ..inference import predict
 from ..metrics import detection_counts, labelled_clean_breakdown, roc_hull
-from ..models import predict
-from ..training.lenet import RECIPE, trained_lenet
-from .common import cache_note
+from ..report import make_table
+from ..training.lenet import RECIPE
 
-CHAPTER = "ch02"
 ATTACKS = ("fgsm", "bim", "bim_a", "jsma")
 HALF = 5000  # the test set is split into two halves of this size
 
@@ -49,22 +49,56 @@ SOURCE_TABLE3 = pd.DataFrame([
 ], columns=["attack", "source", "clean_correct", "clean_incorrect", "adv_correct",
             "adv_incorrect", "classification_acc"])
 
-PROFILES = {
-    "smoke": dict(epochs=1, n_half=150, calib_images=60, mc_passes=20, crop_size=24,
-                  fgsm_eps=(0.1, 0.2, 0.3), bim_eps=(0.1, 0.2), bim_steps=10,
-                  jsma_gamma=(0.1, 0.2), grid=24, adaptive_images=40, adaptive_steps=10,
-                  n_eot=8, unc_weight=10.0, batch_size=500, seed=0),
-    "full": dict(epochs=RECIPE["epochs"], n_half=HALF, calib_images=500, mc_passes=50,
-                 crop_size=24, fgsm_eps=(0.1, 0.125, 0.15, 0.175, 0.2, 0.225, 0.25, 0.3),
-                 bim_eps=(0.1, 0.15, 0.2, 0.225, 0.25, 0.275, 0.3), bim_steps=10,
-                 jsma_gamma=(0.1, 0.15, 0.2, 0.25, 0.3), grid=64, adaptive_images=1000,
-                 adaptive_steps=40, n_eot=16, unc_weight=10.0, batch_size=1000, seed=0),
-}
 
+@dataclass(frozen=True)
+class Ch02Settings(Settings):
+    """``epochs``: the LeNet's training; ``n_half``: digits of each half considered; the
+    strengths tried for calibration (``fgsm_eps``, ``bim_eps`` (BIM and BIM-A), ``jsma_gamma``)
+    on the first ``calib_images`` validation digits; ``bim_steps``: BIM's iterations; the
+    detector's ``mc_passes`` and ``crop_size``; ``grid``: quantiles of the uncertainty tried for
+    L and H; the adaptive attack: ``adaptive_steps`` of PGD on ``adaptive_images`` test digits,
+    EOT over ``n_eot`` dropout masks, ``unc_weight`` times the uncertainty in its loss."""
 
-def settings(profile: str | None = None, **overrides) -> dict:
-    """The profile's settings, with keyword overrides (unknown keys are an error)."""
-    return profile_settings(PROFILES, "ch02", profile, **overrides)
+    epochs: int = RECIPE["epochs"]
+    n_half: int = HALF
+    calib_images: int = stage(500, "calibration")
+    mc_passes: int = stage(50, "detector")
+    crop_size: int = stage(24, "detector")
+    fgsm_eps: tuple[float, ...] = stage((0.1, 0.125, 0.15, 0.175, 0.2, 0.225, 0.25, 0.3), "sweep")
+    bim_eps: tuple[float, ...] = stage((0.1, 0.15, 0.2, 0.225, 0.25, 0.275, 0.3), "sweep")
+    bim_steps: int = 10
+    jsma_gamma: tuple[float, ...] = stage((0.1, 0.15, 0.2, 0.25, 0.3), "sweep")
+    grid: int = stage(64, "fit")
+    adaptive_images: int = stage(1000, "adaptive")
+    adaptive_steps: int = stage(40, "adaptive")
+    n_eot: int = stage(16, "adaptive")
+    unc_weight: float = stage(10.0, "adaptive")
+    batch_size: int = 1000
+
+    def check(self) -> None:
+        self.require(0 < self.n_half <= HALF, f"n_half must be in 1..{HALF}")
+        for name in ("epochs", "calib_images", "bim_steps", "adaptive_images", "adaptive_steps",
+                     "batch_size"):
+            self.require(getattr(self, name) >= 1, f"{name} must be >= 1")
+        self.require(self.mc_passes >= 2, "mc_passes must be >= 2 (a spread needs two passes)")
+        self.require(self.n_eot >= 1, "n_eot must be >= 1")
+        self.require(1 <= self.crop_size <= 28, "crop_size must be in 1..28 (MNIST is 28 px)")
+        self.require(self.grid >= 2, "grid must be >= 2")
+        for name in ("fgsm_eps", "bim_eps", "jsma_gamma"):
+            values = getattr(self, name)
+            self.require(len(values) > 0 and all(0 < v <= 1 for v in values),
+                         f"{name} must be strengths in (0, 1]")
+        self.require(self.unc_weight >= 0, "unc_weight must be >= 0")
+
+    def strengths(self, attack: str) -> tuple[float, ...]:
+        """The calibration strengths of ``attack`` (BIM-A shares BIM's)."""
+        return {"fgsm": self.fgsm_eps, "bim": self.bim_eps, "bim_a": self.bim_eps,
+                "jsma": self.jsma_gamma}[attack]
+
+    def detector(self, model) -> md.MCDropoutDetector:
+        """The detector these settings describe, in front of ``model``."""
+        return md.MCDropoutDetector(model, passes=self.mc_passes, crop_size=self.crop_size,
+                                    n_eot=self.n_eot, unc_weight=self.unc_weight)
 
 
 # --------------------------------------------------------------------------- data
@@ -99,23 +133,25 @@ def _predict(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------- attacks
-def run_attack(model, images: ImageSet, name: str, strength: float, cfg: dict,
-               progress: bool = True) -> torch.Tensor:
-    """Adversarial versions of ``images`` under one attack at one strength (CPU tensor).
-
-    FGSM and BIM (foolbox, ``bim_steps`` steps of eps/4) and BIM-A (the PGD core: the same
-    BIM, stopping each image once it is misclassified): ``strength`` is the L-inf epsilon.
-    JSMA (the book's batched JSMA, targets drawn uniformly among the wrong classes):
-    ``strength`` is gamma, the largest fraction of pixels it may change.
-    """
+def make_attack(name: str, s: Ch02Settings) -> atk.Attack:
+    """FGSM; BIM (foolbox, ``bim_steps`` steps of 2.5 eps / steps); BIM-A (the same BIM,
+    stopping each image once it is misclassified); JSMA (targets drawn uniformly among the
+    wrong classes; the strength is gamma, the largest fraction of pixels it may change)."""
     if name == "jsma":
-        targets = atk.random_targets(images.y, 10, seed=cfg["seed"])
-        return atk.run(model, images.x, images.y, "jsma", targets=targets, gamma=strength,
-                       batch_size=min(cfg["batch_size"], 256), seed=cfg["seed"],
-                       progress=progress)[None]
-    params = {} if name == "fgsm" else {"steps": cfg["bim_steps"]}
-    return atk.run(model, images.x, images.y, name, [strength], batch_size=cfg["batch_size"],
-                   seed=cfg["seed"], progress=progress, **params)[float(strength)]
+        return atk.make("jsma")
+    return atk.make(name) if name == "fgsm" else atk.make(name, steps=s.bim_steps)
+
+
+def run_attack(model, images: ImageSet, name: str, strength: float, s: Ch02Settings,
+               progress: bool = True) -> torch.Tensor:
+    """Adversarial versions of ``images`` under one attack at one strength (CPU tensor)."""
+    if name == "jsma":
+        targets = atk.random_targets(images.y, 10, seed=s.seed)
+        jsma = atk.make("jsma", gamma=strength)
+        return atk.run(model, images.x, images.y, jsma, targets=targets,
+                       batch_size=min(s.batch_size, 256), seed=s.seed, progress=progress)[None]
+    return atk.run(model, images.x, images.y, make_attack(name, s), [strength],
+                   batch_size=s.batch_size, seed=s.seed, progress=progress)[float(strength)]
 
 
 def attack_name(name: str) -> str:
@@ -123,45 +159,27 @@ def attack_name(name: str) -> str:
     return atk.make(name).name
 
 
-def strengths(cfg: dict, name: str) -> tuple[float, ...]:
-    return tuple(cfg["jsma_gamma"] if name == "jsma" else cfg["bim_eps" if name == "bim_a" else f"{name}_eps"])
-
-
 def source_attack(name: str) -> str:
     """The source study's attack a row is compared with: it does not say which BIM it ran."""
     return "bim" if name == "bim_a" else name
 
 
-def cache_key(cfg: dict, scoring: bool = False) -> dict:
-    """What every cached piece depends on: the model, the seed, BIM's steps and the batch size
-    (the dropout masks depend on it too); with ``scoring``, the detector's settings too."""
-    key = {"model": config_hash({**RECIPE, "epochs": cfg["epochs"]}), "seed": cfg["seed"],
-           "bim_steps": cfg["bim_steps"], "batch": cfg["batch_size"]}
-    return {**key, "mc": cfg["mc_passes"], "crop": cfg["crop_size"]} if scoring else key
-
-
-def piece_key(key: dict, images: ImageSet, **settings) -> dict:
-    """``key`` plus the images a piece is computed on and the piece's own settings."""
-    return {**key, "images": fingerprint(images), "n": len(images), **settings}
-
-
-def calibrate(model, images: ImageSet, cfg: dict, cache: ResultCache, key: dict,
-              progress: bool = True) -> pd.DataFrame:
-    """Undefended accuracy on the 50/50 mixed set for every candidate strength.
-
-    Run on the first ``calib_images`` validation digits.  All of them are classified
-    correctly, so mixed accuracy = (1 + accuracy on the attacked copies) / 2.
-    """
-    sub = images.subset(torch.arange(min(cfg["calib_images"], len(images))))
+def calibrate(ctx: RunContext, s: Ch02Settings, model, images: ImageSet) -> pd.DataFrame:
+    """Undefended accuracy on the 50/50 mixed set for every candidate strength, on the first
+    ``calib_images`` validation digits.  All of them are classified correctly, so mixed
+    accuracy = (1 + accuracy on the attacked copies) / 2."""
+    sub = images.subset(torch.arange(min(s.calib_images, len(images))))
     rows = []
     for name in ATTACKS:
-        for s in strengths(cfg, name):
-            def compute(name=name, s=s):
-                adv = run_attack(model, sub, name, s, cfg, progress)
+        for strength in s.strengths(name):
+            def compute(name=name, strength=strength):
+                adv = run_attack(model, sub, name, strength, s, ctx.progress)
                 return {"pred": _predict(model, adv)}
-            pred = cache.get_or_compute(f"calib-{name}-{s}", piece_key(key, sub), compute)["pred"]
+            pred = ctx.piece("calibration", compute, settings=s.part("calibration"), model=model,
+                             images=sub, attack=name, strength=strength)["pred"]
             adv_acc = float((pred == sub.y).float().mean())
-            rows.append(dict(attack=name, strength=s, adv_acc=adv_acc, mixed_acc=(1 + adv_acc) / 2))
+            rows.append(dict(attack=name, strength=strength, adv_acc=adv_acc,
+                             mixed_acc=(1 + adv_acc) / 2))
     table = pd.DataFrame(rows)
     table["target"] = table.attack.map(source_attack).map(dict(zip(SOURCE_TABLE1.attack, SOURCE_TABLE1.paper)))
     return table
@@ -193,14 +211,6 @@ class Scored:
         return Scored(*(getattr(self, f)[mask] for f in self.__dataclass_fields__))
 
 
-def score_images(model, x: torch.Tensor, cfg: dict) -> dict:
-    """Plain prediction, MC-dropout statistics and crop agreement for a batch of images."""
-    mc = md.mc_dropout(model, x, n=cfg["mc_passes"], batch_size=cfg["batch_size"], seed=cfg["seed"])
-    return {"pred_plain": _predict(model, x, cfg["batch_size"]), "pred": mc.pred,
-            "uncertainty": mc.uncertainty,
-            "agreement": md.crop_agreement(model, x, mc.pred, cfg["crop_size"], cfg["batch_size"])}
-
-
 def mixed(clean: dict, adv: dict, y: torch.Tensor) -> Scored:
     cat = lambda k: torch.cat([clean[k], adv[k]])  # noqa: E731
     return Scored(torch.cat([y, y]), torch.cat([torch.zeros(len(y), dtype=torch.bool),
@@ -229,36 +239,35 @@ def roc_table(s: Scored, grid: int) -> tuple[pd.DataFrame, dict]:
 
 
 # --------------------------------------------------------------------------- adaptive attack
-def run_adaptive(model, images: ImageSet, th: md.Thresholds, eps: float, cfg: dict,
-                 clean: dict, plain: dict[str, dict], cache: ResultCache, key: dict,
-                 progress: bool = True) -> pd.DataFrame:
+def run_adaptive(ctx: RunContext, s: Ch02Settings, model, images: ImageSet, th: md.Thresholds,
+                 eps: float, clean: dict, plain: dict[str, dict]) -> pd.DataFrame:
     """The detector, thresholds fixed, against attacks that ignore it (``plain``: attack name
     -> scores) and against adaptive PGD with and without the uncertainty penalty, on the first
     ``adaptive_images`` test digits."""
-    n = min(cfg["adaptive_images"], len(images))
+    n = min(s.adaptive_images, len(images))
     sub = images.subset(torch.arange(n))
     take = lambda d: {k: v[:n] for k, v in d.items()}  # noqa: E731
     variants = [(f"{attack_name(name)}, ignores the detector", name) for name in plain]
-    variants += [("Adaptive PGD + EOT", 0.0), ("Adaptive PGD + EOT + uncertainty penalty", cfg["unc_weight"])]
+    variants += [("Adaptive PGD + EOT", 0.0), ("Adaptive PGD + EOT + uncertainty penalty", s.unc_weight)]
     rows = []
     for label, which in variants:
         if isinstance(which, str):
             scored = take(plain[which])
         else:
-            def compute(weight=which):
-                adv = md.adaptive_pgd(model, sub.x, sub.y, eps, steps=cfg["adaptive_steps"],
-                                      n_eot=cfg["n_eot"], crop_size=cfg["crop_size"],
-                                      unc_weight=weight, batch_size=cfg["batch_size"],
-                                      seed=cfg["seed"], progress=progress)
-                return {"adv": adv, **score_images(model, adv, cfg)}
-            scored = cache.get_or_compute(f"adaptive-{which}", piece_key(key, sub, eps=eps,
-                                          steps=cfg["adaptive_steps"], n_eot=cfg["n_eot"]),
-                                          compute)
-            scored = {k: v for k, v in scored.items() if k != "adv"}
-        s = mixed(take(clean), scored, sub.y)
-        adv_only = s.subset(s.is_adv)
+            detector = s.replace(unc_weight=which).detector(model)
+
+            def compute(detector=detector):
+                adv = atk.defence_aware_pgd(detector, sub.x, sub.y, eps, steps=s.adaptive_steps,
+                                            batch_size=s.batch_size, seed=s.seed,
+                                            progress=ctx.progress)
+                return {"adv": adv, **detector.score(adv, s.batch_size, s.seed)}
+            scored = ctx.piece("adaptive", compute, settings=s.part("detector", "adaptive"),
+                               detector=detector, images=sub, eps=eps)
+            scored = {k: v for k, v in scored.items() if k not in ("adv", "computed_on")}
+        mix = mixed(take(clean), scored, sub.y)
+        adv_only = mix.subset(mix.is_adv)
         flagged = md.flag_adversarial(adv_only.uncertainty, adv_only.agreement, th)
-        ev = evaluate(s, th)
+        ev = evaluate(mix, th)
         rows.append(dict(attack=label, eps=eps, n=n,
                          undefended_acc=float((adv_only.pred_plain == adv_only.y).float().mean()),
                          median_uncertainty=float(adv_only.uncertainty.median()),
@@ -271,39 +280,32 @@ def run_adaptive(model, images: ImageSet, th: md.Thresholds, eps: float, cfg: di
 
 # --------------------------------------------------------------------------- everything
 @dataclass
-class Ch02Results:
-    clean_acc: float
+class Ch02Results(ChapterResults):
     calibration: pd.DataFrame
-    chosen: dict
     table1: pd.DataFrame
     thresholds: pd.DataFrame
     table2: pd.DataFrame
     table3: pd.DataFrame
     auroc: pd.DataFrame
     adaptive: pd.DataFrame
+    crop_agreement: pd.DataFrame
     info: RunInfo
+    settings: Ch02Settings
+    clean_acc: float = 0.0
+    chosen: dict = field(default_factory=dict)        # attack -> chosen strength
+    n_val: int = 0
+    n_test: int = 0
     curves: dict = field(default_factory=dict)        # attack -> {detector: (fpr, tpr)}
     uncertainty: dict = field(default_factory=dict)   # attack -> (clean u, adv u) on the test half
     examples: dict = field(default_factory=dict)      # clean and attacked test digits
-    settings: dict = field(default_factory=dict)
 
-    TABLES = ("calibration", "table1", "thresholds", "table2", "table3", "auroc", "adaptive")
+    CHAPTER = "ch02"
+    TABLES = ("calibration", "table1", "thresholds", "table2", "table3", "auroc", "adaptive",
+              "crop_agreement")
 
-    def save(self, out: Path) -> list[Path]:
-        """Write every table as CSV and the settings, choices and run-info as JSON."""
-        import json
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        written = []
-        for name in self.TABLES:
-            path = out / f"{CHAPTER}_{name}.csv"
-            getattr(self, name).to_csv(path, index=False)
-            written.append(path)
-        path = out / f"{CHAPTER}_run.json"
-        path.write_text(json.dumps({"info": asdict(self.info), "settings": self.settings,
-                                    "strengths": self.chosen, "clean_acc": self.clean_acc},
-                                   indent=2, default=str))
-        return written + [path]
+    def extras(self) -> dict:
+        return {"strengths": self.chosen, "clean_acc": self.clean_acc, "n_val": self.n_val,
+                "n_test": self.n_test}
 
 
 def _beside_source(ours: pd.DataFrame, source: pd.DataFrame) -> pd.DataFrame:
@@ -315,88 +317,69 @@ def _beside_source(ours: pd.DataFrame, source: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts)
 
 
-def make_figures(results: Ch02Results) -> dict:
-    """The chapter's summary figures, by file stem."""
-    from .. import plots
-    th = {r.attack: (r.low, r.high) for r in results.thresholds.itertuples() if r.fit_on == "validation"}
-    return {"ch02_uncertainty": plots.plot_uncertainty_histograms(results.uncertainty, th),
-            "ch02_roc": plots.plot_roc(results.curves, results.auroc),
-            "ch02_calibration": plots.plot_calibration(results.calibration, results.chosen)}
+def run_chapter(ctx: RunContext, s: Ch02Settings) -> Ch02Results:
+    """Calibration, attacks, the detector on both halves, ROC, adaptive attack."""
+    with ctx.stage("model and halves"):
+        model = ctx.load_model("lenet", epochs=s.epochs)
+        halves = split_halves(model, s.n_half, s.batch_size)
+    with ctx.stage("calibration"):
+        calibration = calibrate(ctx, s, model, halves.val)
+        chosen = choose_strengths(calibration)
 
-
-def setup(profile: str | None = None, device=None, progress: bool = True, **overrides):
-    """Settings, device, the trained LeNet and the two halves of the test set."""
-    cfg = settings(profile, **overrides)
-    dev = get_device(device)
-    seed_everything(cfg["seed"])
-    model = trained_lenet(dev, progress=progress, epochs=cfg["epochs"])
-    return cfg, dev, model, split_halves(model, cfg["n_half"], cfg["batch_size"])
-
-
-def run(profile: str | None = None, model_name: str = "lenet", device=None, use_cache: bool = True,
-        progress: bool = True, prepared=None, **overrides) -> Ch02Results:
-    """The whole chapter: calibration, attacks, detector on both halves, ROC, adaptive attack.
-
-    ``model_name`` is accepted for the CLI's sake; this chapter has one model, the LeNet.
-    """
-    if model_name != "lenet":
-        raise ValueError(f"chapter 2 has one model, 'lenet' (got {model_name!r})")
-    t0 = time.time()
-    profile = resolve_profile(profile)
-    cfg, dev, model, halves = prepared or setup(profile, device, progress, **overrides)
-    cache = ResultCache(CHAPTER, enabled=use_cache)
-    key = cache_key(cfg)
-    calibration = calibrate(model, halves.val, cfg, cache, key, progress)
-    chosen = choose_strengths(calibration)
-
-    score_key = cache_key(cfg, scoring=True)
+    detector = s.detector(model)
     scored, advs = {}, {}
-    for half in ("val", "test"):
-        images = getattr(halves, half)
-        hkey = piece_key(score_key, images, half=half)
-        scored[half, "clean"] = cache.get_or_compute(
-            f"{half}-clean", hkey, lambda: score_images(model, images.x, cfg))
-        for name in ATTACKS:
-            def compute(name=name):
-                adv = run_attack(model, images, name, chosen[name], cfg, progress)
-                return {"adv": adv, **score_images(model, adv, cfg)}
-            entry = cache.get_or_compute(f"{half}-{name}-{chosen[name]}", hkey, compute)
-            advs[half, name] = entry.pop("adv")
-            scored[half, name] = entry
+    with ctx.stage("attacks and scores"):
+        for half in ("val", "test"):
+            images = getattr(halves, half)
+            entry = ctx.piece("scores", lambda: detector.score(images.x, s.batch_size, s.seed),
+                              settings=s.part("detector"), detector=detector, images=images)
+            scored[half, "clean"] = {k: v for k, v in entry.items() if k != "computed_on"}
+            for name in ATTACKS:
+                def compute(name=name):
+                    adv = run_attack(model, images, name, chosen[name], s, ctx.progress)
+                    return {"adv": adv, **detector.score(adv, s.batch_size, s.seed)}
+                entry = ctx.piece("attacked scores", compute, settings=s.part("detector"),
+                                  detector=detector, images=images, attack=name,
+                                  strength=chosen[name])
+                advs[half, name] = entry["adv"]
+                scored[half, name] = {k: v for k, v in entry.items() if k not in ("adv", "computed_on")}
 
     t1, th_rows, t2, t3, aurocs, curves, unc = [], [], [], [], [], {}, {}
-    for name in ATTACKS:
-        val = mixed(scored["val", "clean"], scored["val", name], halves.val.y)
-        test = mixed(scored["test", "clean"], scored["test", name], halves.test.y)
-        adv_acc = float((scored["test", name]["pred_plain"] == halves.test.y).float().mean())
-        t1.append(dict(attack=name, strength=chosen[name], n_mixed=len(test.y),
-                       mixed_acc=float((test.pred_plain == test.y).float().mean()),
-                       adv_acc=adv_acc, attack_success=1 - adv_acc))
-        for fit_on, fit_set in (("validation", val), ("test (as the source study)", test)):
-            th, fit_acc = md.fit_thresholds(fit_set.uncertainty, fit_set.agreement, fit_set.is_adv,
-                                            cfg["grid"])
-            th_rows.append(dict(attack=name, fit_on=fit_on, low=th.low, high=th.high,
-                                count=th.count, fit_detection_acc=fit_acc))
-            ev = evaluate(test, th)
-            t2.append(dict(attack=name, source=f"advlab, fit on {fit_on}",
-                           **{k: ev[k] for k in ("FN", "FP", "TN", "TP", "detection_acc")}))
-            t3.append(dict(attack=name, source=f"advlab, fit on {fit_on}",
-                           **{k: ev[k] for k in ("clean_correct", "clean_incorrect", "adv_correct",
-                                                 "adv_incorrect", "classification_acc", "kept",
-                                                 "crops_used")}))
-        table, curves[name] = roc_table(test, cfg["grid"])
-        aurocs.append(table.assign(attack=name))
-        clean_u = scored["test", "clean"]["uncertainty"]
-        unc[name] = (clean_u.numpy(), scored["test", name]["uncertainty"].numpy())
-
+    with ctx.stage("thresholds and tables"):
+        for name in ATTACKS:
+            val = mixed(scored["val", "clean"], scored["val", name], halves.val.y)
+            test = mixed(scored["test", "clean"], scored["test", name], halves.test.y)
+            adv_acc = float((scored["test", name]["pred_plain"] == halves.test.y).float().mean())
+            t1.append(dict(attack=name, strength=chosen[name], n_mixed=len(test.y),
+                           mixed_acc=float((test.pred_plain == test.y).float().mean()),
+                           adv_acc=adv_acc, attack_success=1 - adv_acc))
+            for fit_on, fit_set in (("validation", val), ("test (as the source study)", test)):
+                th, fit_acc = md.fit_thresholds(fit_set.uncertainty, fit_set.agreement,
+                                                fit_set.is_adv, s.grid)
+                th_rows.append(dict(attack=name, fit_on=fit_on, low=th.low, high=th.high,
+                                    count=th.count, fit_detection_acc=fit_acc))
+                ev = evaluate(test, th)
+                t2.append(dict(attack=name, source=f"advlab, fit on {fit_on}",
+                               **{k: ev[k] for k in ("FN", "FP", "TN", "TP", "detection_acc")}))
+                t3.append(dict(attack=name, source=f"advlab, fit on {fit_on}",
+                               **{k: ev[k] for k in ("clean_correct", "clean_incorrect", "adv_correct",
+                                                     "adv_incorrect", "classification_acc", "kept",
+                                                     "crops_used")}))
+            table, curves[name] = roc_table(test, s.grid)
+            aurocs.append(table.assign(attack=name))
+            clean_u = scored["test", "clean"]["uncertainty"]
+            unc[name] = (clean_u.numpy(), scored["test", name]["uncertainty"].numpy())
     thresholds = pd.DataFrame(th_rows)
+
     # The adaptive attacker faces the detector at its best against an L-inf attack of the
     # same budget: the thresholds fitted on validation against BIM-A.
     ref = thresholds[(thresholds.attack == "bim_a") & (thresholds.fit_on == "validation")].iloc[0]
-    adaptive = run_adaptive(model, halves.test, md.Thresholds(ref.low, ref.high, int(ref["count"])),
-                            chosen["bim_a"], cfg, scored["test", "clean"],
-                            {a: scored["test", a] for a in ("bim_a", "bim") if chosen[a] == chosen["bim_a"]},
-                            cache, score_key, progress)
+    with ctx.stage("adaptive attack"):
+        adaptive = run_adaptive(ctx, s, model, halves.test,
+                                md.Thresholds(ref.low, ref.high, int(ref["count"])),
+                                chosen["bim_a"], scored["test", "clean"],
+                                {a: scored["test", a] for a in ("bim_a", "bim")
+                                 if chosen[a] == chosen["bim_a"]})
 
     table1 = pd.DataFrame(t1)
     for col in ("source_study", "paper"):
@@ -406,12 +389,13 @@ def run(profile: str | None = None, model_name: str = "lenet", device=None, use_
     auroc = pd.concat(aurocs)[["attack", "uncertainty", "crops", "hybrid"]]
     examples = {"clean": halves.test.x[:8], "y": halves.test.y[:8],
                 **{name: advs["test", name][:8] for name in ATTACKS}}
-    info = RunInfo(CHAPTER, profile, device_name(dev), f"LeNet ({cfg['epochs']} epochs)",
-                   time.time() - t0, cache_note(cache), backend_name(dev, model=model))
-    return Ch02Results(halves.clean_acc, calibration, chosen, table1, thresholds,
-                       table2.reset_index(drop=True), table3.reset_index(drop=True),
-                       auroc.reset_index(drop=True), adaptive, info, curves, unc, examples,
-                       {**cfg, "n_val": len(halves.val), "n_test": len(halves.test)})
+    agree = scored["test", "clean"]["agreement"]
+    crops = pd.DataFrame({"agreeing": range(md.N_CROPS + 1),
+                          "share": [float((agree == k).float().mean()) for k in range(md.N_CROPS + 1)]})
+    return Ch02Results(calibration, table1, thresholds, table2.reset_index(drop=True),
+                       table3.reset_index(drop=True), auroc.reset_index(drop=True), adaptive, crops,
+                       ctx.info(f"LeNet ({s.epochs} epochs)", model), s, halves.clean_acc, chosen,
+                       len(halves.val), len(halves.test), curves, unc, examples)
 
 
 # --------------------------------------------------------------------------- tables for readers
@@ -494,3 +478,76 @@ def adaptive_view(adaptive: pd.DataFrame) -> pd.DataFrame:
         "median_uncertainty": "Median uncertainty of attacked digits"},
         percent=["classification_acc", "evaded_and_wrong", "detected", "mixed_detection_acc",
                  "undefended_acc"])
+
+
+def crop_table(crops: pd.DataFrame) -> pd.DataFrame:
+    """How many of the five crops agree with the MC-dropout class on the clean test digits."""
+    out = pd.DataFrame({"Crops agreeing": [str(k) for k in crops.agreeing],
+                        "Share of the clean test digits": crops.share.tolist()})
+    out.attrs = {"percent": ["Share of the clean test digits"], "labels": 1}
+    return out
+
+
+TABLES = {
+    "tab-ch02-crop-agreement": lambda r: make_table(
+        crop_table(r.crop_agreement), "tab-ch02-crop-agreement",
+        f"How many of the five {r.settings.crop_size}-pixel crops agree with the MC-dropout "
+        f"class, on the {r.n_test:,} clean test digits.", transpose=True),
+    "tab-ch02-table1": lambda r: make_table(
+        table1_view(r.table1), "tab-ch02-table1",
+        "The source study's Table 1: the chosen strengths and the undefended LeNet's accuracy on "
+        "the mixed test set, beside the source study's and the paper's."),
+    "tab-ch02-thresholds": lambda r: make_table(
+        thresholds_view(r.thresholds), "tab-ch02-thresholds",
+        "The thresholds L, H and C fitted on the validation half and, as the source study did, "
+        "on the test half, with the detection accuracy on the half they were fitted on."),
+    "tab-ch02-table2": lambda r: make_table(
+        table2_view(r.table2), "tab-ch02-table2",
+        "The source study's Table 2: detection on the mixed test set (attacked digits are the "
+        "positives); this book with L, H, C fitted on the validation half and on the test half, "
+        "beside the source study and the paper."),
+    "tab-ch02-table3": lambda r: make_table(
+        table3_view(r.table3), "tab-ch02-table3",
+        "The source study's Table 3: accuracy on the images the detector accepts, this book "
+        "beside the source study and the paper."),
+    "tab-ch02-table3-breakdown": lambda r: make_table(
+        table3_breakdown_view(r.table3), "tab-ch02-table3-breakdown",
+        "The accepted images of the source study's Table 3 by kind: clean or attacked, "
+        "classified right or wrong (shares of all accepted images)."),
+    "tab-ch02-auroc": lambda r: make_table(
+        auroc_view(r.auroc), "tab-ch02-auroc",
+        "Area under the ROC curve of each detector on the mixed test set."),
+    "tab-ch02-adaptive": lambda r: make_table(
+        adaptive_view(r.adaptive), "tab-ch02-adaptive",
+        "The detector (thresholds fitted on validation against BIM-A) against attacks that "
+        f"ignore it and against adaptive PGD, on {int(r.adaptive.n.iloc[0]):,} test digits "
+        f"(ε = {r.adaptive.eps.iloc[0]:g}).", transpose=True),
+}
+
+
+def _uncertainty_figure(r: Ch02Results):
+    th = {t.attack: (t.low, t.high) for t in r.thresholds.itertuples() if t.fit_on == "validation"}
+    return plots.plot_uncertainty_histograms(r.uncertainty, th)
+
+
+class Chapter02(Chapter):
+    id = "ch02"
+    title = "MC-dropout and five-crop detection"
+    Settings = Ch02Settings
+    profiles = {
+        "smoke": Ch02Settings(epochs=1, n_half=150, calib_images=60, mc_passes=20,
+                              fgsm_eps=(0.1, 0.2, 0.3), bim_eps=(0.1, 0.2), jsma_gamma=(0.1, 0.2),
+                              grid=24, adaptive_images=40, adaptive_steps=10, n_eot=8,
+                              batch_size=500),
+        "full": Ch02Settings(),
+    }
+    tables = TABLES
+    figures = {"ch02_uncertainty": _uncertainty_figure,
+               "ch02_roc": lambda r: plots.plot_roc(r.curves, r.auroc),
+               "ch02_calibration": lambda r: plots.plot_calibration(r.calibration, r.chosen)}
+
+    def run(self, ctx: RunContext, s: Ch02Settings) -> Ch02Results:
+        return run_chapter(ctx, s)
+
+
+CHAPTER = Chapter02()

@@ -365,8 +365,8 @@ def example_views(classifier, images: ImageSet, ids: torch.Tensor, sigmas, cfg: 
             clean_den = den(noisy.to(device)).cpu() if den is not None else noisy
         out["noisy"].append(noisy)
         out["denoised"].append(clean_den)
-        out["pred_noisy"].append(predict(classifier, noisy, 64))
-        out["pred_denoised"].append(predict(classifier, clean_den, 64))
+        out["pred_noisy"].append(predict(classifier, noisy, 64, unit_range=False))
+        out["pred_denoised"].append(predict(classifier, clean_den, 64, unit_range=False))
     return out
 
 

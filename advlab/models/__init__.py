@@ -15,12 +15,12 @@ def load_pretrained(name: str):
     images: the CIFAR-10 ResNets (``resnet20`` ... ``resnet110``), the ImageNet models
     (``efficientnet_lite0``, ``resnet50``, ``inception_v3``) and ``efficientnet_lite1`` (only a
     black-box surrogate).  Models the book trains itself are in :mod:`advlab.zoo`."""
-    from .imagenet import _efficientnet_lite1
+    from .imagenet import _efficientnet_lite
     if name in CIFAR_RESNETS:
         return load_cifar_resnet(name)
     if name in IMAGENET_SPECS:
         return load_imagenet_model(name)
     if name == "efficientnet_lite1":
-        return _efficientnet_lite1()
+        return _efficientnet_lite("lite1")
     raise ValueError(f"unknown pretrained model {name!r}; choose one of "
                      f"{sorted([*CIFAR_RESNETS, *IMAGENET_SPECS, 'efficientnet_lite1'])}")

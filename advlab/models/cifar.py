@@ -22,7 +22,11 @@ from ..config import cache_root, models_root
 from .imagenet import IMAGENET_MEAN, IMAGENET_STD, WeightsUnavailableError
 from .wrappers import Normalized
 
-WEIGHTS_URL = "https://github.com/akamaster/pytorch_resnet_cifar10/raw/master/pretrained_models/{}"
+#: The repository's checkpoints at a fixed commit (the one the offline mirror was taken from),
+#: so that a later push cannot change what a reader downloads.
+WEIGHTS_COMMIT = "d5489e8995e81e91ce6b1d69dcc98ad579b0b153"
+WEIGHTS_URL = ("https://github.com/akamaster/pytorch_resnet_cifar10/raw/" + WEIGHTS_COMMIT
+               + "/pretrained_models/{}")
 
 
 @dataclass(frozen=True)
@@ -46,7 +50,8 @@ CIFAR_RESNETS = {
                                 "014dd6541728a1c700b1642ab640e211dc6eb8ed507d70697458dc8f8a0ae2e4", 93.10),
     "resnet56": CifarResNetSpec(9, "resnet56-4bfd9763.th",
                                 "4bfd97631478d6b638d2764fd2baff3edb1d7d82252d54439343b6596b9b5367", 93.39),
-    # No copy of this file was at hand, so only its name's sha256 prefix is checked.
+    # No copy of this file was at hand offline, so its full sha256 is unknown: only the prefix
+    # its name carries is checked (said in the error when it does not match).
     "resnet110": CifarResNetSpec(18, "resnet110-1d1ed7c2.th", None, 93.68),
 }
 
@@ -82,6 +87,9 @@ class BasicBlock(nn.Module):
 
 class CifarResNet(nn.Module):
     """ResNet-(6n+2) for 32x32 inputs, taking normalised images; see the module docstring."""
+
+    #: The input it was trained on (checked by :func:`advlab.inputs.check_images`).
+    input_shape = (3, 32, 32)
 
     def __init__(self, blocks: int, num_classes: int = 10):
         super().__init__()
@@ -119,8 +127,10 @@ def _verify(path: Path, spec: CifarResNetSpec) -> None:
     if spec.sha256 is not None:
         verify(path, spec.sha256)
     elif not (digest := file_digest(path)).startswith(spec.sha256_prefix):
-        raise ChecksumError(f"{path}: sha256 {digest} does not start with {spec.sha256_prefix} "
-                            "(its name's suffix); delete it to download it again")
+        raise ChecksumError(f"{path}: sha256 {digest} does not start with {spec.sha256_prefix}, "
+                            "the only part of its digest that is published (its file name); "
+                            "the file is corrupt or not the official one (delete it to download "
+                            "it again)")
 
 
 def cifar_weights_path(name: str = "resnet56", download: bool = True) -> Path:
@@ -136,15 +146,14 @@ def cifar_weights_path(name: str = "resnet56", download: bool = True) -> Path:
     url = WEIGHTS_URL.format(spec.file)
     tried = [str(p) for p in candidates]
     if download:
+        from ..download import download as fetch
         target = candidates[-1]
-        target.parent.mkdir(parents=True, exist_ok=True)
         tried.append(url)
-        try:  # writes to a temporary file, checks the name's hash prefix, then renames
-            torch.hub.download_url_to_file(url, str(target), hash_prefix=spec.sha256_prefix,
-                                           progress=False)
-        except Exception as err:  # network errors come in many types
+        try:  # retried, resumed, verified (full sha256, else the name's prefix), then renamed
+            fetch(url, target, sha256=spec.sha256, sha256_prefix=spec.sha256_prefix,
+                  progress=False)
+        except (OSError, ValueError) as err:
             raise WeightsUnavailableError(_not_found(name, spec, tried, f"download failed: {err}")) from err
-        _verify(target, spec)
         return target
     raise WeightsUnavailableError(_not_found(name, spec, tried, f"download=True fetches {url}"))
 

@@ -106,7 +106,10 @@ def load_committed(name: str) -> DnCNN:
     path = resource_dir() / record.file
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != record.sha256:
-        raise ValueError(f"{path}: sha256 {digest} does not match the manifest's {record.sha256}")
+        from ..download import ChecksumError, resource_hint
+        raise ChecksumError(f"committed denoiser {path}: sha256 {digest} does not match the "
+                            f"manifest's {record.sha256}; the file is damaged or was replaced: "
+                            f"{resource_hint(f'{RESOURCE_DIR}/{record.file}')}")
     model = DnCNN(**record.recipe["arch"])
     state = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})

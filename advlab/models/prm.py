@@ -146,7 +146,10 @@ def load_autoencoder(classifier_name: str, trained_at: float) -> SparseUNet:
     blob = ref.read_bytes()
     digest = hashlib.sha256(blob).hexdigest()
     if digest != entry["sha256"]:
-        raise ValueError(f"{entry['file']}: sha256 {digest} does not match {entry['sha256']}")
+        from ..download import ChecksumError, resource_hint
+        raise ChecksumError(f"shipped PRM weights {ref}: sha256 {digest} does not match the "
+                            f"{entry['sha256']} of {MANIFEST}; the file is damaged or was "
+                            f"replaced: {resource_hint(entry['file'])}")
     with resources.as_file(ref) as path:
         state = torch.load(path, map_location="cpu", weights_only=True)
     ae = SparseUNet(spec.get("channels", 3), spec["width"], spec["depth"])

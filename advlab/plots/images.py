@@ -4,74 +4,75 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 
+from .style import PAGE_WIDTH_IN, bare, human
+from .style import image as _image
 
-def plot_examples(views: dict, classes, max_chars: int = 18) -> plt.Figure:
+
+def plot_examples(views: dict, classes, max_chars: int = 14) -> plt.Figure:
     """Grid of noisy inputs (rows: images, columns: noise sigma) titled with the three labels.
 
     ``views`` comes from ``advlab.experiments.ch01.example_views``.
     """
     x, preds, sigmas, y = views["x"], views["preds"], views["sigmas"], views["y"]
     n, s = x.shape[0], x.shape[1]
-    fig, axes = plt.subplots(n, s, figsize=(2.6 * s, 3.6 * n + 0.4), squeeze=False)
+    panel = PAGE_WIDTH_IN / s
+    fig, axes = plt.subplots(n, s, figsize=(PAGE_WIDTH_IN, (panel + 0.75) * n + 0.2), squeeze=False,
+                             layout="constrained")
     short = lambda i: "REJECT" if i < 0 else classes[i][:max_chars]  # noqa: E731
     for i in range(n):
         for j in range(s):
             ax = axes[i, j]
             ax.imshow(x[i, j].permute(1, 2, 0).clamp(0, 1).numpy())
-            ax.set_xticks([]), ax.set_yticks([])
+            bare(ax)
             p = preds[i, j].tolist()
             ok = lambda v: "✓" if v == int(y[i]) else "✗"  # noqa: E731
-            head = f"noise σ = {sigmas[j]}\n" if i == 0 else ""
+            head = f"noise σ = {sigmas[j]:g}\n" if i == 0 else ""
             ax.set_title(f"{head}NS {short(p[0])} {ok(p[0])}\nSS {short(p[1])} {ok(p[1])}\n"
                          f"DS {short(p[2])} {ok(p[2])}\nvote {short(p[3])} {ok(p[3])}", fontsize=9,
                          loc="left")
             if j == 0:
-                ax.set_ylabel(classes[int(y[i])][:max_chars], fontsize=11)
-    fig.tight_layout()
+                ax.set_ylabel(classes[int(y[i])][:max_chars], fontsize=10)
     return fig
 
 
 def show_kernels(kernels: dict[str, torch.Tensor]) -> plt.Figure:
     """Heat maps of named 2-D kernels on one colour scale."""
-    fig, axes = plt.subplots(1, len(kernels), figsize=(3.2 * len(kernels), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(kernels), figsize=(PAGE_WIDTH_IN, PAGE_WIDTH_IN / len(kernels) + 0.35),
+                             squeeze=False, layout="constrained")
     vmax = max(float(k.max()) for k in kernels.values())
     for ax, (name, k) in zip(axes[0], kernels.items()):
         ax.imshow(k.numpy(), cmap="viridis", vmin=0, vmax=vmax)
-        ax.set_title(name, fontsize=11)
-        ax.set_xticks([]), ax.set_yticks([])
-    fig.tight_layout()
+        ax.set_title(name, fontsize=10)
+        bare(ax)
     return fig
 
 
 def plot_digits(rows: dict, labels=None, max_cols: int = 8, size: float = 1.15) -> plt.Figure:
-    """A grid of greyscale digits: one row per entry of ``rows`` (name -> (B, 1, H, W))."""
+    """A grid of greyscale digits: one row per entry of ``rows`` (name -> (B, 1, H, W)).
+    The figure is page-wide (``size`` is kept for callers; it no longer sets the width)."""
     names = list(rows)
     cols = min(max_cols, min(len(v) for v in rows.values()))
-    fig, axes = plt.subplots(len(names), cols, figsize=(size * cols, (size + 0.1) * len(names)), squeeze=False)
+    panel = (PAGE_WIDTH_IN - 0.6) / cols
+    fig, axes = plt.subplots(len(names), cols, figsize=(PAGE_WIDTH_IN, (panel + 0.3) * len(names)),
+                             squeeze=False, layout="constrained")
     for i, name in enumerate(names):
         for j in range(cols):
             ax = axes[i, j]
             ax.imshow(rows[name][j, 0].cpu(), cmap="gray", vmin=0, vmax=1)
-            ax.set_xticks([]), ax.set_yticks([])
+            bare(ax)
             if labels is not None and name in labels:
-                ax.set_title(str(labels[name][j]), fontsize=8, pad=2)
-        axes[i, 0].set_ylabel(name, fontsize=9)
-    fig.tight_layout()
+                ax.set_title(str(labels[name][j]), fontsize=9.5, pad=2)
+        axes[i, 0].set_ylabel(human(name), fontsize=10)
     return fig
 
 
 def as_jpeg(fig: plt.Figure, quality: int = 85, dpi: int = 100):
-    """The figure as an inline JPEG (closed afterwards): noisy images compress badly as PNG."""
-    import io
-
-    from IPython.display import Image
-    buf = io.BytesIO()
-    fig.savefig(buf, format="jpeg", dpi=dpi, pil_kwargs={"quality": quality})
-    plt.close(fig)
-    return Image(data=buf.getvalue(), format="jpeg")
+    """The figure as an inline JPEG (closed afterwards): noisy images compress badly as PNG.
+    ``dpi`` is kept for callers; the book's resolution is used (:mod:`advlab.plots.style`)."""
+    return _image(fig, "jpeg", quality=quality)
 
 
-def plot_processed(examples: dict, classes, max_chars: int = 16) -> plt.Figure:
+def plot_processed(examples: dict, classes, max_chars: int = 12) -> plt.Figure:
     """Chapter 3 (the source study's Figure 2): the clean and adversarial image, then each
     transform's output beside its delta (output - adversarial input, mid-grey = 0, stretched
     by the factor in the title), one row per family; labels with a tick when correct."""
@@ -82,21 +83,23 @@ def plot_processed(examples: dict, classes, max_chars: int = 16) -> plt.Figure:
         by_family.setdefault(fam, []).append(name)
     cols = 2 * max(max(len(v) for v in by_family.values()), 1)
     rows = 1 + len(by_family)
-    fig, axes = plt.subplots(rows, cols, figsize=(1.75 * cols, 2.0 * rows), squeeze=False)
+    panel = PAGE_WIDTH_IN / cols
+    fig, axes = plt.subplots(rows, cols, figsize=(PAGE_WIDTH_IN, (panel + 0.5) * rows), squeeze=False,
+                             layout="constrained")
     for ax in axes.flat:
         ax.set_axis_off()
     label = lambda i: f"{classes[i][:max_chars] if classes else i} {'✓' if i == y else '✗'}"  # noqa: E731
     show = lambda ax, im, title: (ax.imshow(im.permute(1, 2, 0).clamp(0, 1).numpy()),  # noqa: E731
-                                  ax.set_title(title, fontsize=7))
+                                  ax.set_title(title, fontsize=9))
     strength = examples.get("strength")
     show(axes[0, 0], examples["x"], f"clean\n{label(y)}")
-    show(axes[0, 1], examples["x_adv"], f"{examples['attack']} {strength:g}/255\n{label(examples['adv_label'])}")
+    show(axes[0, 1], examples["x_adv"],
+         f"{human(examples['attack'])} {strength:g}/255\n{label(examples['adv_label'])}")
     for r, names in enumerate(by_family.values(), start=1):
         for j, name in enumerate(names):
             out = outputs[name]
             delta = out - examples["x_adv"]
             gain = 0.5 / max(float(delta.abs().max()), 1e-6)
-            show(axes[r, 2 * j], out, f"{name}\n{label(labels[name])}")
-            show(axes[r, 2 * j + 1], 0.5 + gain * delta, f"delta (x{gain:.0f})")
-    fig.tight_layout()
+            show(axes[r, 2 * j], out, f"{human(name)}\n{label(labels[name])}")
+            show(axes[r, 2 * j + 1], 0.5 + gain * delta, f"change (×{gain:.0f})")
     return fig

@@ -95,7 +95,55 @@ def recipe(name: str, **overrides) -> dict:
     cfg = with_overrides(RECIPES[name], overrides, "denoiser recipe keys")
     if cfg["objective"] == "stab" and cfg["dataset"] in TARGETS and not cfg["classifiers"]:
         raise ValueError("the stability objective needs at least one classifier")
+    check_recipe(name, cfg)
     return cfg
+
+
+def check_recipe(name: str, cfg: dict) -> None:
+    """Raise a one-line ValueError naming the first entry of recipe ``cfg`` that no training
+    can use (``epochs=-1`` would otherwise cache an untrained network as trained)."""
+    import math
+
+    def whole(key: str, low: int, none_ok: bool = False) -> None:
+        v = cfg[key]
+        if v is None and none_ok:
+            return
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            raise ValueError(f"denoiser {name}: {key} must be a whole number >= {low}"
+                             f"{' or null' if none_ok else ''}, got {v!r}")
+
+    def number(key: str, low: float, strict: bool) -> None:
+        v = cfg[key]
+        ok = (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+              and (v > low if strict else v >= low))
+        if not ok:
+            raise ValueError(f"denoiser {name}: {key} must be a finite number "
+                             f"{'>' if strict else '>='} {low}, got {v!r}")
+
+    for key in ("epochs", "batch_size", "lr_step"):
+        whole(key, 1)
+    whole("n_train", 1, none_ok=True)
+    whole("crop", 1, none_ok=True)
+    whole("seed", 0)
+    number("lr", 0, strict=True)
+    number("weight_decay", 0, strict=False)
+    sigmas = cfg["sigmas"]
+    if (not isinstance(sigmas, (list, tuple)) or not sigmas
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                       and math.isfinite(v) and v > 0 for v in sigmas)):
+        raise ValueError(f"denoiser {name}: sigmas must be a non-empty list of finite numbers "
+                         f"> 0, got {sigmas!r}")
+    arch = cfg["arch"]
+    if (not isinstance(arch, dict) or set(arch) - {"depth", "width", "channels", "batch_norm"}
+            or not isinstance(arch.get("depth"), int) or arch["depth"] < 2
+            or not isinstance(arch.get("width"), int) or arch["width"] < 1):
+        raise ValueError(f"denoiser {name}: arch must be {{\"depth\": >= 2, \"width\": >= 1}}, "
+                         f"got {arch!r}")
+    if cfg["objective"] not in ("mse", "stab"):
+        raise ValueError(f"denoiser {name}: objective must be mse or stab, got {cfg['objective']!r}")
+    if cfg["dataset"] not in ("cifar10", "imagenet"):
+        raise ValueError(f"denoiser {name}: dataset must be cifar10 or imagenet, got "
+                         f"{cfg['dataset']!r}")
 
 
 def load_classifier(dataset: str, name: str) -> nn.Module:
@@ -317,7 +365,8 @@ def noisy_accuracy(classifier: nn.Module, denoiser: nn.Module | None, x: torch.T
     for i in range(0, len(x), batch_size):
         xb = x[i:i + batch_size]
         eps = per_image_normal(range(seed + i, seed + i + len(xb)), xb.shape[1:])
-        correct += int((predict(model, xb + sigma * eps, batch_size) == y[i:i + batch_size]).sum())
+        correct += int((predict(model, xb + sigma * eps, batch_size, unit_range=False)
+                        == y[i:i + batch_size]).sum())
     return correct / max(len(x), 1)
 
 
