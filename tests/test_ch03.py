@@ -121,7 +121,7 @@ def test_claims_count_only_significant_points():
     assert (c.verdict == "holds").all(), c[["verdict", "evidence"]].to_string()
     first = c.iloc[0]
     assert (first.points, first.significant_for) == (4, 4)       # L2 0.01 and 0.03, two attacks
-    assert "FGSM: 2 of 2 points for, 0 against (fooled 100-100" in first.evidence
+    assert "FGSM: 2 of 2 points for, 0 against (fooled 100; mean margin +30 points)" in first.evidence
     note = c.loc["TVM on 10% of the pixels beats 25% and 100% (pixels kept)", "clean_accuracy"]
     assert note.startswith("TVM keep 10% 23%, TVM keep 25% 50%") and "decided by" not in note
     assert "decided by" not in c.loc["TVM beats K-means (every attack and strength)", "clean_accuracy"]
@@ -151,6 +151,8 @@ def test_falls_are_judged_on_the_images_fooled_at_both_points():
     outcomes, clean = fake_outcomes()
     ev = ch03.fall(outcomes, DEEPFOOL_SCALED, "remove 4 bits", "falls")
     assert (ev.total, ev.for_, ev.against) == (1, 1, 0) and "60% at L2 0.010 to 20% at L2 0.100" in ev.text[0]
+    assert "(a fall of 40 points, p < 0.001)" in ev.text[0]       # for readers: no 1e-12
+    assert ch03.p_text(0.0123) == "p = 0.012" and ch03.p_text(1.0) == "p = 1"
     assert ch03.fall(outcomes, DEEPFOOL_SCALED, "remove 6 bits", "stable").verdict == "holds"
     assert ch03.fall(outcomes, DEEPFOOL_SCALED, "remove 4 bits", "stable").verdict == "does not hold"
     strongest = (outcomes.attack == DEEPFOOL_SCALED) & (outcomes.l2 == 0.1)

@@ -464,6 +464,11 @@ def _at(outcomes: pd.DataFrame, attacks, lo: float = -np.inf, hi: float = np.inf
         yield attack, l2, g
 
 
+def p_text(p: float) -> str:
+    """A p-value for readers: two significant digits, never in scientific notation."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.2g}"
+
+
 def point_verdict(g: pd.DataFrame, winner: str, losers: list[str]) -> dict:
     """At one point (``g``: the outcomes of the images that fool the bare classifier): ``winner``'s success rate, the
     best loser's, and +1 if ``winner`` beats every loser significantly (exact McNemar),
@@ -520,9 +525,10 @@ def comparison(outcomes: pd.DataFrame, attacks, winner: str, losers: list[str],
         margin = np.nanmean([r["winner"] - r["best_loser"] for r in v])
         plus, minus = sum(r["sign"] == 1 for r in v), sum(r["sign"] == -1 for r in v)
         where = f"{group[0]}: " if per_attack else ""
+        fooled = f"{min(ns)}" if min(ns) == max(ns) else f"{min(ns)} to {max(ns)}"
         ev += Evidence(len(v), plus, minus, [
             f"{label}{where}{plus} of {len(v)} points for, {minus} against (fooled "
-            f"{min(ns)}-{max(ns)}; mean margin {margin:+.2f})"])
+            f"{fooled}; mean margin {100 * margin:+.0f} points)"])
     return ev
 
 
@@ -546,7 +552,8 @@ def fall(outcomes: pd.DataFrame, attack: str, defence: str, claim: str) -> Evide
         ok, bad = sign == 1, sign == -1
     return Evidence(1, int(ok), int(bad), [
         f"{defence}: {weak.mean():.0%} at L2 {l2a:.3f} to {strong.mean():.0%} at L2 {l2b:.3f} "
-        f"on the {len(both)} images fooled at both (fall {drop:+.2f}, p={t.p:.2g})"])
+        f"on the {len(both)} images fooled at both (a fall of {100 * drop:.0f} points, "
+        f"{p_text(t.p)})"])
 
 
 def clean_comparison(clean_ok: pd.DataFrame, winner: str, losers: list[str]) -> Evidence:
@@ -558,7 +565,7 @@ def clean_comparison(clean_ok: pd.DataFrame, winner: str, losers: list[str]) -> 
         s = t.winner(ALPHA)
         ev += Evidence(1, int(s == 1), int(s == -1), [
             f"clean {winner} {clean_ok[winner].mean():.0%} vs {loser} {clean_ok[loser].mean():.0%} "
-            f"(p={t.p:.2g})"])
+            f"({p_text(t.p)})"])
     return ev
 
 
@@ -768,13 +775,13 @@ MODEL_TITLES = {"efficientnet_lite0": "EfficientNet-Lite0", "inception_v3": "Inc
 # --------------------------------------------------------------------------- tables for readers
 def _clean_table(r: Ch03Results):
     t = r.clean.assign(ci=lambda d: list(zip(d.acc, d.acc_lo, d.acc_hi)))
-    t = t[["family", "defence", "correct", "ci"]].rename(columns={
-        "family": "family", "defence": "transform", "correct": "correct",
+    t = t[t.defence != "undefended"][["family", "defence", "correct", "ci"]].rename(columns={
+        "family": "family", "defence": "transform", "correct": "images right",
         "ci": "clean accuracy [95% CI]"})
     return make_table(t, "tab-ch03-clean",
                       f"Clean accuracy of {r.model_title} behind each transform, on the "
                       f"{int(r.clean.n.iloc[0])} images it classifies correctly without one.",
-                      percent=["clean accuracy [95% CI]"], labels=2, note=r.info.line())
+                      percent=["clean accuracy [95% CI]"], labels=2)
 
 
 def _points_table(r: Ch03Results):
@@ -796,17 +803,20 @@ def _points_table(r: Ch03Results):
 def _claims_table(r: Ch03Results):
     c = r.claims
     t = pd.DataFrame({
-        "claim (the source study)": c.claim, "what is compared": c.tested,
+        "claim (the source study), and what is compared": [
+            f"{claim}<br>compared: {tested}" for claim, tested in zip(c.claim, c.tested)],
         f"verdict for {r.model_title}": c.verdict,
         "significant points (for / against / of)": [
             f"{a} / {b} / {n}" for a, b, n in zip(c.significant_for, c.significant_against, c.points)],
-        "evidence": c.evidence, f"clean accuracy ({r.model_title})": c.clean_accuracy})
+        "evidence": c.evidence, "clean accuracy": c.clean_accuracy})
     return make_table(t, "tab-ch03-claims",
-                      f"The source study's claims (made on InceptionV3) with the verdict measured on "
-                      f"{r.model_title}: a point counts for (against) a claim where the exact "
+                      f"The source study's claims (made on InceptionV3) with the verdict measured "
+                      f"on {r.model_title}: a point counts for (against) a claim where the exact "
                       f"McNemar test on the images fooled there separates the transforms at "
                       f"{ALPHA:g} in its favour (against it); fooled: how many images each rate is "
-                      "over; margin: the winner's success rate minus the best loser's.")
+                      "over; margin: the winner's success rate minus the best loser's, in "
+                      f"percentage points; clean accuracy: {r.model_title}'s behind each "
+                      "transform, and where it decides a comparison.")
 
 
 def _adaptive_table(r: Ch03Results):
@@ -827,23 +837,34 @@ def _adaptive_table(r: Ch03Results):
 
 
 def _tolerance_table(r: Ch03Results):
-    t = r.tv_tolerance.rename(columns={
-        "keep": "pixels kept", "steps": "iterations", "reference_steps": "reference iterations",
-        "objective_gap": "objective above the reference",
-        "mean_pixel_diff_255": "mean difference (grey levels)"})
+    t = r.tv_tolerance
+    gap = ["below 0.1%" if g < 0.001 else f"{100 * g:.1f}%" for g in t.objective_gap]
+    t = pd.DataFrame({"pixels kept": [f"{100 * k:g}%" for k in t.keep],
+                      "iterations": t.steps, "reference iterations": t.reference_steps,
+                      "objective above the reference (worst image)": gap,
+                      "mean difference (grey levels)": t.mean_pixel_diff_255.round(2)})
     return make_table(t, "tab-ch03-tv-tolerance",
                       "TV minimisation's fixed iteration budget against ten times as many "
-                      "iterations, on the chapter's first images: relative objective gap (the "
-                      "worst image) and mean pixel difference.",
-                      percent=["pixels kept", "objective above the reference"], decimals=2)
+                      f"iterations, on the chapter's first {r.settings.tv_check_images} images: "
+                      "how far the objective stays above the reference's, and the mean pixel "
+                      "difference.")
 
 
 # --------------------------------------------------------------------------- figures
+#: DeepFool's two attacks as the figures name them, in its panel
+FIGURE_ATTACKS = {DEEPFOOL: "minimal", DEEPFOOL_SCALED: "scaled"}
+
+
+def _figure_curves(r: Ch03Results) -> pd.DataFrame:
+    return r.curves.assign(attack=r.curves.attack.replace(FIGURE_ATTACKS))
+
+
 def _curves_figure(families: list[str], title: str):
     def make(r: Ch03Results):
         from .. import plots
-        sub = r.curves[r.curves.family.isin(families)]
-        return plots.plot_rate_curves(sub, title=f"Defence success rate: {title}")
+        curves = _figure_curves(r)
+        return plots.plot_rate_curves(curves[curves.family.isin(families)],
+                                      title=f"Defence success rate: {title}")
     return make
 
 
@@ -852,9 +873,14 @@ def _tvm_pixels_figure(r: Ch03Results):
     readings = tvm_readings(r.settings)
     rows = {"read as pixels kept": readings["pixels kept"],
             "read as pixels processed": readings["pixels processed"]}
-    return plots.plot_rate_curves(r.curves, rows=rows,
-                                  title="TV minimisation: the source study's 10% / 25% / 100%, "
-                                        "read as pixels kept (top) and processed (bottom)")
+    # the second reading's settings named by the pixels they process
+    named = {tvm_name(round(1 - p, 6)): f"{tvm_name(round(1 - p, 6))} ({100 * p:g}% processed)"
+             for p in r.settings.tvm_processed}
+    curves = _figure_curves(r)
+    curves = curves.assign(defence=curves.defence.replace(named))
+    rows = {k: [named.get(d, d) for d in v] for k, v in rows.items()}
+    return plots.plot_rate_curves(curves, rows=rows,
+                                  title="TV minimisation: pixels kept (left), processed (right)")
 
 
 def _examples_figure(r: Ch03Results):

@@ -291,14 +291,20 @@ def plot_rate_curves(curves: pd.DataFrame, y: str = "rate", title: str | None = 
                     ax.plot(line.l2, line[y], "*", color=colours[d], ms=9, label=human(d))
         lone = [a for a, g in t.groupby("attack", sort=False)
                 if g.l2.nunique() == 1 and t.attack.nunique() > 1]
-        name = human(panel) + (f" (★ {', '.join(lone)})" if lone else "")
+        lines = [a for a in dict.fromkeys(t.attack) if a not in lone]
+        name = human(panel)
+        if lone:        # e.g. "DeepFool, scaled; ★ minimal"
+            if len(lines) == 1 and lines[0] != panel:
+                name += f", {human(lines[0])}"
+            name += f"; ★ {', '.join(map(human, lone))}"
         ax.set(title=f"{name}\n{group}" if group else name,
                xlabel="normalised L2 of the perturbation")
         percent_axis(ax)
         ax.tick_params(labelleft=True)
     for ax in axes[::2]:
         ax.set_ylabel("defence success rate" if y == "rate" else "defended accuracy")
-    legend_below(fig, axes, ncols=3)
+    longest = max((len(human(d)) for d in everyone), default=0)
+    legend_below(fig, axes, ncols=3 if longest <= 20 else 2)
     if title:
         fig.suptitle(title)
     return fig
