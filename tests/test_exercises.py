@@ -131,7 +131,8 @@ def test_ch02_crop_exercise_with_a_small_model(capsys):
 
 def test_ch03_wrong_answers_raise():
     with pytest.raises(AssertionError, match="rounds down"):       # rounding to nearest
-        exercises.check("ch03-ex1", lambda x, k: (torch.round(torch.round(x * 255) / 2 ** k) * 2 ** k / 255).clamp(max=1))
+        exercises.check("ch03-ex1",
+                        lambda x, k: (torch.round(torch.round(x * 255) / 2 ** k) * 2 ** k / 255).clamp(max=1))
     with pytest.raises(AssertionError, match=r"\[0, 1\]"):        # 8-bit values returned
         exercises.check("ch03-ex1", lambda x, k: (v := torch.round(x * 255)) - v % 2 ** k)
     with pytest.raises(AssertionError, match="divided by all images"):
@@ -152,6 +153,7 @@ def test_ch03_wrong_answers_raise():
 
 def test_ch03_window_exercise_reads_the_curves(capsys):
     import pandas as pd
+
     from advlab.experiments.ch03 import DEEPFOOL_SCALED, FGSM
     rows = [(DEEPFOOL_SCALED, w, r) for w, r in (("1x3", 0.2), ("3x1", 0.25), ("3x3", 0.3), ("5x5", 0.4))]
     rows += [(FGSM, "3x3", 0.9)]    # another attack: not counted

@@ -87,6 +87,7 @@ def check_mcnemar(fn) -> None:
     given(fn, "def mcnemar_p(a, b) and answer = mcnemar_p")
     assert callable(fn), "answer must be the function itself: answer = mcnemar_p"
     from scipy.stats import binomtest
+
     from ..metrics import mcnemar
     cases = [_paired(seed) for seed in range(6)]
     cases.append((torch.ones(10, dtype=torch.bool), torch.ones(10, dtype=torch.bool)))  # no discordant
