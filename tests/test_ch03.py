@@ -255,3 +255,15 @@ def test_transform_explorer_builds_and_redraws():
     eps.value = 0
     choose.value = 1
     assert len(out.outputs) == 1 and "image/jpeg" in out.outputs[0]["data"]
+
+
+def test_adaptive_figure_with_one_budget_is_one_panel_of_rows():
+    from advlab import plots
+    from advlab.plots import style
+    rows = [dict(attacker=who, budget=0.05, defence=d, family=f, n=20, acc=a, acc_lo=max(a - 0.1, 0),
+                 acc_hi=min(a + 0.1, 1), l2=0.05)
+            for d, f in (("undefended", "none"), ("5x5", "median"), ("TVM keep 25%", "TVM"))
+            for who, a in (("oblivious", 0.4), ("adaptive", 0.05)) if not (d == "undefended" and who == "adaptive")]
+    m = style.measure(plots.plot_adaptive_curves(pd.DataFrame(rows)))
+    assert m["panels_per_row"] == 1 and m["legends_over_data"] == 0 and m["min_font_pt"] >= 9
+    assert {"no defence", "5x5", "TVM keep 25%"} <= set(m["texts"])

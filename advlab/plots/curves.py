@@ -310,10 +310,32 @@ def plot_rate_curves(curves: pd.DataFrame, y: str = "rate", title: str | None = 
     return fig
 
 
+def _adaptive_one_budget(adaptive: pd.DataFrame) -> plt.Figure:
+    names = list(dict.fromkeys(adaptive.defence))
+    fig = figure(0.3 * len(names) + 1.6)
+    ax = fig.add_subplot()
+    for who, marker, colour, dy in (("oblivious", "o", "#0072B2", -0.15), ("adaptive", "s", "#D55E00", 0.15)):
+        t = adaptive[adaptive.attacker == who].set_index("defence").reindex(names)
+        y = np.arange(len(names)) + dy
+        ax.errorbar(t.acc, y, xerr=[t.acc - t.acc_lo, t.acc_hi - t.acc], fmt=marker, color=colour,
+                    capsize=2, label={"oblivious": "L2 PGD ignoring the defence",
+                                      "adaptive": "L2 PGD through it (BPDA + EOT)"}[who])
+    ax.set_yticks(np.arange(len(names)), [("no defence" if d == "undefended" else human(d)) for d in names])
+    ax.invert_yaxis()
+    percent_axis(ax, "x")
+    n, budget = int(adaptive.n.iloc[0]), float(adaptive.budget.iloc[0])
+    ax.set(xlabel=f"accuracy on {n} images at normalised L2 {budget:g} (95% intervals)")
+    legend_below(fig, [ax])
+    return fig
+
+
 def plot_adaptive_curves(adaptive: pd.DataFrame) -> plt.Figure:
     """Chapter 3: accuracy of each defence under L2 PGD that ignores it (dashed) and that
     goes through it with BPDA and EOT (solid), one panel per family; the undefended
-    classifier under the same PGD in grey."""
+    classifier under the same PGD in grey.  With one budget there are no curves: one panel
+    with a row per defence and the two attackers' accuracies side by side (95% intervals)."""
+    if adaptive.budget.nunique() == 1:
+        return _adaptive_one_budget(adaptive)
     fams = [f for f in dict.fromkeys(adaptive.family) if f != "none"]
     fig, axes = panels(len(fams), 3.2, sharey=True)
     bare = adaptive[(adaptive.defence == "undefended") & (adaptive.attacker == "oblivious")]
