@@ -69,7 +69,7 @@ def check_best_window(answer: str, curves: pd.DataFrame | None = None) -> None:
     if str(answer).strip() != best:
         raise AssertionError(f"{answer} averages {means[str(answer).strip()]:.1%} against DeepFool; "
                              f"another window does better. Group the rows of {DEEPFOOL_SCALED!r} by defence.")
-    ok("ch03-ex3", "that window has the highest mean success rate over the scaled DeepFool "
+    ok("ch03-ex3", "That window has the highest mean success rate over the scaled DeepFool "
        "budgets; compare it with the source study's claim in the claims table.")
 
 
