@@ -15,13 +15,14 @@ from __future__ import annotations
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
@@ -52,6 +53,64 @@ def shuffled_batches(x: torch.Tensor, y: torch.Tensor, batch_size: int) -> Batch
     def source(epoch: int, generator: torch.Generator) -> _Batches:
         return _Batches(x, y, torch.randperm(len(x), generator=generator).split(batch_size))
     return source
+
+
+def flip_crop(x: torch.Tensor, flip: torch.Tensor, top: torch.Tensor, left: torch.Tensor,
+              pad: int) -> torch.Tensor:
+    """The standard CIFAR augmentation for given draws: image ``i`` flipped left-right where
+    ``flip[i]``, then cropped at ``(top[i], left[i])`` (in ``0 .. 2 pad``) to its own size from
+    the image zero-padded by ``pad`` on each side (torchvision's ``RandomHorizontalFlip`` and
+    ``RandomCrop(size, padding=pad)``).  One gather per axis, no loop over images."""
+    n, c, h, w = x.shape
+    x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+    x = F.pad(x, (pad, pad, pad, pad))
+    rows = (top[:, None] + torch.arange(h))[:, None, :, None].expand(n, c, h, w + 2 * pad)
+    x = x.gather(2, rows)
+    cols = (left[:, None] + torch.arange(w))[:, None, None, :].expand(n, c, h, w)
+    return x.gather(3, cols)
+
+
+def flip_crop_batches(x: torch.Tensor, y: torch.Tensor | None, batch_size: int,
+                      pad: int = 4) -> BatchSource:
+    """Batch source with the standard CIFAR augmentation (:func:`flip_crop`): every epoch a
+    fresh permutation, and per image a random flip (probability 1/2) and a random crop from the
+    zero-padded image, all drawn from the epoch's generator when the epoch starts (so a resumed
+    run draws them again identically).  Targets are ``y``, or with ``y=None`` the augmented
+    images themselves (denoisers: noise is added to the inputs later, by ``augment``)."""
+    if y is not None and len(x) != len(y):
+        raise ValueError(f"x and y must have the same length, got {len(x)} and {len(y)}")
+    if pad < 0:
+        raise ValueError(f"pad must be >= 0, got {pad}")
+
+    def source(epoch: int, generator: torch.Generator) -> _FlipCropBatches:
+        n = len(x)
+        order = torch.randperm(n, generator=generator)
+        flip = torch.rand(n, generator=generator) < 0.5
+        top = torch.randint(2 * pad + 1, (n,), generator=generator)
+        left = torch.randint(2 * pad + 1, (n,), generator=generator)
+        return _FlipCropBatches(x, y, order.split(batch_size), flip, top, left, pad)
+    return source
+
+
+@dataclass
+class _FlipCropBatches:
+    """The batches of :func:`flip_crop_batches`, augmented as they are iterated."""
+
+    x: torch.Tensor
+    y: torch.Tensor | None
+    chunks: tuple[torch.Tensor, ...]
+    flip: torch.Tensor
+    top: torch.Tensor
+    left: torch.Tensor
+    pad: int
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __iter__(self) -> Iterator[Batch]:
+        for i in self.chunks:
+            xb = flip_crop(self.x[i], self.flip[i], self.top[i], self.left[i], self.pad)
+            yield xb, (xb if self.y is None else self.y[i])
 
 
 @dataclass
@@ -122,6 +181,18 @@ class _Progress:
         return state["epoch"], state["batch"]
 
 
+@contextmanager
+def _denormals_flushed(on: bool) -> Iterator[None]:
+    """Flush denormal floats to zero on the CPU inside the block (see :func:`fit`)."""
+    if not on or not torch.set_flush_denormal(True):  # False: the CPU cannot
+        yield
+        return
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def fit(model: nn.Module | Callable[[], nn.Module],
         data: tuple[torch.Tensor, torch.Tensor] | BatchSource,
         loss: LossFn,
@@ -132,7 +203,7 @@ def fit(model: nn.Module | Callable[[], nn.Module],
         name: str | None = None, recipe: dict | None = None, data_id: str | None = None,
         checkpoint_every: float = 60.0, retrain: bool = False,
         on_batch: Callable[[int, int, torch.Tensor], None] | None = None,
-        progress: bool = True) -> nn.Module:
+        flush_denormal: bool = False, progress: bool = True) -> nn.Module:
     """Train ``model`` and return it in eval mode on ``device``.
 
     ``model``: a module, or a function building one; a function is called after torch's global
@@ -152,6 +223,11 @@ def fit(model: nn.Module | Callable[[], nn.Module],
     hash of the data tensors; required for a batch source).  A stored model is loaded instead
     of trained unless ``retrain``.  ``on_batch(epoch, batch, loss)`` is called after every
     optimizer step (and after the checkpoint, if one is due).
+
+    ``flush_denormal``: on the CPU, treat denormal floats as zero while training (then switch
+    it off again; torch cannot read the previous setting).  Adam's second moments of tiny
+    gradients (e.g. a DnCNN's zero-initialised last layer) become denormal, and x86 arithmetic on
+    those made DnCNN steps up to 4x slower on 2 cores.  Part of the cache key when on.
     """
     device = get_device(device)
     dtype = amp_dtype(device, amp)
@@ -165,6 +241,8 @@ def fit(model: nn.Module | Callable[[], nn.Module],
                "amp": str(dtype), "data": data_id}
         if isinstance(model, nn.Module):
             key["init"] = tensor_digest(*model.state_dict().values())
+        if flush_denormal and device.type == "cpu":
+            key["flush_denormal"] = True
         path = model_path(name, key)
         ckpt = path.with_suffix(".partial.pt")
 
@@ -191,49 +269,50 @@ def fit(model: nn.Module | Callable[[], nn.Module],
 
     last_save = time.monotonic()
     autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else nullcontext
-    for epoch in range(start_epoch, epochs):
-        model.train()
-        epoch_gen_state = run.data_gen.get_state()
-        batches = source(epoch, run.data_gen)
-        skip = start_batch if epoch == start_epoch else 0
-        bar = tqdm(islice(batches, skip, None), initial=skip,
-                   total=len(batches) if hasattr(batches, "__len__") else None,
-                   desc=f"{name or 'training'} epoch {epoch + 1}/{epochs}", disable=not progress,
-                   leave=False)
-        running, seen = torch.zeros((), device=device), 0
-        for b, (xb, yb) in enumerate(bar, start=skip):
-            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-            if augment is not None:
-                xb = augment(xb, run.aug_gen)
-            with autocast():
-                value = loss(model, xb, yb)
-            opt.zero_grad(set_to_none=True)
-            if run.scaler is not None:
-                run.scaler.scale(value).backward()
-                run.scaler.step(opt)
-                run.scaler.update()
-            else:
-                value.backward()
-                opt.step()
-            running += value.detach().float()
-            seen += 1
-            if progress and seen % 20 == 0:
-                bar.set_postfix(loss=f"{float(running) / seen:.4f}", refresh=False)
-            if ckpt is not None and time.monotonic() - last_save >= checkpoint_every:
-                run.save(ckpt, epoch, b + 1, epoch_gen_state)
+    with _denormals_flushed(flush_denormal and device.type == "cpu"):
+        for epoch in range(start_epoch, epochs):
+            model.train()
+            epoch_gen_state = run.data_gen.get_state()
+            batches = source(epoch, run.data_gen)
+            skip = start_batch if epoch == start_epoch else 0
+            bar = tqdm(islice(batches, skip, None), initial=skip,
+                       total=len(batches) if hasattr(batches, "__len__") else None,
+                       desc=f"{name or 'training'} epoch {epoch + 1}/{epochs}", disable=not progress,
+                       leave=False)
+            running, seen = torch.zeros((), device=device), 0
+            for b, (xb, yb) in enumerate(bar, start=skip):
+                xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+                if augment is not None:
+                    xb = augment(xb, run.aug_gen)
+                with autocast():
+                    value = loss(model, xb, yb)
+                opt.zero_grad(set_to_none=True)
+                if run.scaler is not None:
+                    run.scaler.scale(value).backward()
+                    run.scaler.step(opt)
+                    run.scaler.update()
+                else:
+                    value.backward()
+                    opt.step()
+                running += value.detach().float()
+                seen += 1
+                if progress and seen % 20 == 0:
+                    bar.set_postfix(loss=f"{float(running) / seen:.4f}", refresh=False)
+                if ckpt is not None and time.monotonic() - last_save >= checkpoint_every:
+                    run.save(ckpt, epoch, b + 1, epoch_gen_state)
+                    last_save = time.monotonic()
+                if on_batch is not None:
+                    on_batch(epoch, b, value.detach())
+            bar.close()
+            if run.sched is not None:
+                with warnings.catch_warnings():
+                    if not seen:  # resumed after the epoch's last batch: no step in this process yet
+                        warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step",
+                                                UserWarning)
+                    run.sched.step()
+            if ckpt is not None:
+                run.save(ckpt, epoch + 1, 0, run.data_gen.get_state())
                 last_save = time.monotonic()
-            if on_batch is not None:
-                on_batch(epoch, b, value.detach())
-        bar.close()
-        if run.sched is not None:
-            with warnings.catch_warnings():
-                if not seen:  # resumed after the epoch's last batch: no step in this process yet
-                    warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step",
-                                            UserWarning)
-                run.sched.step()
-        if ckpt is not None:
-            run.save(ckpt, epoch + 1, 0, run.data_gen.get_state())
-            last_save = time.monotonic()
 
     if path is not None:
         atomic_save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)

@@ -4,7 +4,9 @@
   ``resnet20`` ... ``resnet110``, the ImageNet models ``efficientnet_lite0``, ``resnet50``,
   ``inception_v3`` and the surrogate ``efficientnet_lite1``;
 * models the book trains itself: ``lenet`` (MNIST, trained on first use and cached), the
-  committed denoisers (``cifar10-mse-0.25``, ``cifar10-stab-wb-0.5`` ..., see
+  committed CIFAR-10 surrogate ``vgg-cifar10`` (a small VGG with batch norm, another
+  architecture than the ResNets: :mod:`advlab.training.surrogate`), the committed denoisers
+  (``cifar10-mse-0.25``, ``cifar10-stab-wb-0.5`` ..., see
   :data:`advlab.training.denoisers.RECIPES`) and the PRMs (``prm-resnet20-0.9``: the
   shipped autoencoder trained at lambda 0.9 in front of ResNet-20).
 
@@ -30,6 +32,11 @@ def _prm_names() -> list[str]:
     return [f"prm-{clf}-{lam:g}" for clf in shipped_prms() for lam in trained_lambdas(clf)]
 
 
+def _surrogate_names() -> list[str]:
+    from .training.surrogate import RECIPES
+    return sorted(RECIPES)
+
+
 def _denoiser_names() -> list[str]:
     from .training.denoisers import RECIPES
     return sorted(RECIPES)
@@ -38,7 +45,7 @@ def _denoiser_names() -> list[str]:
 def model_names(dataset: str | None = None) -> list[str]:
     """Every name :func:`load_model` knows; with ``dataset`` (mnist, cifar10, imagenet), only
     the models that take that data set's images."""
-    names = [*PRETRAINED, "lenet", *_denoiser_names(), *_prm_names()]
+    names = [*PRETRAINED, "lenet", *_surrogate_names(), *_denoiser_names(), *_prm_names()]
     return names if dataset is None else [n for n in names if dataset_of(n) == dataset]
 
 
@@ -62,7 +69,7 @@ def dataset_of(name: str) -> str:
     """The data set a model of :func:`model_names` takes: mnist, cifar10 or imagenet."""
     if name == "lenet":
         return "mnist"
-    if name in CIFAR_RESNETS or name.startswith(("cifar10-", "prm-")):
+    if name in CIFAR_RESNETS or name in _surrogate_names() or name.startswith(("cifar10-", "prm-")):
         return "cifar10"
     if name in IMAGENET_SPECS or name == "efficientnet_lite1" or name.startswith("imagenet-"):
         return "imagenet"
@@ -78,7 +85,7 @@ def load_model(name: str, device=None, *, progress: bool = True, **options) -> n
 
     ``options``: ``lenet`` takes recipe overrides (``epochs=1``, ``seed=1``: another LeNet,
     trained and cached on first use); a PRM takes ``lam`` (the mixing weight, default the
-    lambda it was trained at).  Pretrained classifiers, denoisers and PRMs take none.
+    lambda it was trained at).  Pretrained classifiers, surrogates, denoisers and PRMs take none.
     """
     dev = get_device(device)
     if name == "lenet":
@@ -87,6 +94,10 @@ def load_model(name: str, device=None, *, progress: bool = True, **options) -> n
     if name in PRETRAINED:
         _no_options(name, options)
         return prepare_for_inference(load_pretrained(name), dev)
+    if name in _surrogate_names():
+        _no_options(name, options)
+        from .training.surrogate import load_surrogate
+        return prepare_for_inference(load_surrogate(name), dev)
     if name in _denoiser_names():
         _no_options(name, options)
         from .training.denoisers import load_denoiser

@@ -97,10 +97,14 @@ def test_committed_denoisers_load_checked_and_within_size_limits(tmp_path, monke
     from advlab.models import dncnn as stored
     from advlab.training import denoisers as dncnn
     records = dncnn.manifest()
-    names = {f"cifar10-{k}-{s:g}" for k in ("mse", "stab-wb", "stab-bb") for s in dncnn.CIFAR_SIGMAS}
-    assert names <= set(records)
+    names = {f"cifar10-{k}-{s:g}" for k in ("mse", "stab-wb") for s in dncnn.CIFAR_SIGMAS}
+    names |= {f"cifar10-stab-bb-{s:g}" for s in dncnn.CIFAR_BB_SIGMAS}
+    assert names == set(n for n in records if n.startswith("cifar10-"))  # nothing stale
     sizes = [(dncnn.resource_dir() / r.file).stat().st_size for r in records.values()]
-    assert max(sizes) <= 2_000_000 and sum(sizes) <= 5_000_000
+    from advlab.models import vgg  # denoisers and surrogate: at most 6 MB (the PRMs need the rest)
+    sizes += [(vgg.resource_dir() / r.file).stat().st_size for r in vgg.manifest().values()]
+    assert max(sizes) <= 2_000_000 and sum(sizes) <= 6_000_000
+    assert len(list(dncnn.resource_dir().glob("*.pt"))) == len(records)  # no file beside them
     for name, rec in records.items():  # `advlab train-denoiser NAME` reproduces what is committed
         assert rec.recipe == json.loads(json.dumps(dncnn.recipe(name))), name
     den = dncnn.load_denoiser("cifar10-stab-wb-0.25")
@@ -132,9 +136,11 @@ def test_dncnn_starts_as_identity_and_recipes_are_per_sigma():
         dncnn.DnCNN(depth=1)
     for s in dncnn.CIFAR_SIGMAS:
         wb = dncnn.recipe(f"cifar10-stab-wb-{s:g}")
-        bb = dncnn.recipe(f"cifar10-stab-bb-{s:g}")
-        assert wb["sigmas"] == bb["sigmas"] == (s,) and wb["init"] == f"cifar10-mse-{s:g}"
+        assert wb["sigmas"] == (s,) and wb["init"] == f"cifar10-mse-{s:g}"
         assert wb["classifiers"] == ("resnet56",)
+    for s in dncnn.CIFAR_BB_SIGMAS:
+        bb = dncnn.recipe(f"cifar10-stab-bb-{s:g}")
+        assert bb["sigmas"] == (s,) and bb["init"] == f"cifar10-mse-{s:g}"
         assert "resnet56" not in bb["classifiers"]  # black-box: never the target
     with pytest.raises(ValueError, match="unknown denoiser recipe keys"):
         dncnn.recipe("cifar10-mse-0.25", epoch=3)

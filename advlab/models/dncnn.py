@@ -13,15 +13,13 @@ evaluation).  Training is :mod:`advlab.training.denoisers`.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import init
+
+from .committed import MANIFEST, Record, read_manifest, read_state, resource_folder  # noqa: F401
 
 
 class DnCNN(nn.Module):
@@ -69,31 +67,17 @@ class Denoised(nn.Module):
 
 # --------------------------------------------------------------------------- committed weights
 RESOURCE_DIR = "denoisers"
-MANIFEST = "manifest.json"
-
-
-@dataclass(frozen=True)
-class DenoiserRecord:
-    """A committed denoiser: its file, sha256, recipe and the command that made it."""
-
-    name: str
-    file: str
-    sha256: str
-    recipe: dict
-    command: str
+DenoiserRecord = Record  # a committed denoiser: file, sha256, recipe, command
 
 
 def resource_dir() -> Path:
     """``advlab/resources/denoisers`` (where committed denoisers live)."""
-    return Path(str(resources.files("advlab.resources"))) / RESOURCE_DIR
+    return resource_folder(RESOURCE_DIR)
 
 
-def manifest() -> dict[str, DenoiserRecord]:
+def manifest() -> dict[str, Record]:
     """The committed denoisers, by recipe name (empty when none is committed)."""
-    path = resource_dir() / MANIFEST
-    if not path.exists():
-        return {}
-    return {k: DenoiserRecord(**v) for k, v in json.loads(path.read_text()).items()}
+    return read_manifest(resource_dir())
 
 
 def load_committed(name: str) -> DnCNN:
@@ -103,14 +87,6 @@ def load_committed(name: str) -> DnCNN:
     record = manifest().get(name)
     if record is None:
         raise ValueError(f"no committed denoiser {name!r}; committed: {sorted(manifest())}")
-    path = resource_dir() / record.file
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != record.sha256:
-        from ..download import ChecksumError, resource_hint
-        raise ChecksumError(f"committed denoiser {path}: sha256 {digest} does not match the "
-                            f"manifest's {record.sha256}; the file is damaged or was replaced: "
-                            f"{resource_hint(f'{RESOURCE_DIR}/{record.file}')}")
     model = DnCNN(**record.recipe["arch"])
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    model.load_state_dict(read_state(resource_dir(), record, "committed denoiser"))
     return model.eval()

