@@ -912,18 +912,19 @@ class Chapter03(Chapter):
                               deepfool_candidates=2, tvm_steps=10, adaptive_images=2,
                               adaptive_l2=(0.05,), adaptive_steps=1, eot_draws=2,
                               adaptive_batch=8, tv_check_images=1),
-        # the stored outputs, within 45 minutes on 2 CPU cores: the source study's experiment
-        # on 100 of a random 300 sample images, its axis to L2 ~0.1 (every claim is judged on
-        # it); the adaptive check on 20 of them at L2 0.02 and 0.05 with 4 EOT draws (at the
-        # earlier 100 images, 3 budgets and 8 draws it alone takes about 2 hours of this CPU:
-        # every PGD step runs TV minimisation once per draw)
+        # the source study's experiment on 100 of a random 300 sample images, its axis to L2
+        # ~0.1 at 21 strengths (every claim is judged on it); the adaptive check on 20 of them
+        # at L2 0.02 and 0.05 with 4 EOT draws (at 100 images, 3 budgets and 8 draws it alone
+        # takes about 2 hours of this CPU: every PGD step runs TV minimisation once per draw).
+        # Estimated at about 40-45 minutes of the shared 2-core CPU from an empty cache (the cpu
+        # profile measured 29 min 53 s: FGSM about 1 min a strength, I-FGSM about 2.3 min, the
+        # adaptive check about 4 min a budget), over the 35 minutes this chapter gets there
         "full": Ch03Settings(),
-        # the stored outputs, within the 35 minutes of the shared 2-core CPU this chapter gets
-        # (the full profile is estimated at about 44 minutes there from per-image costs measured on it: the
-        # transforms on every fooling image at 22 points, TV minimisation 5 times): every
-        # transform, both readings of TV's pixel shares, 100 images and DeepFool's six budgets
-        # kept; cut: FGSM at 3 and 12/255 and I-FGSM at 3 and 16/255 (17 points on the source
-        # study's axis, not 21) and the adaptive check's budget 0.02 (L2 0.05 only)
+        # the stored outputs, within those 35 minutes (measured: 29 min 53 s from an empty
+        # cache, other helpers' short jobs beside it): every transform, both readings of TV's
+        # pixel shares, 100 images and DeepFool's six budgets kept; cut: FGSM at 3 and 12/255
+        # and I-FGSM at 3 and 16/255 (17 points on the source study's axis, not 21) and the
+        # adaptive check's budget 0.02 (L2 0.05 only)
         "cpu": Ch03Settings(fgsm_eps=(1, 2, 5, 8, 16), ifgsm_eps=(1, 2, 5, 8, 12, 20),
                             adaptive_l2=(0.05,)),
         # the source study's protocol at its size, for a GPU (with --model inception_v3)
