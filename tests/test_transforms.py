@@ -370,3 +370,15 @@ def test_kmeans_fitted_on_a_pixel_sample_is_nearly_as_good():
     sampled = inertia(T.kmeans_quantize(x, 8, fit_pixels=2048))
     full = inertia(T.kmeans_quantize(x, 8, fit_pixels=None))
     assert bool((sampled <= 1.05 * full).all())
+
+
+def test_tvm_module_returns_images_in_the_unit_range():
+    g = torch.Generator().manual_seed(0)
+    x = (torch.rand(2, 3, 24, 24, generator=g) > 0.5).float()    # only 0s and 1s: overshoots
+    for keep in (0.1, 1.0):
+        torch.manual_seed(0)
+        out = T.TVM(keep=keep, steps=5)(x)
+        assert 0 <= float(out.min()) and float(out.max()) <= 1
+        torch.manual_seed(0)
+        mask = None if keep == 1 else T.bernoulli_mask(x, keep)
+        assert torch.equal(out, T.tv_minimize(x, mask, steps=5).clamp(0, 1))
