@@ -93,6 +93,23 @@ def test_fast_path_matches_torch_and_is_cached_on_disk_and_in_memory(cache, expo
     assert len(exports) == 2 and len(list(cache.glob("*.onnx"))) == 2
 
 
+def test_batch_parts_on_several_threads_give_the_outputs_of_one_thread(cache, exports):
+    """On 2 threads a batch is cut into parts (PART_SIZE) that single-threaded sessions run side
+    by side, a batch of one runs on a 2-thread session: the outputs are those of one thread."""
+    model, x = tiny(), torch.rand(2 * inference.PART_SIZE + 5, 3, 12, 12)
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = logits(model, x, batch_size=len(x))
+        torch.set_num_threads(2)
+        parts = logits(model, x, batch_size=len(x))
+        single = logits(model, x[:1])
+    finally:
+        torch.set_num_threads(saved)
+    assert torch.equal(parts, one) and torch.equal(single, one[:1])
+    assert len(exports) == 1                                   # both sessions from one export
+
+
 def test_in_place_weight_change_makes_a_new_export(cache, exports):
     model, x = tiny(), torch.rand(8, 3, 12, 12)
     before, bias = logits(model, x), model.fc.bias.detach().clone()
