@@ -277,23 +277,38 @@ def test_run_info_line_names_the_backend():
 
 
 def test_cli_backend_flag_sets_the_backend_for_the_run(monkeypatch, tmp_path):
-    import sys
+    """`advlab run --backend torch` runs the chapter on torch, without the flag on ONNX Runtime
+    (ADVLAB_BACKEND=auto), and the setting is restored after the run."""
     import types
+    from dataclasses import dataclass
 
     from advlab import cli
+    from advlab import experiments as registry
+    from advlab.chapter import Chapter, Settings
     seen = []
 
-    def run(**kwargs):
-        seen.append(backend_name("cpu"))
-        return types.SimpleNamespace(save=lambda out: [], info=types.SimpleNamespace(line=lambda: "info"))
-    fake = types.ModuleType("fake_chapter")
-    fake.run, fake.make_figures = run, lambda results: {}
-    monkeypatch.setitem(sys.modules, "fake_chapter", fake)
-    monkeypatch.setitem(cli.CHAPTERS, "ch99", "fake_chapter")
+    @dataclass(frozen=True)
+    class FakeSettings(Settings):
+        pass
+
+    class Fake(Chapter):  # a chapter that only records the backend it runs on
+        id, title = "ch00", "fake"
+        Settings = FakeSettings
+        profiles = {"smoke": FakeSettings(), "full": FakeSettings()}
+        tables, figures = {}, {}
+
+        def run(self, ctx, s):
+            seen.append(backend_name("cpu"))
+            return types.SimpleNamespace(info=types.SimpleNamespace(line=lambda: "info"))
+
+        def save(self, results, out):
+            return []
+
+    monkeypatch.setattr(registry, "chapter", lambda chapter_id: Fake())
     monkeypatch.setenv("ADVLAB_BACKEND", "auto")
-    assert cli.main(["run", "ch99", "--backend", "torch", "--out", str(tmp_path)]) == 0
-    assert cli.main(["run", "ch99", "--out", str(tmp_path)]) == 0
+    assert cli.main(["run", "ch00", "--backend", "torch", "--out", str(tmp_path)]) == 0
+    assert cli.main(["run", "ch00", "--out", str(tmp_path)]) == 0
     assert seen[0] == "torch" and seen[1].startswith("onnxruntime")
     assert inference.resolve_backend() == "auto"                          # restored after the run
     with pytest.raises(SystemExit):
-        cli.build_parser().parse_args(["run", "ch99", "--backend", "tensorrt"])
+        cli.build_parser().parse_args(["run", "ch00", "--backend", "tensorrt"])
