@@ -50,6 +50,9 @@ def test_built_library_is_cached_and_keyed_by_the_flags(monkeypatch):
     if native._compiler() is None:
         pytest.skip("no C++ compiler")
     compiler = native._compiler()
+    # load afresh under this test's cache root (an earlier test may have built the library
+    # under a temporary cache and left it loaded)
+    monkeypatch.setattr(native, "_STATE", {})
     path = native.library_path(compiler)
     assert native.library() is not None and path.exists()
     monkeypatch.setattr(native, "FLAGS", (*native.FLAGS, "-DADVLAB_OTHER"))
