@@ -51,8 +51,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument("--debug", action="store_true", help="show the traceback of an error")
     prm = sub.add_parser("train-prm", help="train the PRMs Chapter 5 ships (one per lambda)")
-    prm.add_argument("--out", type=Path, default=Path("advlab/resources"),
-                       help="folder for the weights, prm_weights.json and PRM_PROVENANCE.md")
+    where = prm.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, default=Path("prm-weights"),
+                       help="folder for the weights, prm_weights.json and PRM_PROVENANCE.md "
+                            "(default: prm-weights/; a manifest already there is merged into)")
+    where.add_argument("--ship", action="store_true",
+                       help="write into the package's own advlab/resources (the shipped PRMs), "
+                            "merging into its manifest")
+    prm.add_argument("--no-eval", action="store_true",
+                     help="skip the lambda table on the chapter's 500 test images")
     prm.add_argument("--lambdas", type=float, nargs="+", default=None,
                        help="default: advlab.training.prm.PRM_LAMBDAS")
     prm.add_argument("--device", default=None, help="cpu, cuda ... (default: CUDA if present)")
@@ -253,12 +260,45 @@ def run_chapter(args: argparse.Namespace) -> int:
 
 
 def train_prm(args: argparse.Namespace) -> int:
-    """``advlab train-prm``: Chapter 5's PRMs, written with their manifest and provenance."""
+    """``advlab train-prm``: Chapter 5's PRMs, written with their manifest and provenance into
+    ``--out`` (default ``prm-weights/``), or into the package's resources with ``--ship``; then
+    (unless ``--no-eval``) the lambda table of the float16 weights on the chapter's 500 test
+    images, recorded in the manifest and the provenance."""
+    import shlex
+
     from .training import prm
     lambdas = prm.PRM_LAMBDAS if args.lambdas is None else tuple(args.lambdas)
-    for path in prm.train_shipped_prms(args.out, lambdas, args.device, progress=not args.quiet):
+    out = prm.resources_folder() if args.ship else args.out
+    argv = ["advlab", "train-prm"] + (["--ship"] if args.ship else ["--out", str(args.out)])
+    argv += ["--lambdas", *map(str, args.lambdas)] if args.lambdas is not None else []
+    argv += ["--device", args.device] if args.device else []
+    evaluate = None if args.no_eval else (lambda prms: _prm_table(prms, args.quiet))
+    for path in prm.train_shipped_prms(out, lambdas, args.device, progress=not args.quiet,
+                                       command=shlex.join(argv), evaluate=evaluate,
+                                       eval_set=PRM_EVAL_SET):
         print(f"wrote {path}")
     return 0
+
+
+PRM_EVAL_SET = ("the first 50 test images of every CIFAR-10 class, n = 500, as in Chapter 5; "
+                "iou: top-25% mean |input gradient| pixels against the stride-2 lattice; acc: "
+                "the PRM at its lambda; acc_<mode>: the classifier on (1 - lambda) x + lambda "
+                "lattice_upsample(x, mode) (_resized: the lattice resized as a half-size "
+                "image, aligned=False); psnr: mean dB of AE(x) against x")
+
+
+def _prm_table(prms: dict, quiet: bool) -> dict:
+    """The lambda table (:func:`advlab.pixel_maps.prm_lambda_table`) of ``prms`` on the chapter's
+    500 test images, as ``{lambda: row}``."""
+    from .data import first_per_class
+    from .pixel_maps import prm_lambda_table
+    from .training import prm
+    test, _ = first_per_class(prm.load_cifar10("test"), 50)
+    table = prm_lambda_table(prms, test.x, test.y, resized=True, progress=not quiet)
+    print(table.round(3).to_string(index=False))
+    rows = [{k: v.item() if hasattr(v, "item") else v for k, v in row.items()}
+            for row in table.to_dict("records")]
+    return {row.pop("lambda"): row for row in rows}
 
 
 def train_denoiser(args: argparse.Namespace) -> int:

@@ -8,7 +8,11 @@ gradients", ICLR 2019 DebugML workshop; code: niffler92/where-adversarial-added)
 * :func:`pixel_mask` (top-p, bottom-p or random-p pixels of a map, exactly
   ``round(p * H * W)`` of them), :func:`iou`, :func:`lattice_mask` (the stride-2 lattice a
   1x1 stride-2 convolution reads), :func:`blend` (the study's post-hoc ``M*x_adv + (1-M)*x``);
-  masked PGD during the optimisation is :class:`advlab.attacks.PGD` with ``mask``.
+  masked PGD during the optimisation is :class:`advlab.attacks.PGD` with ``mask``;
+* :func:`lattice_upsample` (the parameter-free reconstructions of the stride-2 lattice a PRM
+  reads: nearest, bilinear, bicubic), :func:`psnr`, and :func:`prm_lambda_table` (per lambda:
+  the PRM's gradient IoU with the lattice, its accuracy next to the parameter-free
+  reconstructions mixed at the same lambda, and its autoencoder's PSNR).
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .attacks.base import model_device
+from .models.prm import PRM, UPSAMPLE_MODES, lattice_upsample  # noqa: F401 (re-exported)
 from .models.wrappers import conv_layout
 
 MASK_KINDS = ("top", "bottom", "random")
@@ -121,3 +126,57 @@ def top_fraction_iou(gmap: torch.Tensor, connected: torch.Tensor) -> float:
     """IoU of the top pixels of ``gmap`` (as many as ``connected`` holds) with ``connected``:
     the study's alignment of the gradient with the PRM's designated pixels."""
     return iou(pixel_mask(gmap, float(connected.float().mean()), "top"), connected)
+
+
+# --------------------------------------------------------------------------- PRM baselines
+def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Peak signal-to-noise ratio of each image of ``a`` against ``b`` (values in [0, 1]),
+    ``10 log10(1 / MSE)`` in dB, one per image (inf where they are equal)."""
+    mse = (a.float() - b.float()).pow(2).flatten(1).mean(1)
+    return 10 * torch.log10(1 / mse)
+
+
+def prm_lambda_table(prms: dict[float, PRM], x: torch.Tensor, y: torch.Tensor,
+                     baselines=("bicubic", "bilinear"), aligned: bool = True,
+                     resized: bool = False, batch_size: int = 100, progress: bool = True):
+    """Hwang et al.'s lambda table (their Table 1: accuracy and IoU per lambda) with the
+    parameter-free reference a PRM has to beat.
+
+    ``prms``: ``{lambda: PRM}`` (the PRM trained at that lambda, used at it; all in front of
+    the same classifier).  One row per lambda: ``iou`` (top-25% pixels of the mean absolute
+    input gradient of the PRM, :func:`gradient_map`, against :func:`lattice_mask`), ``acc``
+    (top-1 of the PRM on ``x``), ``acc_<mode>`` (the classifier on ``(1 - lambda) x + lambda
+    lattice_upsample(x, mode, aligned)`` for each of ``baselines``), ``psnr`` (mean over the
+    images of :func:`psnr` of ``AE(x)`` against ``x``) and ``psnr_<mode>`` (the same for the
+    reconstruction alone), and ``n`` (images).  ``resized``: also ``acc_<mode>_resized`` and
+    ``psnr_<mode>_resized``, the same with ``aligned=False`` (the lattice resized as a
+    half-size image).  Returns a pandas DataFrame.
+    """
+    import pandas as pd
+
+    from .inference import predict
+    lattice = lattice_mask(*x.shape[-2:])
+    ups = {m: lattice_upsample(x, m, aligned) for m in baselines}
+    if resized:
+        ups.update({f"{m}_resized": lattice_upsample(x, m, False) for m in baselines})
+    rows = []
+    for lam, prm in tqdm(sorted(prms.items()), desc="PRM lambda table", disable=not progress,
+                         leave=False):
+        prm = prm.at(float(lam)).eval()
+        dev = model_device(prm)
+        with torch.no_grad():
+            rec = torch.cat([prm.autoencoder(conv_layout(x[i:i + batch_size].to(dev))).float()
+                             .cpu() for i in range(0, len(x), batch_size)])
+        gmap = gradient_map(prm, x, y, batch_size, progress=False)
+        row = {"lambda": float(lam), "iou": top_fraction_iou(gmap, lattice),
+               "acc": float((predict(prm, x, batch_size, backend="torch") == y).float().mean())}
+        for m, up in ups.items():
+            mixed = (1 - float(lam)) * x + float(lam) * up
+            pred = predict(prm.classifier, mixed, batch_size, backend="torch")
+            row[f"acc_{m}"] = float((pred == y).float().mean())
+        row["psnr"] = float(psnr(rec, x).mean())
+        for m, up in ups.items():
+            row[f"psnr_{m}"] = float(psnr(up, x).mean())
+        row["n"] = len(x)
+        rows.append(row)
+    return pd.DataFrame(rows)

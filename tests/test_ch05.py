@@ -88,37 +88,3 @@ def test_cli_smoke_run_writes_tables_and_figures(mirror, models_mirror, tmp_path
     for stem in ("gradient_maps", "masked_pgd", "prm_lambda", "lambda_maps", "graybox"):
         assert (out / f"ch05_{stem}.png").stat().st_size > 10_000
     assert '"profile": "smoke"' in (out / "ch05_run.json").read_text()
-
-
-def test_train_prm_command_writes_weights_manifest_and_provenance(tmp_path, monkeypatch):
-    """``advlab train-prm`` end to end on a tiny recipe and 40 random images."""
-    import hashlib
-    import json
-
-    from advlab.cli import main
-    from advlab.models.prm import SparseUNet
-    gen = torch.Generator().manual_seed(0)
-    data = ImageSet(torch.rand(40, 3, 32, 32, generator=gen), torch.arange(40) % 10,
-                    tuple("abcdefghij"), "t")
-    from advlab.training import prm as tprm
-    monkeypatch.setattr(tprm, "load_cifar10", lambda split="test": data)
-    monkeypatch.setattr(tprm, "load_cifar_resnet", lambda name: torch.nn.Sequential(
-        torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10)))
-    monkeypatch.setitem(tprm.PRM_RECIPE, "width", 4)
-    monkeypatch.setitem(tprm.PRM_RECIPE, "depth", 1)
-    monkeypatch.setitem(tprm.PRM_RECIPE, "epochs_mse", 1)
-    monkeypatch.setitem(tprm.PRM_RECIPE, "epochs_ce", 1)
-    monkeypatch.setenv("ADVLAB_CACHE", str(tmp_path / "cache"))
-    out = tmp_path / "res"
-    assert main(["train-prm", "--out", str(out), "--lambdas", "0.5", "1", "--device", "cpu",
-                 "--quiet"]) == 0
-    manifest = json.loads((out / "prm_weights.json").read_text())["resnet20"]
-    assert sorted(manifest["weights"]) == ["0.5", "1"]
-    for entry in manifest["weights"].values():
-        blob = (out / entry["file"]).read_bytes()
-        assert hashlib.sha256(blob).hexdigest() == entry["sha256"]
-        state = torch.load(out / entry["file"], weights_only=True)
-        assert all(v.dtype == torch.float16 for v in state.values())
-        SparseUNet(3, manifest["width"], manifest["depth"]).load_state_dict(state)
-    text = (out / "PRM_PROVENANCE.md").read_text()
-    assert "advlab train-prm" in text and manifest["weights"]["1"]["sha256"] in text

@@ -206,7 +206,7 @@ def test_damaged_shipped_weights_name_the_file_and_the_fix(monkeypatch):
     spec = shipped["resnet20"]
     lam, entry = next(iter(spec["weights"].items()))
     bad = {**shipped, "resnet20": {**spec, "weights": {lam: {**entry, "sha256": "0" * 64}}}}
-    monkeypatch.setattr(prm, "shipped_prms", lambda: bad)
+    monkeypatch.setattr(prm, "shipped_prms", lambda root=None: bad)
     with pytest.raises(ChecksumError) as err:
         prm.load_autoencoder("resnet20", float(lam))
     msg = str(err.value)
