@@ -25,12 +25,13 @@ from advlab.config import device_name, get_device
 from advlab.defences.smoothing import Smooth, reference_sample_noise
 from advlab.experiments import ch04
 from advlab.inference import backend_name
+from advlab.zoo import load_model
 
 
 def measure(clf, x, ids, config: str, n: int, batch_size: int, repeats: int, device,
             sigma: float = 0.25) -> dict:
-    cfg = ch04.settings("full", throughput_n=n, batch_size=batch_size)
-    den = ch04.denoiser_for("cifar10", config, sigma, cfg, "resnet56", device)
+    name = ch04.denoiser_name(config, sigma)
+    den = None if name is None else load_model(name, device, progress=False)
     smooth = Smooth(clf, 10, sigma, den, forward_batch=batch_size, seed=0)
     smooth.sample_counts(x[:1], 200, 1, ids[:1])                       # warm-up: export, sessions
     reference_sample_noise(smooth.base, x[0].to(device), 100, sigma, 10, batch_size)
@@ -72,7 +73,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = get_device(args.device)
-    clf = ch04.load_target("cifar10", "resnet56", device)
+    clf = load_model(ch04.TARGET, device, progress=False)
     images, ids = ch04.cifar_images(100)
     x, ids = images.x[:args.images], ids[:args.images]
     load0 = os.getloadavg()[0]

@@ -279,6 +279,16 @@ class Smooth(Defence):
         probs = F.softmax(self.base(noisy).float(), dim=1).view(m, len(x), -1).mean(0)
         return probs.clamp_min(1e-12).log()
 
+    def cache_identity(self) -> dict:
+        """What a cached result of this smoothed classifier depends on (``advlab.chapter.
+        identity``): the classifier and denoiser (weights and structure), sigma, the noise seed
+        and the defaults of PREDICT and of the attack objective; not ``forward_batch`` nor the
+        backend, which change how fast the samples run, not which samples run."""
+        return {"class": f"{type(self).__module__}.{type(self).__qualname__}",
+                "classifier": self.classifier, "denoiser": self.denoiser, "sigma": self.sigma,
+                "num_classes": self.num_classes, "seed": self.seed, "n": self.n,
+                "alpha": self.alpha, "attack_samples": self.attack_samples}
+
     def extra_repr(self) -> str:
         return (f"sigma={self.sigma}, num_classes={self.num_classes}, denoised="
                 f"{self.denoiser is not None}, n={self.n}, alpha={self.alpha}, seed={self.seed}")
