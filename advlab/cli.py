@@ -18,6 +18,7 @@ import os
 import sys
 from pathlib import Path
 
+from .cache import atomic_path
 from .config import PROFILES
 from .experiments import chapter_ids
 from .inference import BACKENDS
@@ -92,18 +93,24 @@ def build_parser() -> argparse.ArgumentParser:
     cert.add_argument("--dataset", choices=("cifar10", "imagenet"), default="cifar10")
     cert.add_argument("--model", default=None,
                       help="classifier (default: resnet56 / efficientnet_lite0)")
-    cert.add_argument("--denoiser", default=None, help="a committed denoiser, e.g. cifar10-stab-wb-0.25")
+    cert.add_argument("--denoiser", default=None,
+                      help="a committed denoiser trained for --sigma, e.g. cifar10-stab-wb-0.25")
     cert.add_argument("--sigma", type=float, default=0.25)
     # Cohen et al.'s names; lower-case --n would clash with torchrun's own options
-    cert.add_argument("--N0", type=int, default=100, help="selection samples")
+    cert.add_argument("--N0", type=int, default=100, help="selection samples (<= N)")
     cert.add_argument("--N", type=int, default=10_000, help="estimation samples")
     cert.add_argument("--alpha", type=float, default=0.001)
     cert.add_argument("--images", type=int, default=500,
-                      help="how many test images, evenly spread (CIFAR-10: every 10000/k-th)")
-    cert.add_argument("--batch-size", type=int, default=400)
+                      help="how many test images: CIFAR-10 10, 20 ... 10000 (the first images/10 "
+                           "of every class, ids class*100000 + rank, as Chapter 4); ImageNet "
+                           "1 ... 487 (odd-position colour sample images)")
+    cert.add_argument("--batch-size", type=int, default=400, help="noise samples per forward pass")
     cert.add_argument("--seed", type=int, default=0)
     cert.add_argument("--device", default=None)
     cert.add_argument("--out", type=Path, required=True, help="CSV file (written by rank 0)")
+    cert.add_argument("--no-cache", action="store_true",
+                      help="recompute every image (default: one cached piece per image, shared "
+                           "with `advlab run ch04`)")
     cert.add_argument("--quiet", action="store_true", help="no progress bars")
     cert.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return parser
@@ -355,37 +362,34 @@ def train_surrogate(args: argparse.Namespace) -> int:
 
 
 def certify(args: argparse.Namespace) -> int:
-    """``advlab certify``: one (classifier, denoiser, sigma) over evenly spread test images,
-    one CSV row per image (Cohen et al.'s log columns).  Under ``torchrun --nproc_per_node K``
-    the images are shared between the K processes (gloo on the CPU, NCCL on GPUs) and merged
-    by image id: the same file as one process writes."""
+    """``advlab certify``: one (classifier, denoiser, sigma) over the chosen test images, one
+    CSV row per image (Cohen et al.'s log columns).  Every argument is checked first
+    (``ch04.CertifySettings``); each image's certificate is a cached piece (the chapter's).
+    Under ``torchrun --nproc_per_node K`` the images are shared between the K processes (gloo
+    on the CPU, NCCL on GPUs) and merged by image id: the same file as one process writes."""
+    from .chapter import RunContext
     from .config import get_device
-    from .defences.smoothing import Smooth, init_distributed
+    from .defences.smoothing import init_distributed
     from .experiments import ch04
-    from .models import prepare_for_inference
-    from .training.denoisers import load_denoiser
+    settings = ch04.CertifySettings(dataset=args.dataset, model=args.model,
+                                    denoiser=args.denoiser, sigma=args.sigma, n0=args.N0,
+                                    n=args.N, alpha=args.alpha, images=args.images,
+                                    batch_size=args.batch_size, seed=args.seed)
+    device = get_device(args.device)      # checked (with the cache and --out) by preflight
     rank, world = init_distributed()
-    device = get_device(args.device)
     if device.type == "cuda" and world > 1:
         device = torch_device_of_rank()
-    model = args.model or ch04.DEFAULT_TARGETS[args.dataset]
-    clf = ch04.load_target(args.dataset, model, device)
-    den = (prepare_for_inference(load_denoiser(args.denoiser), device) if args.denoiser else None)
-    images, ids = (ch04.cifar_images(args.images) if args.dataset == "cifar10"
-                   else ch04.imagenet_images(args.images, progress=not args.quiet))
-    smooth = Smooth(clf, ch04.NUM_CLASSES[args.dataset], args.sigma, den, alpha=args.alpha,
-                    forward_batch=args.batch_size, seed=args.seed)
-    certs = smooth.certify(images.x, args.N0, args.N, args.alpha, ids,
-                           progress=not args.quiet and rank == 0)
+    ctx = RunContext.create("ch04", "certify", device, use_cache=not args.no_cache,
+                            progress=not args.quiet and rank == 0)
+    frame = ch04.certify_images(ctx, settings, rank, world)
     if rank == 0:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        certs.frame(images.y).to_csv(args.out, index=False)
-        print(f"certified {len(certs)} images on {world} process(es); wrote {args.out}")
+        with atomic_path(args.out) as tmp:
+            frame.to_csv(tmp, index=False)
+        print(f"certified {len(frame)} images on {world} process(es); wrote {args.out}")
     return 0
 
 
 def torch_device_of_rank():
-
     import torch
     return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
 

@@ -4,9 +4,12 @@
 return CPU tensors.  Attacks and training keep torch autograd; this module is inference only.
 
 * On CUDA: torch, ``inference_mode``, channels_last input, float16 autocast unless ``amp=False``.
-* On the CPU: ONNX Runtime (CPUExecutionProvider, ``torch.get_num_threads()`` intra-op threads)
-  by default.  Measured on 2-core CPUs (``scripts/bench_inference.py``, README) it was several
-  times faster than eager torch and than ``torch.compile``, with the same labels.
+* On the CPU: ONNX Runtime (CPUExecutionProvider) by default, on ``torch.get_num_threads()``
+  threads: a batch is cut into parts (:data:`PART_SIZE`) that single-threaded sessions run side
+  by side, and a batch smaller than the thread count runs on one session's intra-op threads
+  (the same outputs either way: a part's outputs do not depend on the other parts).  Measured
+  on 2-core CPUs (``scripts/bench_inference.py``, README) it was several times faster than
+  eager torch and than ``torch.compile``, with the same labels.
   ``torch`` is eager torch with channels_last input.
 
 Backend choice: the ``backend`` argument, else ``$ADVLAB_BACKEND``, else ``auto``
@@ -28,9 +31,11 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import threading
 import warnings
 import weakref
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -47,6 +52,10 @@ OPSET = 17
 # An export is used only if it reproduces torch on a random batch within this (relative to
 # the largest logit, plus 1): ONNX Runtime differs by about 1e-5, a mis-traced graph by far more.
 EXPORT_CHECK_TOLERANCE = 1e-3
+#: On ``t`` > 1 threads a batch is cut into at least ``t`` parts of at most this many inputs,
+#: run side by side on single-threaded sessions (parts of one batch share no work, so no thread
+#: waits for another inside a layer, and each part's activations stay in the core's cache).
+PART_SIZE = 32
 
 
 class InferenceWarning(UserWarning):
@@ -209,22 +218,55 @@ def _onnx_forward(model: nn.Module, x: torch.Tensor, strict: bool):
                   "(call model.eval(), or use backend='torch' for stochastic passes)")
     if reason is not None:
         return _refuse(state, cls, reason, strict, once=False)
-    key = (weights_digest(model), tuple(x.shape[1:]), x.dtype, torch.get_num_threads())
+    threads = torch.get_num_threads()
+    key = (weights_digest(model), tuple(x.shape[1:]), x.dtype, 1)
+    fresh = key not in state.sessions
+    single = _session(state, model, key)
+    if isinstance(single, str):  # failed: warned the first time
+        return _refuse(state, cls, single, strict, once=not fresh)
+    state.used = f"onnxruntime {_ort_version()}"
+
+    def run(arr: np.ndarray) -> np.ndarray:
+        return single.run(None, {"x": arr})[0]
+
+    def forward(xb: torch.Tensor) -> torch.Tensor:
+        arr = np.ascontiguousarray(xb.detach().cpu().numpy())
+        if threads == 1:
+            return torch.from_numpy(run(arr))
+        if len(arr) < threads:  # too few inputs to share out: one run on all threads
+            many = _session(state, model, key[:3] + (threads,))
+            return torch.from_numpy(run(arr) if isinstance(many, str) else
+                                    many.run(None, {"x": arr})[0])
+        parts = max(threads, -(-len(arr) // PART_SIZE))
+        bounds = [len(arr) * k // parts for k in range(parts + 1)]
+        outs = _pool(threads).map(run, [arr[a:b] for a, b in zip(bounds[:-1], bounds[1:])])
+        return torch.from_numpy(np.concatenate(list(outs)))
+    return forward
+
+
+def _session(state: _ModelState, model: nn.Module, key: tuple):
+    """The session for ``key`` (weights, shape, dtype, intra-op threads), made on first use,
+    or why it cannot be made."""
     if key not in state.sessions:
         try:
             state.sessions[key] = _load_or_export(model, key)
         except Exception as err:
             state.sessions[key] = f"{type(err).__name__}: {err}"
-            return _refuse(state, cls, state.sessions[key], strict, once=False)
-    session = state.sessions[key]
-    if isinstance(session, str):  # failed before: warned then
-        return _refuse(state, cls, session, strict, once=True)
-    state.used = f"onnxruntime {_ort_version()}"
+    return state.sessions[key]
 
-    def forward(xb: torch.Tensor) -> torch.Tensor:
-        arr = np.ascontiguousarray(xb.detach().cpu().numpy())
-        return torch.from_numpy(session.run(None, {"x": arr})[0])
-    return forward
+
+_POOLS: dict = {}
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    """``threads`` threads that run parts of a batch side by side (ONNX Runtime releases the
+    GIL); made again in a forked child, which has none of its parent's threads."""
+    key = (os.getpid(), threads)
+    with _POOL_LOCK:
+        if key not in _POOLS:
+            _POOLS[key] = ThreadPoolExecutor(threads, thread_name_prefix="advlab-onnx")
+    return _POOLS[key]
 
 
 def _refuse(state: _ModelState, cls: str, reason: str, strict: bool, once: bool):
@@ -237,10 +279,10 @@ def _refuse(state: _ModelState, cls: str, reason: str, strict: bool, once: bool)
     return None
 
 
-def _new_session(data: bytes):
+def _new_session(data: bytes, threads: int):
     import onnxruntime as ort
     options = ort.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
+    options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
@@ -256,7 +298,7 @@ def export_path(model: nn.Module, shape: tuple[int, ...], dtype: torch.dtype):
 
 def _load_or_export(model: nn.Module, key: tuple):
     """An ONNX Runtime session from the cached export, or from a new one (then cached)."""
-    _, shape, dtype, _ = key
+    _, shape, dtype, threads = key
     path = export_path(model, shape, dtype)
     sidecar = path.with_name(path.name + ".sha256")
     if path.exists():
@@ -269,7 +311,7 @@ def _load_or_export(model: nn.Module, key: tuple):
             problem = "its sha256 does not match its checksum file (truncated or corrupt)"
         else:
             try:
-                session = _new_session(data)
+                session = _new_session(data, threads)
                 _check_export(model, session, shape, dtype)
                 return session
             except Exception as err:
@@ -279,7 +321,7 @@ def _load_or_export(model: nn.Module, key: tuple):
         path.unlink(missing_ok=True)
         sidecar.unlink(missing_ok=True)
     data = _export(model, shape, dtype)
-    session = _new_session(data)
+    session = _new_session(data, threads)
     _check_export(model, session, shape, dtype)
     try:
         atomic_write_bytes(hashlib.sha256(data).hexdigest().encode(), sidecar)

@@ -1,11 +1,15 @@
 """Every metric of the book: accuracy with honest uncertainty (Wilson and Clopper-Pearson
-intervals, spread over repeated draws), the Clopper-Pearson lower bound that certification
-needs, and detection metrics (confusion counts, the source study's Table 3 breakdown, ROC hull)."""
+intervals, spread over repeated draws), the exact McNemar test that compares two classifiers on
+the same images, the Clopper-Pearson lower bound that certification needs, and detection
+metrics (confusion counts, the source study's Table 3 breakdown, ROC hull)."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
+from scipy.stats import binomtest
 from statsmodels.stats.proportion import proportion_confint
 
 
@@ -37,6 +41,49 @@ def clopper_pearson_lower(successes, n: int, alpha: float = 0.001) -> np.ndarray
     Clopper-Pearson interval), as randomized-smoothing certification uses it."""
     return np.asarray(proportion_confint(_check_counts(successes, n), n, alpha=2 * alpha,
                                          method="beta")[0])
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """The exact McNemar test of two classifiers on the same images (:func:`mcnemar`):
+    ``n`` images, ``a_only`` right only for A, ``b_only`` right only for B, two-sided ``p``."""
+
+    n: int
+    a_only: int
+    b_only: int
+    p: float
+
+    @property
+    def difference(self) -> float:
+        """A's accuracy minus B's on the ``n`` images (0 when there are none)."""
+        return (self.a_only - self.b_only) / self.n if self.n else 0.0
+
+    def winner(self, alpha: float = 0.05) -> int:
+        """+1 when A is right significantly more often (``p < alpha``), -1 when B is, else 0."""
+        if self.p >= alpha or self.a_only == self.b_only:
+            return 0
+        return 1 if self.a_only > self.b_only else -1
+
+
+def _as_bools(v) -> np.ndarray:
+    if isinstance(v, torch.Tensor):
+        v = v.detach().cpu().numpy()
+    return np.asarray(v).astype(bool).ravel()
+
+
+def mcnemar(a_correct, b_correct) -> PairedTest:
+    """McNemar's exact test (McNemar 1947) of two classifiers judged on the same images:
+    ``a_correct`` and ``b_correct`` say, image by image, whether each is right.  Only the
+    discordant images count: under the hypothesis that A and B are equally accurate, the
+    images right for A alone are Binomial(discordant, 1/2); the two-sided p-value is
+    ``scipy.stats.binomtest``'s (1 when no image is discordant)."""
+    a = _as_bools(a_correct)
+    b = _as_bools(b_correct)
+    if a.shape != b.shape:
+        raise ValueError(f"a_correct and b_correct must judge the same images, got {len(a)} and {len(b)}")
+    a_only, b_only = int((a & ~b).sum()), int((~a & b).sum())
+    p = binomtest(a_only, a_only + b_only, 0.5).pvalue if a_only + b_only else 1.0
+    return PairedTest(len(a), a_only, b_only, float(p))
 
 
 def summarise_draws(per_draw: pd.DataFrame, by: list[str], metrics: list[str], n: int) -> pd.DataFrame:

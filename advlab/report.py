@@ -53,7 +53,7 @@ HUMAN = {
     "inception_v3": "Inception v3",
     "mnist": "MNIST", "cifar10": "CIFAR-10", "cifar-10": "CIFAR-10", "imagenet": "ImageNet samples",
     "mse": "MSE denoiser", "black-box": "black-box denoiser", "white-box": "white-box denoiser",
-    "stab_mse": "Stab+MSE denoiser",
+    "stab_mse": "Stab+MSE denoiser", "vgg-cifar10": "VGG surrogate",
     "ignores defence": "attacker ignores the defence",
     "adaptive (through blur+vote)": "attacker goes through blur and vote",
 }

@@ -156,32 +156,40 @@ def pixel_explorer(models: dict, images: ImageSet, maps: dict, eps: float = 0.03
 
 def certify_explorer(classifier, denoisers: dict, images: ImageSet, ids=None, n0: int = 50,
                      n: int = 300, alpha: float = 0.001, seed: int = 0) -> W.VBox:
-    """Chapter 4: pick an image, a configuration (``denoisers``: name -> denoiser or None) and
-    sigma; see one noisy and one denoised sample, the vote counts of CERTIFY's estimation
-    (``n`` samples), the lower bound p_A and the certified radius."""
+    """Chapter 4: pick an image, a configuration and sigma (``denoisers``: configuration ->
+    {sigma: denoiser or None}, the denoiser trained for that sigma); see one noisy and one
+    denoised sample, the vote counts of CERTIFY's estimation (``n`` samples), the lower bound
+    p_A and the certified radius.  ``ids``: the images' ids (the noise depends on them, as in
+    the chapter's certification)."""
     import torch
 
     from .defences.smoothing import Smooth, max_certifiable_radius
-    ids = torch.arange(len(images)) if ids is None else ids
-    choose = W.Dropdown(options=[(f"{i}: {images.classes[int(images.y[i])]}", i)
+    ids = torch.arange(len(images)) if ids is None else torch.as_tensor(ids)
+    choose = W.Dropdown(options=[(f"id {int(ids[i])}: {images.classes[int(images.y[i])]}", i)
                                  for i in range(len(images))], description="image")
     config = W.Dropdown(options=list(denoisers), description="denoiser")
-    sigma = W.FloatSlider(value=0.25, min=0.05, max=1.0, step=0.05, description="sigma",
-                          continuous_update=False)
+    sigmas = sorted({s for per in denoisers.values() for s in per})
+    sigma = W.SelectionSlider(options=sigmas, value=0.25 if 0.25 in sigmas else sigmas[0],
+                              description="σ", continuous_update=False)
     out = W.Output()
 
     def redraw(*_):
-        i, s, den = choose.value, sigma.value, denoisers[config.value]
+        i, s = choose.value, sigma.value
+        if s not in denoisers[config.value]:
+            out.outputs = ()
+            out.append_stdout(f"no {config.value} denoiser for σ = {s:g}\n")
+            return
+        den = denoisers[config.value][s]
         smooth = Smooth(classifier, len(images.classes), s, den, alpha=alpha, seed=seed)
         x = images.x[i:i + 1]
         cert = smooth.certify(x, n0, n, alpha, ids[i:i + 1])
         counts = smooth.sample_counts(x, n, 1, ids[i:i + 1])[0]
-        noisy = x + s * torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
+        noisy = x + s * smooth.noise_block(int(ids[i]), 1, 0, x.shape[1:], torch.device("cpu"))[:1]
         with torch.no_grad():
             shown = den(noisy).clamp(0, 1) if den is not None else noisy.clamp(0, 1)
         fig, axes = plt.subplots(1, 3, figsize=(PAGE_WIDTH_IN, 3.4), width_ratios=[1, 1, 2.2],
                                  layout="constrained")
-        for ax, img, title in ((axes[0], noisy.clamp(0, 1), f"noisy, sigma={s:.2f}"),
+        for ax, img, title in ((axes[0], noisy.clamp(0, 1), f"noisy, σ = {s:g}"),
                                (axes[1], shown, "denoised" if den is not None else "(no denoiser)")):
             ax.imshow(img[0].permute(1, 2, 0).numpy())
             ax.set_title(title, fontsize=9)

@@ -220,6 +220,29 @@ def test_minimal_attacks_have_no_epsilon():
         assert float((model(out[None]).argmax(1) != y).float().mean()) >= 0.8
 
 
+@pytest.mark.parametrize("candidates,steps", [(4, 50), (3, 2), (None, 50)])
+def test_deepfool_takes_foolboxs_steps_with_fewer_passes(candidates, steps):
+    from advlab.attacks.deepfool import DeepFool
+    model = conv_model()
+    x, y = data(24, (3, 8, 8), 4, seed=3)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    calls = []
+    model.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+    ours = attacks.run(model, x, y, DeepFool(steps, candidates), None, batch_size=len(x),
+                       progress=False)[None]
+    ours_images = sum(calls)
+    calls.clear()
+    attack = fb.attacks.L2DeepFoolAttack(steps=steps, candidates=candidates)
+    _, ref, _ = attack(fb.PyTorchModel(model, bounds=(0, 1)), x, y, epsilons=[None])
+    assert torch.allclose(ours, ref[0], atol=1e-6), float((ours - ref[0]).abs().max())
+    with torch.no_grad():
+        assert torch.equal(model(ours).argmax(1) != y, model(ref[0]).argmax(1) != y)
+    assert ours_images < sum(calls) / 2          # one forward pass serves every candidate class
+    with pytest.raises(ValueError, match="untargeted"):
+        DeepFool()(model, x, y, target=y)
+
+
 class Quantise(nn.Module):
     """A non-differentiable transform: rounding to 4 levels (zero gradient almost everywhere)."""
 

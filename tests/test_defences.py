@@ -86,3 +86,19 @@ def test_default_predict_and_abstain():
         assert torch.equal(p[2:], d.model(x[2:]).argmax(1))
     with pytest.raises(NotImplementedError):
         Defence()(x)
+
+
+def test_predict_all_equals_one_call_at_a_time():
+    from advlab.defences.base import Undefended, predict_all
+    model = Tiny().eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    x = torch.rand(20, 3, 10, 10)
+    defences = {"bare": Undefended(model), "quantise": Preprocessed(model, quantise),
+                "dim": Preprocessed(model, random_dim, randomized=True),
+                "blur": Preprocessed(model, nn.AvgPool2d(3, 1, 1))}
+    one_by_one = {k: d.predict(x, batch_size=8, seed=3) for k, d in defences.items()}
+    together = predict_all(defences, x, batch_size=8, seed=3, threads=2)
+    assert list(together) == list(defences)
+    assert all(torch.equal(together[k], one_by_one[k]) for k in defences)
+    assert torch.get_num_threads() >= 1 and predict_all({}, x) == {}

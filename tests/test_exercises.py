@@ -47,7 +47,8 @@ def run_solution(ex: str, **context) -> None:
 
 
 @pytest.mark.parametrize("ex", ["ch00-ex1", "ch00-ex2", "ch00-ex3", "ch01-ex1", "ch01-ex2", "ch01-ex3",
-                                "ch02-ex1", "ch02-ex2"])
+                                "ch02-ex1", "ch02-ex2", "ch03-ex1", "ch03-ex2", "ch03-ex4",
+                                "ch03-ex5"])
 def test_checker_accepts_the_solution(ex, capsys):
     run_solution(ex)
     out = capsys.readouterr().out
@@ -126,3 +127,45 @@ def test_ch02_crop_exercise_with_a_small_model(capsys):
     if other != right:
         with pytest.raises(AssertionError):
             exercises.check("ch02-ex3", other, model, x, 8)
+
+
+def test_ch03_wrong_answers_raise():
+    with pytest.raises(AssertionError, match="rounds down"):       # rounding to nearest
+        exercises.check("ch03-ex1",
+                        lambda x, k: (torch.round(torch.round(x * 255) / 2 ** k) * 2 ** k / 255).clamp(max=1))
+    with pytest.raises(AssertionError, match=r"\[0, 1\]"):        # 8-bit values returned
+        exercises.check("ch03-ex1", lambda x, k: (v := torch.round(x * 255)) - v % 2 ** k)
+    with pytest.raises(AssertionError, match="divided by all images"):
+        exercises.check("ch03-ex2", lambda y, u, d: float(((u != y) & (d == y)).float().mean()))
+    from scipy.stats import binomtest
+    with pytest.raises(AssertionError, match="disagree"):          # unpaired counts
+        exercises.check("ch03-ex4", lambda a, b: binomtest(int(a.sum()), int(a.sum() + b.sum()), 0.5).pvalue)
+    with pytest.raises(AssertionError, match="one-sided"):
+        exercises.check("ch03-ex4", lambda a, b: binomtest(int((a & ~b).sum()), int((a ^ b).sum()), 0.5,
+                                                           alternative="greater").pvalue)
+    with pytest.raises(AssertionError, match="return 1"):          # no discordant image
+        exercises.check("ch03-ex4", lambda a, b: binomtest(int((a & ~b).sum()), max(int((a ^ b).sum()), 1),
+                                                           0.5).pvalue if (a ^ b).any() else 0.0)
+    for wrong in ("a", "b", "d"):
+        with pytest.raises(AssertionError, match="Not yet"):
+            exercises.check("ch03-ex5", wrong)
+
+
+def test_ch03_window_exercise_reads_the_curves(capsys):
+    import pandas as pd
+
+    from advlab.experiments.ch03 import DEEPFOOL_SCALED, FGSM
+    rows = [(DEEPFOOL_SCALED, w, r) for w, r in (("1x3", 0.2), ("3x1", 0.25), ("3x3", 0.3), ("5x5", 0.4))]
+    rows += [(FGSM, "3x3", 0.9)]    # another attack: not counted
+    curves = pd.DataFrame(rows * 2, columns=["attack", "defence", "rate"]).assign(family="median")
+    run_solution("ch03-ex3", results=SimpleNamespace(curves=curves),
+                 ch03=__import__("advlab.experiments.ch03", fromlist=["ch03"]))
+    out = capsys.readouterr().out
+    assert "Exercise 3: correct." in out and "5x5" not in out and "40" not in out   # no answer shown
+    for wrong in ("3x3", "1x3"):
+        with pytest.raises(AssertionError, match="another window"):
+            exercises.check("ch03-ex3", wrong, curves)
+    with pytest.raises(AssertionError, match="not one of"):
+        exercises.check("ch03-ex3", "7x7", curves)
+    with pytest.raises(AssertionError, match="Pass the chapter's results"):
+        exercises.check("ch03-ex3", "5x5")

@@ -9,7 +9,7 @@ PACKAGE = Path(advlab.__file__).parent
 #: Lowest first; a module may import modules of its own layer or of a lower one.
 LAYERS = [
     ["advlab", "advlab.config", "advlab.inputs", "advlab.resources"],
-    ["advlab.cache", "advlab.download", "advlab.metrics"],
+    ["advlab.cache", "advlab.download", "advlab.metrics", "advlab.native"],
     ["advlab.data", "advlab.inference"],
     ["advlab.models"],
     ["advlab.train"],

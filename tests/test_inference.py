@@ -93,6 +93,23 @@ def test_fast_path_matches_torch_and_is_cached_on_disk_and_in_memory(cache, expo
     assert len(exports) == 2 and len(list(cache.glob("*.onnx"))) == 2
 
 
+def test_batch_parts_on_several_threads_give_the_outputs_of_one_thread(cache, exports):
+    """On 2 threads a batch is cut into parts (PART_SIZE) that single-threaded sessions run side
+    by side, a batch of one runs on a 2-thread session: the outputs are those of one thread."""
+    model, x = tiny(), torch.rand(2 * inference.PART_SIZE + 5, 3, 12, 12)
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = logits(model, x, batch_size=len(x))
+        torch.set_num_threads(2)
+        parts = logits(model, x, batch_size=len(x))
+        single = logits(model, x[:1])
+    finally:
+        torch.set_num_threads(saved)
+    assert torch.equal(parts, one) and torch.equal(single, one[:1])
+    assert len(exports) == 1                                   # both sessions from one export
+
+
 def test_in_place_weight_change_makes_a_new_export(cache, exports):
     model, x = tiny(), torch.rand(8, 3, 12, 12)
     before, bias = logits(model, x), model.fc.bias.detach().clone()
@@ -260,23 +277,38 @@ def test_run_info_line_names_the_backend():
 
 
 def test_cli_backend_flag_sets_the_backend_for_the_run(monkeypatch, tmp_path):
-    import sys
+    """`advlab run --backend torch` runs the chapter on torch, without the flag on ONNX Runtime
+    (ADVLAB_BACKEND=auto), and the setting is restored after the run."""
     import types
+    from dataclasses import dataclass
 
     from advlab import cli
+    from advlab import experiments as registry
+    from advlab.chapter import Chapter, Settings
     seen = []
 
-    def run(**kwargs):
-        seen.append(backend_name("cpu"))
-        return types.SimpleNamespace(save=lambda out: [], info=types.SimpleNamespace(line=lambda: "info"))
-    fake = types.ModuleType("fake_chapter")
-    fake.run, fake.make_figures = run, lambda results: {}
-    monkeypatch.setitem(sys.modules, "fake_chapter", fake)
-    monkeypatch.setitem(cli.CHAPTERS, "ch99", "fake_chapter")
+    @dataclass(frozen=True)
+    class FakeSettings(Settings):
+        pass
+
+    class Fake(Chapter):  # a chapter that only records the backend it runs on
+        id, title = "ch00", "fake"
+        Settings = FakeSettings
+        profiles = {"smoke": FakeSettings(), "full": FakeSettings()}
+        tables, figures = {}, {}
+
+        def run(self, ctx, s):
+            seen.append(backend_name("cpu"))
+            return types.SimpleNamespace(info=types.SimpleNamespace(line=lambda: "info"))
+
+        def save(self, results, out):
+            return []
+
+    monkeypatch.setattr(registry, "chapter", lambda chapter_id: Fake())
     monkeypatch.setenv("ADVLAB_BACKEND", "auto")
-    assert cli.main(["run", "ch99", "--backend", "torch", "--out", str(tmp_path)]) == 0
-    assert cli.main(["run", "ch99", "--out", str(tmp_path)]) == 0
+    assert cli.main(["run", "ch00", "--backend", "torch", "--out", str(tmp_path)]) == 0
+    assert cli.main(["run", "ch00", "--out", str(tmp_path)]) == 0
     assert seen[0] == "torch" and seen[1].startswith("onnxruntime")
     assert inference.resolve_backend() == "auto"                          # restored after the run
     with pytest.raises(SystemExit):
-        cli.build_parser().parse_args(["run", "ch99", "--backend", "tensorrt"])
+        cli.build_parser().parse_args(["run", "ch00", "--backend", "tensorrt"])

@@ -234,3 +234,58 @@ def test_empty_batch():
     x = torch.empty(0, *SHAPE, dtype=torch.float64)
     adv = jsma(model, x, torch.empty(0, dtype=torch.long), progress=False)
     assert adv.shape == x.shape
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("increase", [True, False])
+def test_native_pair_search_equals_the_torch_search(dtype, increase):
+    """The native scan (CPU) returns the pair and validity the broadcasted torch search (GPU)
+    returns: the same float operations, ties to the first pair in row-major order (many ties:
+    gradients on a coarse grid), features outside the domain ignored, rows without a valid
+    pair reported."""
+    from advlab import native
+    g = torch.Generator().manual_seed(7)
+    n = 37                                    # not a multiple of the vector width
+    alpha = (torch.randint(-4, 5, (40, n), generator=g) / 4).to(dtype)
+    beta = (torch.randint(-4, 5, (40, n), generator=g) / 4).to(dtype)
+    if not native.usable(alpha):
+        pytest.skip("no native kernels here")
+    domain = torch.rand(40, n, generator=g) < 0.7
+    domain[0] = False                         # no feature left
+    domain[1, 2:] = False                     # one pair only
+    alpha[2] = -1.0 if increase else 1.0      # no valid pair
+    buffers = torch.empty(2, 6, n, n, dtype=dtype)
+    p, q, ok = jsma_mod._best_pairs(alpha, beta, domain, increase, *buffers)
+    p2, q2, ok2 = native.jsma_pairs(alpha, beta, domain, increase)
+    assert torch.equal(ok, ok2) and not ok[0] and not ok[2] and ok.sum() > 30
+    assert torch.equal(p[ok], p2[ok2]) and torch.equal(q[ok], q2[ok2])
+    assert bool((p2[ok2] < q2[ok2]).all())
+
+
+def test_attack_without_native_kernels_is_the_same(monkeypatch):
+    model = tiny_model()
+    x = images(n=10, seed=8)
+    target = random_targets(predicted(model, x), N_CLASSES, seed=9)
+    fast = jsma_with_stats(model, x, target, gamma=0.8, progress=False)
+    monkeypatch.setenv("ADVLAB_COMPILE", "0")
+    slow = jsma_with_stats(model, x, target, gamma=0.8, progress=False)
+    assert torch.equal(fast[0], slow[0]) and torch.equal(fast[1], slow[1])
+    assert int(fast[1].sum()) > 0
+
+
+def test_single_threaded_workers_give_the_same_attack():
+    """On 2 threads the images are split between single-threaded workers: same results as
+    one thread, and torch's thread count is restored."""
+    model = tiny_model()
+    x = images(n=9, seed=10)
+    target = random_targets(predicted(model, x), N_CLASSES, seed=11)
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = jsma_with_stats(model, x, target, gamma=0.8, progress=False)
+        torch.set_num_threads(2)
+        two = jsma_with_stats(model, x, target, gamma=0.8, batch_size=4, progress=False)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(saved)
+    assert torch.equal(one[0], two[0]) and torch.equal(one[1], two[1])

@@ -83,3 +83,20 @@ def test_roc_hull_of_hand_made_points():
     area = 0.1 * 0.5 / 2 + 0.4 * (0.5 + 0.9) / 2 + 0.5 * (0.9 + 1.0) / 2
     assert np.trapezoid(hull[:, 1], hull[:, 0]) == pytest.approx(area)
     assert roc_hull(np.empty((0, 2))).tolist() == [[0.0, 0.0], [1.0, 1.0]]  # chance only
+
+
+def test_exact_mcnemar_known_value_and_direction():
+    from advlab.metrics import mcnemar
+    # 12 discordant images, 10 right for A only, 2 for B only, 30 right for both, 8 for neither:
+    # two-sided exact p = 2 * P(Binomial(12, 1/2) <= 2) = 2 * (1 + 12 + 66) / 4096
+    a = torch.tensor([1] * 10 + [0] * 2 + [1] * 30 + [0] * 8)
+    b = torch.tensor([0] * 10 + [1] * 2 + [1] * 30 + [0] * 8)
+    t = mcnemar(a, b)
+    assert (t.n, t.a_only, t.b_only) == (50, 10, 2)
+    assert t.p == pytest.approx(158 / 4096, rel=1e-12)
+    assert t.winner() == 1 and t.winner(alpha=0.01) == 0 and t.difference == pytest.approx(0.16)
+    assert mcnemar(b, a).winner() == -1 and mcnemar(b, a).p == pytest.approx(t.p)
+    same = mcnemar(a, a)
+    assert same.p == 1.0 and same.winner() == 0 and mcnemar([], []).n == 0
+    with pytest.raises(ValueError, match="same images"):
+        mcnemar(a, b[:3])

@@ -55,3 +55,36 @@ def test_efficientnet_lite0_top1_on_the_sample_images(imagenet_samples):
     wrong_acc = float((predict(wrong, s.x[:300], 100) == s.y[:300]).float().mean())
     right_acc = float(right[:300].float().mean())
     assert wrong_acc < right_acc - 0.05, (wrong_acc, right_acc)
+
+
+def test_thread_split_gives_the_one_thread_outputs_and_gradient_in_parts():
+    from advlab.models.wrappers import ThreadSplit
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 36, 5)).eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    x = torch.rand(9, 3, 6, 6)
+    w = torch.randn(9, 5)
+    threads = torch.get_num_threads()
+
+    def grad(f, twice=False):
+        xg = x.clone().requires_grad_(True)
+        out = f(xg)
+        g = torch.autograd.grad((out * w).sum(), xg, retain_graph=twice)[0]
+        if twice:                          # a second backward pass through the same graph
+            g2 = torch.autograd.grad((out * w).sum(), xg)[0]
+            assert torch.equal(g, g2)
+        return out.detach(), g
+    torch.set_num_threads(1)
+    try:
+        ref_out, ref_grad = grad(model)
+    finally:
+        torch.set_num_threads(threads)
+    for chunk in (4, 2):                   # 3 chunks on 2 threads: the forward is run again
+        split = ThreadSplit(model, threads=2, chunk=chunk)
+        assert len(split.chunks(x)) == (3 if chunk == 4 else 5)
+        out, g = grad(split, twice=chunk == 4)
+        assert torch.allclose(out, ref_out, atol=1e-6) and torch.allclose(g, ref_grad, atol=1e-6)
+    assert torch.get_num_threads() == threads          # the caller's thread is left alone
+    with pytest.raises(ValueError, match="freeze"):
+        ThreadSplit(nn.Linear(2, 2))

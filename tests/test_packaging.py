@@ -37,6 +37,7 @@ def test_wheel_metadata(wheel):
         meta = z.read(f"advlab-{advlab.__version__}.dist-info/METADATA").decode()
         entry = z.read(f"advlab-{advlab.__version__}.dist-info/entry_points.txt").decode()
     assert "advlab/resources/imagenet_samples.csv" in names        # package data
+    assert "advlab/native.cpp" in names                           # built on first use
     assert any(n.startswith("advlab/exercises/ch01") for n in names)
     assert not any(n.startswith(("tests/", "notebooks/", "scripts/")) for n in names)
     assert "advlab = advlab.cli:main" in entry
@@ -65,3 +66,48 @@ def test_wheel_installs_and_imports(wheel, tmp_path):
     version, path, has_data, first = out.stdout.split(" ", 3)
     assert version == advlab.__version__ and path.startswith(str(target)) and has_data == "True"
     assert first.strip() == "True"
+
+
+def test_installed_copy_builds_its_native_kernels_or_warns_once(wheel, tmp_path):
+    """The wheel ships native.cpp: an installed copy compiles it on first use (into its
+    ADVLAB_CACHE); where compilation fails (here a 'compiler' that always fails) it warns once,
+    with the reason, and TV minimisation runs on torch with the same result."""
+    if shutil.which("c++") is None and shutil.which("g++") is None:
+        pytest.skip("no C++ compiler")
+    target = tmp_path / "site"
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
+                           str(target), str(wheel)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    code = ("import warnings, torch\n"
+            "from advlab import native\n"
+            "from advlab.defences import transforms as T\n"
+            "x = torch.rand(1, 3, 9, 11, generator=torch.Generator().manual_seed(0))\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always')\n"
+            "    z = [T.tv_minimize(x, steps=7) for _ in range(2)]\n"
+            "warned = [str(w.message) for w in caught if w.category is native.NativeWarning]\n"
+            "torch.save(z[0], 'z.pt')\n"
+            "print(native.SOURCE.parent == __import__('pathlib').Path(T.__file__).parents[1],\n"
+            "      native.library() is not None, len(warned), warned[:1])\n")
+    results = {}
+    for name, extra in [("built", {}), ("no compiler", {"CXX": "false", "PATH": "/nonexistent"})]:
+        run_dir = tmp_path / name.replace(" ", "_")
+        run_dir.mkdir()
+        env = {**os.environ, "PYTHONPATH": str(target), "ADVLAB_CACHE": str(run_dir / "cache"),
+               "ADVLAB_COMPILE": "1", **extra}
+        if "PATH" in extra:     # no c++/g++/clang++ on PATH; CXX names one that always fails
+            env["CXX"] = shutil.which("false")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                             cwd=run_dir, timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        results[name] = (out.stdout, torch_load(run_dir / "z.pt"))
+    built, fallback = results["built"][0], results["no compiler"][0]
+    assert built.startswith("True True 0 []"), built
+    assert fallback.startswith("True False 1 ["), fallback          # warned once, not silent
+    assert "native CPU kernels are not available" in fallback and "false failed" in fallback
+    assert (results["built"][1] - results["no compiler"][1]).abs().max() < 1e-5
+
+
+def torch_load(path):
+    import torch
+    return torch.load(path, weights_only=True)

@@ -117,6 +117,21 @@ def test_onnx_fast_path_gives_the_same_counts(tiny):
     assert torch.equal(onnx, eager) and int(onnx.sum()) == 5 * 300
 
 
+def test_counts_on_two_threads_equal_one_thread(tiny):
+    """On 2 threads ONNX Runtime runs a batch as parts on single-threaded sessions side by side:
+    the counts are those of one thread, bit for bit."""
+    net, x = tiny
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = Smooth(net, 4, sigma=0.5, forward_batch=200).sample_counts(x, 300, 1)
+        torch.set_num_threads(2)
+        two = Smooth(net, 4, sigma=0.5, forward_batch=200).sample_counts(x, 300, 1)
+    finally:
+        torch.set_num_threads(saved)
+    assert torch.equal(one, two) and int(one.sum()) == 5 * 300
+
+
 def test_results_do_not_depend_on_batch_size_or_the_other_images(tiny):
     net, x = tiny
     ids = torch.tensor([4, 9, 2, 6, 1])

@@ -7,7 +7,8 @@
 ``l2_bim``    the same in L2.
 ``linf_pgd``  Madry et al. 2018: iterated FGSM from a random start in the L-inf ball.
 ``l2_pgd``    the same in L2.
-``deepfool``  Moosavi-Dezfooli et al. 2016, L2, minimal: no epsilon.
+``deepfool``  Moosavi-Dezfooli et al. 2016, L2, minimal: no epsilon; ours (foolbox's steps,
+              one forward pass per iteration for every candidate class; tested against it).
 ``cw``        Carlini & Wagner 2017, L2, minimal: no epsilon.
 """
 from __future__ import annotations
@@ -95,9 +96,10 @@ def l2_pgd(steps: int = 10, rel_stepsize: float | None = None) -> Attack:
 
 
 def deepfool(steps: int = 50, candidates: int | None = 10, overshoot: float = 0.02) -> Attack:
-    """L2 DeepFool; ``candidates``: how many top classes it considers (None: all)."""
-    return FoolboxAttack("DeepFool", "l2", fb.attacks.L2DeepFoolAttack(
-        steps=steps, candidates=candidates, overshoot=overshoot), uses_epsilon=False)
+    """L2 DeepFool (:mod:`advlab.attacks.deepfool`: foolbox's steps, one forward pass per
+    iteration); ``candidates``: how many top classes it considers (None: all)."""
+    from .deepfool import DeepFool
+    return DeepFool(steps, candidates, overshoot)
 
 
 def cw(steps: int = 100, binary_search_steps: int = 5, stepsize: float = 0.01,

@@ -127,3 +127,31 @@ class Preprocessed(Defence):
 
     def extra_repr(self) -> str:
         return f"name={self.name!r}, differentiable={self.differentiable}, randomized={self.randomized}"
+
+
+def predict_all(defences: dict[str, Defence], x: torch.Tensor, batch_size: int = 128,
+                seed: int | None = None, threads: int | None = None) -> dict[str, torch.Tensor]:
+    """Every defence's :meth:`Defence.predict` on the same images, by name.  The randomised
+    defences run in turn (their draws come from the global RNG, seeded per call); on the CPU the
+    others then run ``threads`` at a time (default: one per core), each on one intra-op thread
+    (and its ONNX Runtime session on one thread), which a CPU shared with other jobs stalls far
+    less than two-thread calls.  The labels are those of one call at a time."""
+    out: dict[str, torch.Tensor] = {}
+    rest = {}
+    for name, d in defences.items():
+        if d.randomized or model_device(d).type != "cpu":
+            out[name] = d.predict(x, batch_size=batch_size, seed=seed)
+        else:
+            rest[name] = d
+    threads = threads or torch.get_num_threads()
+    if threads > 1 and len(rest) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(item):
+            torch.set_num_threads(1)
+            return item[0], item[1].predict(x, batch_size=batch_size, seed=seed)
+        with ThreadPoolExecutor(threads) as pool:
+            out.update(pool.map(one, rest.items()))
+    else:
+        out.update({name: d.predict(x, batch_size=batch_size, seed=seed) for name, d in rest.items()})
+    return {name: out[name] for name in defences}

@@ -172,37 +172,42 @@ class Smooth(Defence):
             raise ValueError(f"n must be >= 1, got {n}")
         self.check_input(x)
         ids = _ids(x, ids)
-        bs = forward_batch or self.forward_batch
+        bs = min(forward_batch or self.forward_batch, len(x) * n)
         device = model_device(self.base)
         counts = torch.zeros(len(x) * self.num_classes, dtype=torch.long)
         blocks = math.ceil(n / NOISE_BLOCK)
-        pending: list[torch.Tensor] = []
-        owners: list[torch.Tensor] = []
-        held = 0
+        # one buffer of noisy samples, filled in place block by block and classified whenever
+        # it is full; owner[j]: the image of sample j
+        dtype = torch.promote_types(x.dtype, torch.get_default_dtype())
+        batch = torch.empty((bs, *x.shape[1:]), dtype=dtype, device=device)
+        owner = torch.empty(bs, dtype=torch.long)
         with tqdm(total=len(x) * n, desc=f"noise samples (sigma={self.sigma})", unit="sample",
                   disable=not progress, leave=False) as bar:
-            def flush(upto: int) -> None:
-                nonlocal pending, owners, held
-                batch, who = torch.cat(pending), torch.cat(owners)
-                labels = fast_predict(self.base, batch[:upto], bs, device, backend=self.backend,
+            def flush(m: int) -> None:
+                labels = fast_predict(self.base, batch[:m], bs, device, backend=self.backend,
                                       unit_range=False)  # x + noise, unclipped
                 if len(labels) and (int(labels.max()) >= self.num_classes or int(labels.min()) < 0):
                     raise ValueError(f"the classifier returned a class outside 0..{self.num_classes - 1}")
-                counts.index_add_(0, who[:upto] * self.num_classes + labels,
-                                  torch.ones(upto, dtype=torch.long))
-                pending, owners, held = [batch[upto:]], [who[upto:]], held - upto
-                bar.update(upto)
+                counts.index_add_(0, owner[:m] * self.num_classes + labels,
+                                  torch.ones(m, dtype=torch.long))
+                bar.update(m)
 
+            held = 0
             for i in range(len(x)):
                 xi = x[i].to(device)
                 for b in range(blocks):
                     k = min(NOISE_BLOCK, n - b * NOISE_BLOCK)
                     eps = self.noise_block(int(ids[i]), phase, b, xi.shape, device, seed)[:k]
-                    pending.append(xi + self.sigma * eps)
-                    owners.append(torch.full((k,), i, dtype=torch.long))
-                    held += k
-                    if held >= bs:
-                        flush(held - held % bs)
+                    eps.mul_(self.sigma)
+                    done = 0
+                    while done < k:  # the block, cut where the buffer fills
+                        take = min(k - done, bs - held)
+                        torch.add(xi, eps[done:done + take], out=batch[held:held + take])
+                        owner[held:held + take] = i
+                        held, done = held + take, done + take
+                        if held == bs:
+                            flush(held)
+                            held = 0
             if held:
                 flush(held)
         return counts.view(len(x), self.num_classes)
@@ -273,6 +278,16 @@ class Smooth(Defence):
         noisy = noisy + self.sigma * torch.randn_like(noisy)
         probs = F.softmax(self.base(noisy).float(), dim=1).view(m, len(x), -1).mean(0)
         return probs.clamp_min(1e-12).log()
+
+    def cache_identity(self) -> dict:
+        """What a cached result of this smoothed classifier depends on (``advlab.chapter.
+        identity``): the classifier and denoiser (weights and structure), sigma, the noise seed
+        and the defaults of PREDICT and of the attack objective; not ``forward_batch`` nor the
+        backend, which change how fast the samples run, not which samples run."""
+        return {"class": f"{type(self).__module__}.{type(self).__qualname__}",
+                "classifier": self.classifier, "denoiser": self.denoiser, "sigma": self.sigma,
+                "num_classes": self.num_classes, "seed": self.seed, "n": self.n,
+                "alpha": self.alpha, "attack_samples": self.attack_samples}
 
     def extra_repr(self) -> str:
         return (f"sigma={self.sigma}, num_classes={self.num_classes}, denoised="

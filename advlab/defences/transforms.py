@@ -14,23 +14,22 @@ useful way; attackers go through them with BPDA (``Preprocessed`` does it).
 
 ==================  =========================================================================
 ``bit_depth``       keep ``bits`` bits per channel (three conventions, see its docstring)
-``median_filter``   median over a rectangular window (kornia's ``median_blur``)
+``median_filter``   median over a rectangular window (min/max networks; kornia beyond 3x3)
 ``tv_minimize``     masked TV minimisation, batched Chambolle-Pock primal-dual
 ``kmeans_quantize`` each image's colours replaced by the nearest of its own ``k`` centroids
-``jpeg``            JPEG encode/decode at a quality (torchvision's libjpeg)
+``jpeg``            JPEG encode/decode at a quality (torchvision's libjpeg-turbo)
 ==================  =========================================================================
 """
 from __future__ import annotations
 
-import logging
 import math
-import os
-import warnings
 
 import kornia
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .. import native
 
 
 def _check_images(x: torch.Tensor, name: str = "x") -> None:
@@ -98,12 +97,50 @@ def _window(size: int | tuple[int, int]) -> tuple[int, int]:
     return int(h), int(w)
 
 
+def _sort3(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Elementwise (min, median, max) of three tensors: a sorting network of three
+    compare-exchanges (six min/max ops)."""
+    lo, hi = torch.minimum(a, b), torch.maximum(a, b)
+    low, t = torch.minimum(lo, c), torch.maximum(lo, c)
+    return low, torch.minimum(hi, t), torch.maximum(hi, t)
+
+
+def _median3(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    """Elementwise median of three tensors, ``max(min(a, b), min(max(a, b), c))``."""
+    lo, hi = torch.minimum(a, b), torch.maximum(a, b)
+    return torch.maximum(lo, torch.minimum(hi, c, out=hi), out=lo)
+
+
+def _median_min_max(x: torch.Tensor, h: int, w: int, mode: str) -> torch.Tensor:
+    """1x3, 3x1 and 3x3 medians by min/max networks on shifted views of the padded image (exact:
+    a median is one of the values).  3x3: each column of three is sorted once (and shared by
+    the three windows it belongs to); the median of the nine is the median of the largest of
+    the three column minima, the median of the column medians and the smallest of the column
+    maxima (the classic median-of-9 decomposition, e.g. Smith 1996, Waltz et al.)."""
+    p = F.pad(x, (w // 2, w // 2, h // 2, h // 2), mode=mode)
+    rows, cols = x.shape[-2:]
+    if h == 1:
+        return _median3(p[..., :, :-2], p[..., :, 1:-1], p[..., :, 2:])
+    if w == 1:
+        return _median3(p[..., :-2, :], p[..., 1:-1, :], p[..., 2:, :])
+    low, mid, high = _sort3(p[..., :-2, :], p[..., 1:-1, :], p[..., 2:, :])   # (rows, cols + 2)
+    shifted = lambda t: (t[..., :cols], t[..., 1:cols + 1], t[..., 2:])  # noqa: E731
+    a, b, c = shifted(low)
+    lows = torch.maximum(torch.maximum(a, b), c)
+    a, b, c = shifted(high)
+    highs = torch.minimum(torch.minimum(a, b), c)
+    return _median3(lows, _median3(*shifted(mid)), highs)
+
+
 def median_filter(x: torch.Tensor, size: int | tuple[int, int], mode: str = "reflect") -> torch.Tensor:
     """Median of each channel over a ``size = (height, width)`` window (Xu et al. 2018's
-    spatial smoothing; the source study's 1x3, 3x1, 3x3, 5x5 windows), through kornia.
+    spatial smoothing; the source study's 1x3, 3x1, 3x3, 5x5 windows).
 
-    ``mode``: the padding beyond the border, kornia's name (see :data:`MEDIAN_MODES` for
-    scipy's); the default leaves the edge pixel out of the mirror image (scipy's "mirror").
+    1x3, 3x1 and 3x3 windows go through min/max networks (:func:`_median_min_max`, 4 to 18
+    elementwise ops), larger ones through kornia's ``median_blur``; both equal
+    ``scipy.ndimage.median_filter`` exactly.  ``mode``: the padding beyond the border, kornia's
+    name (see :data:`MEDIAN_MODES` for scipy's); the default leaves the edge pixel out of the
+    mirror image (scipy's "mirror").
     """
     _check_images(x)
     if mode not in MEDIAN_MODES:
@@ -111,6 +148,8 @@ def median_filter(x: torch.Tensor, size: int | tuple[int, int], mode: str = "ref
     h, w = _window(size)
     if h == w == 1:
         return x.clone()
+    if max(h, w) == 3:
+        return _median_min_max(x, h, w, mode)
     return kornia.filters.median_blur(x, (h, w), border_type=mode)
 
 
@@ -184,22 +223,39 @@ def bernoulli_mask(x: torch.Tensor, keep: float, per_channel: bool = True,
     return (u < keep).to(x.dtype).expand_as(x)
 
 
-def _fill_dropped(x: torch.Tensor, mask: torch.Tensor, window: int = 7) -> torch.Tensor:
+def _box_sum(t: torch.Tensor, window: int) -> torch.Tensor:
+    """Sum over a ``window`` x ``window`` box around each pixel, zero beyond the border
+    (separable: ``window`` shifted adds down the rows, then along the columns)."""
+    r, (h, w) = window // 2, t.shape[-2:]
+    p = F.pad(t, (r, r, r, r))
+    rows = p[..., 0:h, :].clone()
+    for i in range(1, window):
+        rows += p[..., i:i + h, :]
+    out = rows[..., 0:w].clone()
+    for j in range(1, window):
+        out += rows[..., j:j + w]
+    return out
+
+
+FILL_WINDOW = 7   # the box of kept neighbours whose mean fills a dropped pixel at the start
+
+
+def _fill_dropped(x: torch.Tensor, mask: torch.Tensor, window: int = FILL_WINDOW) -> torch.Tensor:
     """A starting image that depends on the kept pixels only: each dropped pixel gets the mean
     of the kept ones in a ``window``-wide box around it (normalised convolution), or its
     channel's mean of kept pixels where the box holds none."""
-    pool = lambda t: F.avg_pool2d(t, window, stride=1, padding=window // 2,  # noqa: E731
-                                  count_include_pad=False)
-    num, den = pool(mask * x), pool(mask)
+    mx = mask * x
+    num, den = _box_sum(torch.stack([mx, mask]), window).unbind(0)
     kept = mask.flatten(2).sum(2).clamp_min(1)
-    channel_mean = ((mask * x).flatten(2).sum(2) / kept)[..., None, None]
-    local = torch.where(den > 1e-6, num / den.clamp_min(1e-6), channel_mean)
+    channel_mean = (mx.flatten(2).sum(2) / kept)[..., None, None]
+    local = torch.where(den > 0, num / torch.where(den > 0, den, torch.ones_like(den)), channel_mean)
     return torch.where(mask > 0, x, local)
 
 
 def _primal_dual_step(z, z_bar, py, px, m, mx, tau, sigma, weight, theta, isotropic: bool):
-    """One Chambolle-Pock iteration for :func:`tv_minimize` (pure tensor code, so that
-    ``torch.compile`` fuses it into a few loops)."""
+    """One Chambolle-Pock iteration for :func:`tv_minimize` in torch (the GPU path, and the CPU
+    path without the native kernel, :func:`advlab.native.tv_minimize`, which runs the same
+    arithmetic)."""
     dy, dx = image_gradient(z_bar)
     py, px = py + sigma * dy, px + sigma * dx
     if isotropic:   # project each (py, px) onto the disc of radius weight
@@ -211,47 +267,6 @@ def _primal_dual_step(z, z_bar, py, px, m, mx, tau, sigma, weight, theta, isotro
     return z_new, z_new + theta * (z_new - z), py, px
 
 
-_COMPILED: dict = {}
-COMPILE_MIN_WORK = 5 * 10**7   # values x iterations below which compiling costs more than it saves
-
-
-def _step_function(work: int, device: torch.device):
-    """:func:`_primal_dual_step`, compiled by ``torch.compile`` on the CPU for calls of at
-    least :data:`COMPILE_MIN_WORK` values x iterations (a batch of 4 224-pixel images at 100
-    iterations); eager on other devices (a GPU runs the eager step fast enough), for smaller
-    calls, and when ``ADVLAB_COMPILE=0``.
-
-    Measured on this project's 2-core CPU (shared with other jobs), TVM keeping 10% of the
-    pixels, 100 iterations, 8 images of 224 pixels: eager 19.4 s then 11.5 s a call;
-    compiled 25.8 s for the first call with an empty inductor cache (6.6 s with a warm one)
-    and 0.9-2.3 s for each call after it.  Compiling pays for itself from the second batch,
-    and a chapter's run transforms hundreds of batches.  If compilation fails (no C++
-    compiler), a warning says so once and the eager step is used from then on.
-    """
-    if work < COMPILE_MIN_WORK or device.type != "cpu" \
-            or os.environ.get("ADVLAB_COMPILE", "1") == "0" or _COMPILED.get("failed"):
-        return _primal_dual_step
-    if "fn" not in _COMPILED:
-        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # CUDA_HOME note
-        _COMPILED["fn"] = torch.compile(_primal_dual_step, dynamic=True, fullgraph=True)
-    return _COMPILED["fn"]
-
-
-def _run_step(args: tuple, isotropic: bool, work: int) -> tuple:
-    step = _step_function(work, args[0].device)
-    if step is _primal_dual_step:
-        return step(*args, isotropic)
-    try:
-        return step(*args, isotropic)
-    except Exception as err:  # inductor needs a working C++ toolchain
-        warnings.warn(f"torch.compile of the TV step failed ({type(err).__name__}: "
-                      f"{str(err).strip().splitlines()[0] if str(err).strip() else 'no message'}); "
-                      "TV minimisation runs eager from now on (about 5-10x slower on the CPU)",
-                      RuntimeWarning, stacklevel=3)
-        _COMPILED["failed"] = True
-        return _primal_dual_step(*args, isotropic)
-
-
 @torch.no_grad()
 def tv_minimize(x: torch.Tensor, mask: torch.Tensor | None = None, weight: float = TV_WEIGHT,
                 steps: int = TV_STEPS, isotropic: bool = True) -> torch.Tensor:
@@ -259,11 +274,11 @@ def tv_minimize(x: torch.Tensor, mask: torch.Tensor | None = None, weight: float
 
         ``argmin_z 0.5 ||mask * (z - x)||_2^2 + weight * TV(z)``,
 
-    each channel on its own, ``mask`` 1 on the kept pixels (``None``: all of them, which is
-    Rudin-Osher-Fatemi denoising, scikit-image's ``denoise_tv_chambolle(x, weight)``).  This is
-    the objective Guo et al.'s code solves with its default split-Bregman solver (weight
-    0.03, isotropic TV); their paper, and the source study after it, write the data term
-    without the square and TV_p row by row, which changes the scale of the weight.
+    each channel on its own, ``mask`` 1 on the kept pixels (``None`` or all ones: all of them,
+    which is Rudin-Osher-Fatemi denoising, scikit-image's ``denoise_tv_chambolle(x, weight)``).
+    This is the objective Guo et al.'s code solves with its default split-Bregman solver
+    (weight 0.03, isotropic TV); their paper, and the source study after it, write the data
+    term without the square and TV_p row by row, which changes the scale of the weight.
 
     Solver: Chambolle & Pock 2011's primal-dual algorithm, steps tau = 2/sqrt(8) and
     sigma = 1/(2 sqrt(8)) (Algorithm 1; Algorithm 2's acceleration when every pixel is kept,
@@ -272,30 +287,40 @@ def tv_minimize(x: torch.Tensor, mask: torch.Tensor | None = None, weight: float
     pixels only.  A fixed budget of ``steps`` iterations, no stopping test.  Tolerance at the
     default 100 steps, measured on 128-pixel crops of ImageNet images against 3,000
     iterations: objective within 1.2% (10% of the pixels kept), 0.5% (25%) and 0.013% (all),
-    mean pixel difference 0.8, 0.3 and 0.05 grey levels; ``tests/test_transforms.py`` checks
-    it against scikit-image and an exact solver.  Not differentiable: attack it with BPDA.
+    mean pixel difference 0.8, 0.3 and 0.05 grey levels; with every pixel kept this is a lower
+    objective than scikit-image's ``denoise_tv_chambolle`` reaches with its own stopping rule
+    (0.1% to 4% above the optimum on 224-pixel photographs).  ``tests/test_transforms.py``
+    checks it against scikit-image and an exact solver.  Not differentiable: attack it with
+    BPDA.
+
+    On the CPU (float32 or float64) it runs in :func:`advlab.native.tv_minimize`, one image
+    plane at a time in the L2 cache, planes spread over torch's threads; elsewhere (a GPU,
+    ``ADVLAB_COMPILE=0``, no C++ compiler) in torch (:func:`_fill_dropped`,
+    :func:`_primal_dual_step`).  Both give the same iterates up to float rounding.
     """
     _check_images(x)
     if weight <= 0 or steps < 1:
         raise ValueError(f"need weight > 0 and steps >= 1, got weight={weight}, steps={steps}")
     if mask is not None:
         mask = mask.to(dtype=x.dtype, device=x.device).expand_as(x)
-    full = mask is None or bool((mask > 0).all())
-    m = torch.ones_like(x) if mask is None else mask
-    mx = m * x
-    z = x.clone() if full else _fill_dropped(x, m)
+        if bool((mask == 1).all()):
+            mask = None
+    unit = mask is None
+    tau, sigma = TV_STEP_RATIO / math.sqrt(8), 1 / (TV_STEP_RATIO * math.sqrt(8))
+    if native.usable(x):
+        return native.tv_minimize(x, mask, steps, tau, sigma, weight, isotropic, FILL_WINDOW)
+    mx = x if unit else mask * x
+    z = x.clone() if unit else _fill_dropped(x, mask)
+    m = torch.ones_like(x) if unit else mask
     z_bar = z
     py, px = torch.zeros_like(x), torch.zeros_like(x)
-    tau, sigma = TV_STEP_RATIO / math.sqrt(8), 1 / (TV_STEP_RATIO * math.sqrt(8))
     scalar = lambda v: torch.tensor(v, dtype=x.dtype, device=x.device)  # noqa: E731
     w = scalar(weight)
     for _ in range(steps):
-        theta = 1.0
-        if full:        # Algorithm 2 with gamma = 1
-            theta = 1 / math.sqrt(1 + 2 * tau)
-        args = (z, z_bar, py, px, m, mx, scalar(tau), scalar(sigma), w, scalar(theta))
-        z, z_bar, py, px = _run_step(args, isotropic, x.numel() * steps)
-        if full:
+        theta = 1 / math.sqrt(1 + 2 * tau) if unit else 1.0   # Algorithm 2 with gamma = 1
+        z, z_bar, py, px = _primal_dual_step(z, z_bar, py, px, m, mx, scalar(tau), scalar(sigma),
+                                             w, scalar(theta), isotropic)
+        if unit:
             tau, sigma = theta * tau, sigma / theta
     return z
 
@@ -304,8 +329,8 @@ class TVM(nn.Module):
     """Guo et al.'s TV minimisation as a randomised transform: each call draws a fresh
     Bernoulli mask keeping a fraction ``keep`` of the pixels, independently per image (from
     the global RNG, so EOT's repeated copies of an image get different masks and a seeded
-    ``predict`` is repeatable), then runs :func:`tv_minimize`.  ``keep=1``: plain TV
-    denoising, deterministic."""
+    ``predict`` is repeatable), then runs :func:`tv_minimize` and clips the result to [0, 1].
+    ``keep=1``: plain TV denoising, deterministic."""
 
     def __init__(self, keep: float = TV_KEEP, weight: float = TV_WEIGHT, steps: int = TV_STEPS,
                  isotropic: bool = True, per_channel: bool = True):
@@ -323,7 +348,10 @@ class TVM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mask = None if self.keep == 1 else bernoulli_mask(x, self.keep, self.per_channel)
-        return tv_minimize(x, mask, self.weight, self.steps, self.isotropic)
+        # an image for the classifier: the fixed iteration budget stops a little off the optimum,
+        # up to about 0.006 outside [0, 1] (seen on the ImageNet samples), which classifiers'
+        # input checks refuse
+        return tv_minimize(x, mask, self.weight, self.steps, self.isotropic).clamp_(0, 1)
 
     def extra_repr(self) -> str:
         return f"keep={self.keep}, weight={self.weight}, steps={self.steps}, isotropic={self.isotropic}"
@@ -436,17 +464,22 @@ JPEG_QUALITY = 75   # Guo et al.'s
 
 def jpeg(x: torch.Tensor, quality: int = JPEG_QUALITY) -> torch.Tensor:
     """JPEG compression and decompression at ``quality`` (1-100; Guo et al. 2018 used 75)
-    through torchvision's libjpeg, all images of the batch in one call; 8-bit in between."""
+    through torchvision's libjpeg-turbo, all images of the batch in one call; 8-bit in between
+    (``round(255 x)``, clipped), the same bytes as PIL's encoder at that quality.  The
+    conversions run in place (no temporary float copies of the batch) and each decoded image
+    is written straight into the output."""
     _check_images(x)
     if not 1 <= int(quality) <= 100:
         raise ValueError(f"quality must be from 1 to 100, got {quality!r}")
     if x.shape[1] not in (1, 3):
         raise ValueError(f"JPEG needs 1 or 3 channels, got {x.shape[1]}")
     from torchvision.io import decode_jpeg, encode_jpeg
-    u8 = torch.round(x.detach().clamp(0, 1) * 255).to(torch.uint8).cpu()
+    u8 = x.detach().cpu().mul(255).clamp_(0, 255).round_().to(torch.uint8)
     coded = encode_jpeg(list(u8), quality=int(quality))
-    out = torch.stack(decode_jpeg(coded))
-    return (out.to(device=x.device, dtype=x.dtype) / 255)
+    out = torch.empty(x.shape, dtype=x.dtype)
+    for i, image in enumerate(decode_jpeg(coded)):
+        out[i].copy_(image).div_(255)
+    return out.to(x.device)
 
 
 class JPEG(nn.Module):

@@ -1,11 +1,12 @@
-"""Chapter 3's exercises: colour-depth reduction, the defence success rate, and reading the
-median-window curves."""
+"""Chapter 3's exercises: colour-depth reduction, the defence success rate, reading the
+median-window curves, the paired test that compares two transforms, and what two success rates
+alone can tell (multiple choice).  Confirmations never state an answer: the book shows them."""
 from __future__ import annotations
 
 import pandas as pd
 import torch
 
-from . import given, ok, returned
+from . import given, multiple_choice, ok, returned
 
 
 def _images(seed: int = 0) -> torch.Tensor:
@@ -31,7 +32,7 @@ def check_remove_bits(fn) -> None:
             raise AssertionError(
                 f"remove_bits(x, {k}) differs from the expected result; first levels you produce: "
                 f"{levels}. Hint: v = round(255 x); v - v mod 2**k; then / 255 (it rounds down).")
-    ok("ch03-ex1", "Removing 6 bits leaves only the levels 0, 64, 128 and 192.")
+    ok("ch03-ex1", "remove_bits rounds down to the multiples of 2**k for k = 2, 4 and 6.")
 
 
 def check_success_rate(fn) -> None:
@@ -49,26 +50,95 @@ def check_success_rate(fn) -> None:
                 if abs(got - 5 / 8) < 1e-6 or abs(got - 1.0) < 1e-6 else
                 "numerator: fooled and defended-correct; denominator: fooled")
         raise AssertionError(f"success_rate gave {got:.3f} on the test case, expected 0.600: {hint}.")
-    ok("ch03-ex2", "3 of the 5 fooling images are recovered: 60%.")
+    ok("ch03-ex2", "success_rate counts only the images that fool the undefended classifier.")
 
 
 def check_best_window(answer: str, curves: pd.DataFrame | None = None) -> None:
-    """ch03-ex3: the median window with the highest defence success rate against DeepFool,
-    averaged over the DeepFool strengths of ``curves`` (the chapter's results)."""
+    """ch03-ex3: the median window with the highest defence success rate against DeepFool's
+    direction scaled to the source study's L2 budgets, averaged over those budgets, in
+    ``curves`` (the chapter's results)."""
+    from ..experiments.ch03 import DEEPFOOL_SCALED
     given(answer, "answer (a window such as '3x3')")
     if curves is None:
         raise AssertionError("Pass the chapter's results: exercises.check('ch03-ex3', answer, results.curves).")
-    d = curves[(curves.attack == "DeepFool") & (curves.family == "median")]
+    d = curves[(curves.attack == DEEPFOOL_SCALED) & (curves.family == "median")]
     means = d.groupby("defence").rate.mean()
     best = means.idxmax()
     if str(answer).strip() not in means.index:
         raise AssertionError(f"{answer!r} is not one of the windows {sorted(means.index)}.")
     if str(answer).strip() != best:
         raise AssertionError(f"{answer} averages {means[str(answer).strip()]:.1%} against DeepFool; "
-                             f"another window does better. Group the DeepFool rows by defence.")
-    ok("ch03-ex3", f"{best} averages {means[best]:.1%} over the DeepFool strengths "
-       f"({', '.join(f'{k} {v:.1%}' for k, v in means.items())}).")
+                             f"another window does better. Group the rows of {DEEPFOOL_SCALED!r} by defence.")
+    ok("ch03-ex3", "That window has the highest mean success rate over the scaled DeepFool "
+       "budgets; compare it with the source study's claim in the claims table.")
+
+
+def _paired(seed: int, n: int = 60) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two defences' right/wrong outcomes on the same ``n`` images, correlated as real ones are."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.rand(n, generator=g) < 0.5
+    flip = torch.rand(n, generator=g) < 0.3
+    return a, a ^ flip
+
+
+def check_mcnemar(fn) -> None:
+    """ch03-ex4: ``fn(a, b)`` is the two-sided p-value of McNemar's exact test of two defences
+    judged on the same images (``a``, ``b``: boolean tensors, True where each is right)."""
+    given(fn, "def mcnemar_p(a, b) and answer = mcnemar_p")
+    assert callable(fn), "answer must be the function itself: answer = mcnemar_p"
+    from scipy.stats import binomtest
+
+    from ..metrics import mcnemar
+    cases = [_paired(seed) for seed in range(6)]
+    cases.append((torch.ones(10, dtype=torch.bool), torch.ones(10, dtype=torch.bool)))  # no discordant
+    cases.append((torch.tensor([True] * 9 + [False] * 3), torch.tensor([False] * 9 + [True] * 3)))
+    for a, b in cases:
+        got = float(returned(fn(a.clone(), b.clone()), "mcnemar_p"))
+        want = mcnemar(a, b).p
+        if abs(got - want) < 1e-9:
+            continue
+        a_only, b_only = int((a & ~b).sum()), int((~a & b).sum())
+        if a_only + b_only == 0:
+            raise AssertionError(f"When no image is right for one defence alone the two are "
+                                 f"indistinguishable: return 1, not {got:.3g}.")
+        unpaired = binomtest(int(a.sum()), int(a.sum() + b.sum()), 0.5).pvalue
+        one_sided = binomtest(a_only, a_only + b_only, 0.5, alternative="greater").pvalue
+        if abs(got - unpaired) < 1e-9:
+            hint = ("you counted every image each defence gets right; only the images where the "
+                    "two disagree carry information about which is better")
+        elif abs(got - one_sided) < 1e-9 or abs(got - want / 2) < 1e-9:
+            hint = "that is a one-sided p-value: the test asks whether either defence is better"
+        else:
+            hint = ("under the hypothesis of equal accuracy, the images right for A alone are "
+                    "Binomial(discordant, 1/2)")
+        raise AssertionError(f"mcnemar_p gave {got:.4g} where A alone is right on {a_only} images "
+                             f"and B alone on {b_only}; not yet: {hint}.")
+    ok("ch03-ex4", "mcnemar_p agrees with the exact McNemar test the chapter uses on every case.")
+
+
+EX5_OPTIONS = {
+    "a": "yes: 30 of 60 against 22 of 60 is a difference of 13 percentage points",
+    "b": "no: their 95% Wilson intervals overlap, so the difference is not significant",
+    "c": "not from these two numbers: it depends on how many images each recovers that the "
+         "other does not",
+    "d": "no: two transforms can never be compared on the same images",
+}
+
+
+def check_two_rates(answer) -> None:
+    """ch03-ex5: two transforms recover 30 and 22 of the same 60 fooling images; is the first
+    significantly better? (multiple choice)"""
+    multiple_choice("ch03-ex5", answer, EX5_OPTIONS, "c",
+                    "On the same images the two counts are paired; only the discordant images "
+                    "(right for one transform alone) decide the test, and 30 against 22 is "
+                    "compatible with a discordance of 8 against 0 as well as of 20 against 12.",
+                    hints={"a": "a difference in points says nothing about its significance "
+                                "without knowing what varies from image to image.",
+                           "b": "overlapping intervals of two rates on the same images do not "
+                                "settle it: the images the two share cancel out.",
+                           "d": "the chapter compares transforms on the same images at every "
+                                "point: how?"})
 
 
 CHECKERS = {"ch03-ex1": check_remove_bits, "ch03-ex2": check_success_rate,
-            "ch03-ex3": check_best_window}
+            "ch03-ex3": check_best_window, "ch03-ex4": check_mcnemar, "ch03-ex5": check_two_rates}

@@ -263,33 +263,84 @@ def _rate_panel(ax, t: pd.DataFrame, y: str, colour, label: str, style: str = "-
     ax.fill_between(t.l2, t[f"{y}_lo"], t[f"{y}_hi"], color=colour, alpha=0.15, lw=0)
 
 
-def plot_rate_curves(curves: pd.DataFrame, y: str = "rate", title: str | None = None) -> plt.Figure:
+def plot_rate_curves(curves: pd.DataFrame, y: str = "rate", title: str | None = None,
+                     rows: dict[str, list[str]] | None = None) -> plt.Figure:
     """Chapter 3 (the source study's Figures 3-6): ``y`` (the defence success rate, or
     ``"acc"``) of each defence in ``curves`` against the attack's mean normalised L2, one
-    panel per attack, with 95% Wilson bands."""
+    panel per attack (``curves.panel`` when present), with 95% Wilson bands.  An attack with a
+    single point in a panel (DeepFool's minimal perturbation beside its scaled direction) is a
+    star of its defence's colour.  ``rows``: groups of defences, ``{group title: defences}``, at
+    most two: then one row per attack and one column per group (default: every defence in
+    one group, the attacks' panels two a row)."""
     curves = curves[curves.defence != "undefended"]
-    attacks = list(dict.fromkeys(curves.attack))
-    defences = list(dict.fromkeys(curves.defence))
-    colours = dict(zip(defences, sns.color_palette("colorblind", len(defences))))
-    fig, axes = panels(len(attacks), 2.7, sharey=True)
-    for ax, name in zip(axes, attacks):
+    if "panel" not in curves:
+        curves = curves.assign(panel=curves.attack)
+    names = list(dict.fromkeys(curves.panel))
+    rows = rows or {"": list(dict.fromkeys(curves.defence))}
+    everyone = list(dict.fromkeys(d for ds in rows.values() for d in ds))
+    colours = dict(zip(everyone, sns.color_palette("colorblind", len(everyone))))
+    # one panel per attack; with several groups of defences, one row per attack and one
+    # column per group (at most two panels a row)
+    cols = len(rows)
+    if cols > 2:
+        raise ValueError("at most two groups of defences (one column each)")
+    fig, axes = panels(len(names) * cols, 2.7, cols=cols if cols > 1 else None, sharey=True)
+    grid = [(panel, title, defences) for panel in names for title, defences in rows.items()]
+    for ax, (panel, group, defences) in zip(axes, grid):
+        t = curves[curves.panel == panel]
         for d in defences:
-            _rate_panel(ax, curves[(curves.attack == name) & (curves.defence == d)], y, colours[d], human(d))
-        ax.set(title=human(name), xlabel="normalised L2 of the perturbation")
+            for _, line in t[t.defence == d].groupby("attack", sort=False):
+                if line.l2.nunique() > 1:
+                    _rate_panel(ax, line, y, colours[d], human(d))
+                else:       # a single point (DeepFool's minimal perturbation): a star
+                    ax.plot(line.l2, line[y], "*", color=colours[d], ms=9, label=human(d))
+        lone = [a for a, g in t.groupby("attack", sort=False)
+                if g.l2.nunique() == 1 and t.attack.nunique() > 1]
+        lines = [a for a in dict.fromkeys(t.attack) if a not in lone]
+        name = human(panel)
+        if lone:        # e.g. "DeepFool, scaled; ★ minimal"
+            if len(lines) == 1 and lines[0] != panel:
+                name += f", {human(lines[0])}"
+            name += f"; ★ {', '.join(map(human, lone))}"
+        ax.set(title=f"{name}\n{group}" if group else name,
+               xlabel="normalised L2 of the perturbation")
         percent_axis(ax)
         ax.tick_params(labelleft=True)
     for ax in axes[::2]:
         ax.set_ylabel("defence success rate" if y == "rate" else "defended accuracy")
-    legend_below(fig, axes, ncols=3)
+    longest = max((len(human(d)) for d in everyone), default=0)
+    legend_below(fig, axes, ncols=3 if longest <= 20 else 2)
     if title:
         fig.suptitle(title)
+    return fig
+
+
+def _adaptive_one_budget(adaptive: pd.DataFrame) -> plt.Figure:
+    names = list(dict.fromkeys(adaptive.defence))
+    fig = figure(0.3 * len(names) + 1.6)
+    ax = fig.add_subplot()
+    for who, marker, colour, dy in (("oblivious", "o", "#0072B2", -0.15), ("adaptive", "s", "#D55E00", 0.15)):
+        t = adaptive[adaptive.attacker == who].set_index("defence").reindex(names)
+        y = np.arange(len(names)) + dy
+        ax.errorbar(t.acc, y, xerr=[t.acc - t.acc_lo, t.acc_hi - t.acc], fmt=marker, color=colour,
+                    capsize=2, label={"oblivious": "L2 PGD ignoring the defence",
+                                      "adaptive": "L2 PGD through it (BPDA + EOT)"}[who])
+    ax.set_yticks(np.arange(len(names)), [("no defence" if d == "undefended" else human(d)) for d in names])
+    ax.invert_yaxis()
+    percent_axis(ax, "x")
+    n, budget = int(adaptive.n.iloc[0]), float(adaptive.budget.iloc[0])
+    ax.set(xlabel=f"accuracy on {n} images at normalised L2 {budget:g} (95% intervals)")
+    legend_below(fig, [ax])
     return fig
 
 
 def plot_adaptive_curves(adaptive: pd.DataFrame) -> plt.Figure:
     """Chapter 3: accuracy of each defence under L2 PGD that ignores it (dashed) and that
     goes through it with BPDA and EOT (solid), one panel per family; the undefended
-    classifier under the same PGD in grey."""
+    classifier under the same PGD in grey.  With one budget there are no curves: one panel
+    with a row per defence and the two attackers' accuracies side by side (95% intervals)."""
+    if adaptive.budget.nunique() == 1:
+        return _adaptive_one_budget(adaptive)
     fams = [f for f in dict.fromkeys(adaptive.family) if f != "none"]
     fig, axes = panels(len(fams), 3.2, sharey=True)
     bare = adaptive[(adaptive.defence == "undefended") & (adaptive.attacker == "oblivious")]

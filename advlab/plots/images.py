@@ -72,19 +72,18 @@ def as_jpeg(fig: plt.Figure, quality: int = 85, dpi: int = 100):
     return _image(fig, "jpeg", quality=quality)
 
 
-def plot_processed(examples: dict, classes, max_chars: int = 12) -> plt.Figure:
+def plot_processed(examples: dict, classes, max_chars: int = 12, per_row: int = 3) -> plt.Figure:
     """Chapter 3 (the source study's Figure 2): the clean and adversarial image, then each
     transform's output beside its delta (output - adversarial input, mid-grey = 0, stretched
-    by the factor in the title), one row per family; labels with a tick when correct."""
-    outputs, fams, labels = examples["outputs"], examples["families"], examples["labels"]
+    by the factor in the title), ``per_row`` transforms a row in the order given (families
+    together); labels with a tick when correct."""
+    outputs, labels = examples["outputs"], examples["labels"]
     y = examples["y"]
-    by_family = {}
-    for name, fam in fams.items():
-        by_family.setdefault(fam, []).append(name)
-    cols = 2 * max(max(len(v) for v in by_family.values()), 1)
-    rows = 1 + len(by_family)
+    names = list(outputs)
+    cols = 2 * per_row
+    rows = 1 + -(-len(names) // per_row)
     panel = PAGE_WIDTH_IN / cols
-    fig, axes = plt.subplots(rows, cols, figsize=(PAGE_WIDTH_IN, (panel + 0.5) * rows), squeeze=False,
+    fig, axes = plt.subplots(rows, cols, figsize=(PAGE_WIDTH_IN, (panel + 0.45) * rows), squeeze=False,
                              layout="constrained")
     for ax in axes.flat:
         ax.set_axis_off()
@@ -94,12 +93,12 @@ def plot_processed(examples: dict, classes, max_chars: int = 12) -> plt.Figure:
     strength = examples.get("strength")
     show(axes[0, 0], examples["x"], f"clean\n{label(y)}")
     show(axes[0, 1], examples["x_adv"],
-         f"{human(examples['attack'])} {strength:g}/255\n{label(examples['adv_label'])}")
-    for r, names in enumerate(by_family.values(), start=1):
-        for j, name in enumerate(names):
-            out = outputs[name]
-            delta = out - examples["x_adv"]
-            gain = 0.5 / max(float(delta.abs().max()), 1e-6)
-            show(axes[r, 2 * j], out, f"{human(name)}\n{label(labels[name])}")
-            show(axes[r, 2 * j + 1], 0.5 + gain * delta, f"change (×{gain:.0f})")
+         f"{human(examples['attack'])} ε = {strength:g}/255\n{label(examples['adv_label'])}")
+    for i, name in enumerate(names):
+        r, j = 1 + i // per_row, 2 * (i % per_row)
+        out = outputs[name]
+        delta = out - examples["x_adv"]
+        gain = 0.5 / max(float(delta.abs().max()), 1e-6)
+        show(axes[r, j], out, f"{human(name)}\n{label(labels[name])}")
+        show(axes[r, j + 1], 0.5 + gain * delta, f"change ×{gain:.0f}")
     return fig
