@@ -993,7 +993,7 @@ def claims_table(r: Ch05Results) -> pd.DataFrame:
                                for a in gray.index),
                      "yes" if len(helped) == len(gray) else
                      ("only against " + ", ".join(ATTACK_NAMES[a] for a in helped) if helped
-                      else "no: the PRM alone does as well")))
+                      else "not shown: no paired test finds a difference")))
     if "rebuild + shift" in set(g.defence):
         reb = g[(g.attacker == "gray-box") & (g.defence == "rebuild + shift")].set_index("attack")
         rows_ = [(a, gray.acc[a], reb.acc[a], gray.p_rebuild[a]) for a in gray.index]
