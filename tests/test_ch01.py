@@ -52,7 +52,7 @@ def test_source_comparison_layout():
 def test_kernel_check_rejects_the_source_study_claim():
     k = ch01.kernel_check().set_index("candidate")
     assert k.max_abs_kernel_error.iloc[0] > 10 * k.max_abs_kernel_error.iloc[1]
-    assert k.index[1].startswith("one 9x9")
+    assert k.index[1].startswith("one 9×9")
     x = torch.rand(2, 3, 40, 40, generator=torch.Generator().manual_seed(0))
     px = ch01.kernel_check(x=x).max_pixel_error_255
     assert px.iloc[1] < 3.0 and px.iloc[0] > 5 * px.iloc[1]   # ~2 grey levels vs. ~25
