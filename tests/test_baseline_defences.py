@@ -120,3 +120,13 @@ def test_pixel_deflection_defence_shape():
     assert out.shape == x.shape and float(out.min()) >= 0 and float(out.max()) <= 1
     with pytest.raises(ValueError, match="sigma"):
         pixel_deflection_defence(model, 10, 5, 0.0)
+
+
+def test_pixel_deflection_setting_scales_with_the_image():
+    from advlab.defences.pixel_deflection import scaled_deflection
+    assert scaled_deflection(224, 224) == (200, 10)          # the study's own size
+    assert scaled_deflection(112, 112) == (50, 5)            # a quarter of the area, half the side
+    assert scaled_deflection(32, 32) == (4, 1)               # CIFAR: 200 * 1024 / 224^2 = 4.08
+    assert scaled_deflection(8, 8) == (1, 1)                 # never below one
+    with pytest.raises(ValueError):
+        scaled_deflection(0, 32)

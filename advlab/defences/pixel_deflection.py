@@ -15,6 +15,8 @@ convert2ycbcr=True, channel_axis=-1)`` (tested).
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import nn
@@ -105,6 +107,25 @@ def pixel_deflection(x: torch.Tensor, deflections: int = 200, window: int = 10,
                      sigma: float = 0.04) -> torch.Tensor:
     """:func:`deflect` then :func:`wavelet_denoise`, clipped to [0, 1]."""
     return wavelet_denoise(deflect(x, deflections, window), sigma).clamp_(0, 1)
+
+
+#: The setting of Prakash et al. and of Chapter 5's source code, made for 224-px ImageNet images:
+#: 200 deflections, each within 10 pixels.
+REFERENCE_SIZE, REFERENCE_DEFLECTIONS, REFERENCE_WINDOW = 224, 200, 10
+
+
+def scaled_deflection(height: int, width: int, deflections: int = REFERENCE_DEFLECTIONS,
+                      window: int = REFERENCE_WINDOW, size: int = REFERENCE_SIZE) -> tuple[int, int]:
+    """A Pixel Deflection setting made for ``size`` x ``size`` images carried to ``height`` x
+    ``width`` ones: the number of deflections scales with the image's area (the same share of
+    the pixels moves) and the window with its side (the window covers the same share of the
+    image), each rounded and at least 1.  For 32 x 32 images the study's 200 in 10 becomes
+    4 deflections in a window of 1 (200 at 224 px deflects 0.4% of the pixels, 200 at 32 px 20%)."""
+    if min(height, width, size) < 1 or deflections < 0 or window < 1:
+        raise ValueError(f"need positive sizes, deflections >= 0 and window >= 1, got "
+                         f"{height}x{width}, {deflections}, {window}, {size}")
+    area = height * width / size ** 2
+    return max(1, round(deflections * area)), max(1, round(window * math.sqrt(area)))
 
 
 def pixel_deflection_defence(model: nn.Module, deflections: int = 200, window: int = 10,

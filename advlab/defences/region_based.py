@@ -1,7 +1,8 @@
 """Region-based classification of Cao & Gong 2017 ("Mitigating evasion attacks to deep neural
 networks via region-based classification", ACSAC): the label most of ``samples`` points drawn
 uniformly from the L-inf hypercube of radius ``radius`` around the input receive (their CIFAR-10
-setting: r = 0.02 on [0, 1] images, 1,000 samples).  Samples are clipped to [0, 1]."""
+setting: r = 0.02 on [0, 1] images, 10,000 samples; the vote needs at least about 1,000 to be
+stable).  Samples are clipped to [0, 1]."""
 from __future__ import annotations
 
 import torch

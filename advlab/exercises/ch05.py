@@ -61,4 +61,46 @@ def check_ex2(answer) -> None:
     ok("ch05-ex2", "1 and 1/7 = 0.143: the PRM's IoU runs between these two.")
 
 
-CHECKERS = {"ch05-ex1": check_ex1, "ch05-ex2": check_ex2}
+#: (clean, attacked, defended) accuracies and the defence rate they give (NaN: undefined).
+EX3_CASES = [((0.9, 0.1, 0.5), 0.5), ((0.8, 0.2, 0.8), 1.0), ((0.8, 0.2, 0.2), 0.0),
+             ((0.9, 0.3, 0.1), -1 / 3), ((0.36, 0.36, 0.35), float("nan")),
+             ((0.36, 0.40, 0.35), float("nan"))]
+
+
+def _rates(answer, clean, attacked, defended) -> torch.Tensor:
+    out = answer(*(torch.as_tensor(v, dtype=torch.float64) for v in (clean, attacked, defended)))
+    return returned(out, "defence_rate").double()
+
+
+def check_ex3(answer, defences=None) -> None:
+    """``answer(clean, attacked, defended)``: the authors' defence rate
+    ``1 - (clean - defended) / (clean - attacked)`` of tensors of accuracies, NaN where the
+    attack did not lower the accuracy (``attacked >= clean``); with ``defences`` (the run's
+    defence table), it must give the table's ``defence_rate`` column too."""
+    given(answer, "def defence_rate(clean, attacked, defended) and answer = defence_rate")
+    assert callable(answer), "answer must be the function itself: answer = defence_rate"
+    inputs = [torch.tensor(c, dtype=torch.float64) for c in zip(*(case for case, _ in EX3_CASES))]
+    want = torch.tensor([r for _, r in EX3_CASES], dtype=torch.float64)
+    got = _rates(answer, *inputs)
+    assert got.shape == want.shape, f"return one rate per defence: shape {tuple(want.shape)}, got {tuple(got.shape)}"
+    defined = ~want.isnan()
+    if torch.allclose(got[defined], 1 - want[defined], atol=1e-6):
+        raise AssertionError("that is the share of the attack's damage that remains; the rate is 1 minus it")
+    assert torch.allclose(got[defined], want[defined], atol=1e-6), (
+        "not yet where the rate is defined: the attack costs clean - attacked, the defence "
+        "leaves clean - defended of it, and the rate is 1 - (clean - defended) / (clean - attacked)")
+    assert got[~defined].isnan().all(), (
+        "where the attack did not lower the accuracy (attacked >= clean) there is no damage to "
+        "undo: return NaN there (torch.where(..., rate, torch.nan)), not a number")
+    if defences is not None:
+        t = defences[defences.defence_rate.notna()]
+        clean = defences[defences.attack == "clean"].set_index("defence")["acc_plain"]
+        got = _rates(answer, *(v.to_numpy(dtype="float64", copy=True) for v in
+                               (t.defence.map(clean), t.acc_plain, t.acc)))
+        assert torch.allclose(got, torch.tensor(t.defence_rate.to_numpy(), dtype=torch.float64),
+                              atol=1e-6), "your rates differ from the defence-rate table's"
+    ok("ch05-ex3", "A rate near 1 needs an attack that hurt the model without the transform; "
+       "where it did not, the rate says nothing.")
+
+
+CHECKERS = {"ch05-ex1": check_ex1, "ch05-ex2": check_ex2, "ch05-ex3": check_ex3}
