@@ -129,11 +129,9 @@ def markdown(table: pd.DataFrame, note: str) -> str:
 
 
 def replace_block(page: str, block: str) -> str:
-    if START not in page or END not in page:
-        raise SystemExit(f"the page has no {START} ... {END} block")
-    head, rest = page.split(START, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{START}\n{block}\n{END}{tail}"
+    """``page`` with the ratio table's block replaced by ``block``."""
+    from chapter_timings import replace_block as replace
+    return replace(page, block, START, END)
 
 
 def main(argv: list[str] | None = None) -> pd.DataFrame:

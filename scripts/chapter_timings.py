@@ -66,12 +66,14 @@ def advlab_version() -> str:
     return re.search(r'^__version__ = "([^"]+)"', init.read_text(), re.M).group(1)
 
 
-def replace_block(page: str, block: str) -> str:
-    if START not in page or END not in page:
-        raise SystemExit(f"the page has no {START} ... {END} block")
-    head, rest = page.split(START, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{START}\n{block}\n{END}{tail}"
+def replace_block(page: str, block: str, start: str = START, end: str = END) -> str:
+    """``page`` with the text between the markers ``start`` and ``end`` replaced by ``block``
+    (scripts/bench_kernels.py uses it for its own markers)."""
+    if start not in page or end not in page:
+        raise SystemExit(f"the page has no {start} ... {end} block")
+    head, rest = page.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{block}\n{end}{tail}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -49,11 +49,16 @@ def test_wheel_metadata(wheel):
     assert any(r.startswith("ipywidgets>=7.5") for r in requires)
 
 
-def test_wheel_installs_and_imports(wheel, tmp_path):
-    target = tmp_path / "site"
+def _install(wheel, target):
+    """The wheel installed (without dependencies) into the folder ``target``."""
     proc = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
                            str(target), str(wheel)], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return target
+
+
+def test_wheel_installs_and_imports(wheel, tmp_path):
+    target = _install(wheel, tmp_path / "site")
     code = ("import advlab, advlab.exercises, advlab.report, advlab.cli; "
             "from importlib.resources import files; "
             "print(advlab.__version__, advlab.__file__, "
@@ -74,10 +79,7 @@ def test_installed_copy_builds_its_native_kernels_or_warns_once(wheel, tmp_path)
     with the reason, and TV minimisation runs on torch with the same result."""
     if shutil.which("c++") is None and shutil.which("g++") is None:
         pytest.skip("no C++ compiler")
-    target = tmp_path / "site"
-    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
-                           str(target), str(wheel)], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    target = _install(wheel, tmp_path / "site")
     code = ("import warnings, torch\n"
             "from advlab import native\n"
             "from advlab.defences import transforms as T\n"

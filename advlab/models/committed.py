@@ -66,6 +66,20 @@ def read_state(folder: Path, record: Record, what: str = "committed weights"
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
+def load_model(folder: Path, records: dict[str, Record], name: str, build, what: str
+               ) -> nn.Module:
+    """The committed model ``name`` (``records``: the manifest of ``folder``): ``build(**arch)``
+    of its recorded recipe with the checked weights (:func:`read_state`), in eval mode on the
+    CPU; a name that is not committed is a ValueError naming those that are (``what``: e.g.
+    "denoiser")."""
+    record = records.get(name)
+    if record is None:
+        raise ValueError(f"no committed {what} {name!r}; committed: {sorted(records)}")
+    model = build(**record.recipe["arch"])
+    model.load_state_dict(read_state(folder, record, f"committed {what}"))
+    return model.eval()
+
+
 def float16_bytes(model: nn.Module) -> bytes:
     """``model``'s state dict with floating tensors as float16, serialised by ``torch.save``
     to memory (so the bytes, and the sha256, depend only on the weights, not on a file name)."""

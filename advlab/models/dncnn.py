@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import init
 
-from .committed import MANIFEST, Record, read_manifest, read_state, resource_folder  # noqa: F401
+from .committed import MANIFEST, Record, load_model, read_manifest, resource_folder  # noqa: F401
 
 
 class DnCNN(nn.Module):
@@ -84,9 +84,4 @@ def load_committed(name: str) -> DnCNN:
     """The committed denoiser ``name`` (float16 on disk, float32 in eval mode on the CPU), its
     file checked against the manifest's sha256 and read with ``weights_only=True``; a name that
     is not committed is a ValueError naming the committed ones."""
-    record = manifest().get(name)
-    if record is None:
-        raise ValueError(f"no committed denoiser {name!r}; committed: {sorted(manifest())}")
-    model = DnCNN(**record.recipe["arch"])
-    model.load_state_dict(read_state(resource_dir(), record, "committed denoiser"))
-    return model.eval()
+    return load_model(resource_dir(), manifest(), name, DnCNN, "denoiser")

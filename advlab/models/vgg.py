@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .committed import Record, read_manifest, read_state, resource_folder
+from .committed import Record, load_model, read_manifest, resource_folder
 from .wrappers import Normalized
 
 #: Per-channel mean and std of the CIFAR-10 training images (the usual values).
@@ -80,9 +80,4 @@ def load_committed(name: str = "vgg-cifar10") -> Normalized:
     """The committed surrogate ``name`` (float16 on disk, float32 in eval mode on the CPU,
     taking [0, 1] images), its file checked against the manifest's sha256 and read with
     ``weights_only=True``; a name that is not committed is a ValueError naming those that are."""
-    record = manifest().get(name)
-    if record is None:
-        raise ValueError(f"no committed surrogate {name!r}; committed: {sorted(manifest())}")
-    model = vgg_cifar10(**record.recipe["arch"])
-    model.load_state_dict(read_state(resource_dir(), record, "committed surrogate"))
-    return model.eval()
+    return load_model(resource_dir(), manifest(), name, vgg_cifar10, "surrogate")
